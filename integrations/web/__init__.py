@@ -1,0 +1,53 @@
+"""The Flask application: webhook receiver, health check and read API."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from integrations.config import Config, load_config
+from store.db import open_db
+from store.schema import migrate
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+def configure_logging(level: str) -> None:
+    """Log to stderr in one line per record, once per process."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    root.setLevel(level)
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Application factory: `gunicorn 'integrations.web:create_app()'`."""
+    config = config or load_config()
+    configure_logging(config.log_level)
+    app = Flask(__name__)
+    app.config["SETTINGS"] = config
+    # Zoom's events are a few KB; larger bodies are refused before they are read.
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+
+    db = open_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
+    migrate(db)
+    db.close()
+
+    from integrations.web import api, health, webhooks
+
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(api.bp)
+
+    @app.errorhandler(HTTPException)
+    def json_error(error: HTTPException):
+        """Every error is JSON with a message."""
+        response = jsonify(error=error.name, message=error.description)
+        response.status_code = error.code or 500
+        if error.code == 405 and error.get_headers():
+            response.headers.update({k: v for k, v in error.get_headers() if k.lower() == "allow"})
+        return response
+
+    return app

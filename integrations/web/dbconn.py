@@ -1,0 +1,20 @@
+"""The database connection a request uses."""
+
+from __future__ import annotations
+
+import sqlite_utils
+from flask import current_app
+
+from integrations.config import Config
+from store.db import thread_db
+
+
+def settings() -> Config:
+    """The app's Config."""
+    return current_app.config["SETTINGS"]
+
+
+def get_db() -> sqlite_utils.Database:
+    """This thread's connection (kept open across requests: opening one costs more than the insert)."""
+    config = settings()
+    return thread_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)

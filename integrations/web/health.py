@@ -1,0 +1,31 @@
+"""GET /healthz: does the database answer?"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from flask import Blueprint, Response
+
+from integrations.web.dbconn import get_db
+from integrations.web.webhooks import json_response
+from store.events import NORMALIZE_CURSOR, get_state
+
+log = logging.getLogger(__name__)
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """200 with counts when the database answers, 503 when it does not."""
+    try:
+        db = get_db()
+        last_id = db.execute("SELECT max(id) FROM raw_records").fetchone()[0] or 0
+        cursor = int(get_state(db, NORMALIZE_CURSOR, "0") or 0)
+        pending = db.execute(
+            "SELECT count(*) FROM raw_records WHERE source = 'webhook' AND id > ?", [cursor]
+        ).fetchone()[0]
+    except (sqlite3.Error, OSError) as e:
+        log.error("health check failed: %s", e)
+        return json_response({"status": "unavailable", "database": str(e)}, 503)
+    return json_response({"status": "ok", "database": "ok", "records": last_id, "pending_normalization": pending})

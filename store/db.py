@@ -1,0 +1,190 @@
+"""Opening the SQLite database, and the write path every writer shares.
+
+Durability without an fsync per request: writers commit in WAL mode with
+`synchronous=NORMAL` under a short exclusive lock, then call `fdatasync` on the WAL file
+*after* releasing the lock. One fsync makes every frame written before it durable, so
+concurrent requests in several gunicorn processes share fsyncs instead of queueing
+behind each other's (a cross-process group commit; figures in bench/README.md).
+Checkpoints in NORMAL mode sync the WAL before copying it and the database after, so a
+frame is durable in the WAL or in the main file at every moment after our fdatasync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import sqlite_utils
+
+
+class DatabaseUnavailable(Exception):
+    "The database cannot take the write now (locked past the bound, disk full, read-only)"
+
+
+# Errors SQLite reports when the write cannot happen; all mean "try again later" to Zoom.
+_UNAVAILABLE_MESSAGES = ("disk is full", "database or disk is full", "readonly", "read-only", "locked", "busy", "disk i/o error", "unable to open")
+
+
+def is_unavailable_error(error: BaseException) -> bool:
+    """True for SQLite errors that mean the write cannot be stored now (vs a bug)."""
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES):
+        return True
+    if isinstance(error, sqlite3.OperationalError):
+        message = str(error).lower()
+        return any(m in message for m in _UNAVAILABLE_MESSAGES)
+    return False
+
+
+def create_private_file(path: str) -> None:
+    """Create `path` readable and writable by its owner only, if it does not exist yet."""
+    if path == ":memory:" or os.path.exists(path):
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    os.close(fd)
+    # The new directory entry must survive a crash too.
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def open_db(path: str, *, lock_timeout: float = 2.0) -> sqlite_utils.Database:
+    """Open the database at `path` in WAL mode, creating it owner-only if it is new."""
+    create_private_file(path)
+    # SQLite's own busy handler is the fallback for writers that skip our lock (an
+    # operator's sqlite-utils, a backup); ours wakes waiters sooner.
+    conn = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
+    db = sqlite_utils.Database(conn)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    db.path = path  # type: ignore[attr-defined]
+    db.lock_timeout = lock_timeout  # type: ignore[attr-defined]
+    return db
+
+
+_local = threading.local()
+
+
+def thread_db(path: str, *, lock_timeout: float = 2.0) -> sqlite_utils.Database:
+    """A connection reused by this thread of this process (opening one per request costs)."""
+    key = (os.getpid(), path, lock_timeout)
+    cache = getattr(_local, "dbs", None)
+    if cache is None or getattr(_local, "pid", None) != os.getpid():
+        cache = _local.dbs = {}
+        _local.pid = os.getpid()
+    db = cache.get(key)
+    if db is None:
+        db = cache[key] = open_db(path, lock_timeout=lock_timeout)
+    return db
+
+
+class WriteLock:
+    """An exclusive, bounded lock shared by every process writing to one database file."""
+
+    def __init__(self, db_path: str):
+        self.path = db_path + "-lock"
+        self._fd: int | None = None
+        self._pid = os.getpid()
+        self._thread_lock = threading.Lock()
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextlib.contextmanager
+    def hold(self, timeout: float) -> Iterator[None]:
+        """Hold the lock, or raise DatabaseUnavailable after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        if not self._thread_lock.acquire(timeout=timeout):
+            raise DatabaseUnavailable(f"database write lock not acquired within {timeout:g}s")
+        try:
+            fd = self._file()
+            delay = 0.0001
+            # flock cannot time out by itself; poll with short, growing sleeps.
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DatabaseUnavailable(f"database write lock not acquired within {timeout:g}s") from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.002)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
+_locks: dict[tuple[int, str], WriteLock] = {}
+_locks_guard = threading.Lock()
+
+
+def write_lock(db_path: str) -> WriteLock:
+    """The process-wide WriteLock for `db_path`."""
+    key = (os.getpid(), os.path.abspath(db_path))
+    with _locks_guard:
+        lock = _locks.get(key)
+        if lock is None:
+            lock = _locks[key] = WriteLock(db_path)
+        return lock
+
+
+def sync_wal(db_path: str) -> None:
+    """fdatasync the WAL so every commit made before this call is on disk."""
+    try:
+        fd = os.open(db_path + "-wal", os.O_RDONLY)
+    except FileNotFoundError:
+        # The last connection checkpointed and removed the WAL: the frames are in the
+        # main file, which the checkpoint synced. Sync it again to be sure.
+        fd = os.open(db_path, os.O_RDONLY)
+    try:
+        os.fdatasync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def durable_write(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+    """A write transaction that is on disk when the block exits without error.
+
+    Raises DatabaseUnavailable when the lock is not had in time or SQLite cannot write.
+    """
+    path: str = db.path  # type: ignore[attr-defined]
+    conn = db.conn
+    try:
+        with write_lock(path).hold(db.lock_timeout):  # type: ignore[attr-defined]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        sync_wal(path)
+    except (sqlite3.OperationalError, OSError) as e:
+        if is_unavailable_error(e):
+            raise DatabaseUnavailable(str(e)) from e
+        raise
+
+
+def query_one(db: sqlite_utils.Database, sql: str, params: Any = ()) -> Any:
+    """The first column of the first row of `sql`, or None."""
+    row = db.execute(sql, params).fetchone()
+    return row[0] if row else None

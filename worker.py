@@ -27,7 +27,7 @@ def get_config() -> Config:
 
 def gunicorn_command(config: Config, *, bind: str | None = None, workers: int | None = None) -> list[str]:
     """The gunicorn command line of the Procfile's `web` process."""
-    workers = workers or int(os.environ.get("WEB_CONCURRENCY", "4"))
+    workers = workers or config.web_concurrency
     return [
         sys.executable,
         "-m",
@@ -130,6 +130,16 @@ def problems(limit: int, as_json: bool) -> None:
         flag = " [stale timestamp]" if row["stale_timestamp"] and row["parse_error"] else ""
         click.echo(f"#{row['id']} {row['received_at']} {row['event'] or '-'}: {what}{flag}")
 
+
+def _add_area_commands() -> None:
+    from integrations.commands import attendance, audit, demo, reports
+
+    for module in (reports, attendance, audit, demo):
+        for command in module.commands:
+            cli.add_command(command)
+
+
+_add_area_commands()
 
 if __name__ == "__main__":
     cli()

@@ -1,3 +1,7 @@
-"""Imports every module that registers migrations, in the order they must apply."""
+"""Imports every module that registers migrations, in the order they must apply.
+
+Add a module here when it registers migrations; never reorder existing lines.
+"""
 
 import store.schema  # noqa: F401  (m001: evidence, events, instances)
+import store.reports  # noqa: F401  (m002: report fetches, rows, registrants)

@@ -1,0 +1,5 @@
+"""CLI commands: attendance."""
+
+import click
+
+commands: list[click.Command] = []

@@ -1,0 +1,5 @@
+"""CLI commands: audit."""
+
+import click
+
+commands: list[click.Command] = []

@@ -1,0 +1,5 @@
+"""CLI commands: demo."""
+
+import click
+
+commands: list[click.Command] = []

@@ -1,0 +1,5 @@
+"""CLI commands: reports."""
+
+import click
+
+commands: list[click.Command] = []

@@ -1,0 +1,55 @@
+"""Output formats shared by the CLI and the read API: table, CSV, JSON, JSON lines.
+
+CSV cells are neutralized for spreadsheets: display names are attacker-controlled, and a
+cell starting with `=`, `+`, `-`, `@`, tab or carriage return runs as a formula in Excel,
+LibreOffice and Google Sheets (OWASP "CSV Injection"). A leading `'` makes it text.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, TextIO
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: lists joined by `;`, booleans as true/false, None empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        value = ";".join(str(v) for v in value)
+    elif isinstance(value, dict):
+        value = json.dumps(value, ensure_ascii=False)
+    return neutralize_cell(value)
+
+
+def csv_lines(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> Iterator[str]:
+    """Stream CSV text (header first), one chunk per row, cells neutralized."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(fields)
+    yield buffer.getvalue()
+    for row in rows:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow([csv_cell(row.get(f)) for f in fields])
+        yield buffer.getvalue()
+
+
+def write_csv(rows: Iterable[dict[str, Any]], fields: Sequence[str], out: TextIO) -> None:
+    """Write rows as spreadsheet-safe CSV to `out`."""
+    for chunk in csv_lines(rows, fields):
+        out.write(chunk)

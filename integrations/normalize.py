@@ -28,7 +28,7 @@ def normalize_delivery(raw_id: int, body: bytes) -> NormalizedDelivery:
         meeting_uuid=parsed.instance_uuid,
         parse_error="; ".join(parsed.warnings) or None,
         participant_rows=[participant_event_row(parsed)] if parsed.participant is not None else [],
-        instance=instance_facts(parsed) if parsed.instance_uuid else None,
+        instance=instance_facts(parsed) if parsed.is_participant_event or parsed.is_instance_event else None,
     )
 
 

@@ -67,3 +67,18 @@ def post_event(client, event: dict | bytes, **kwargs):
     """POST a delivery as signed bytes to the real app."""
     body = event if isinstance(event, bytes) else json.dumps(event).encode()
     return client.post("/webhooks/zoom", data=body, headers=signed_headers(body, **kwargs))
+
+
+@pytest.fixture
+def runner_env(config, monkeypatch):
+    """Run `worker.py` commands in-process against the test database."""
+    from click.testing import CliRunner
+
+    import worker
+
+    monkeypatch.setattr(worker, "load_config", lambda: config)
+
+    def run(args):
+        return CliRunner().invoke(worker.cli, args, catch_exceptions=False)
+
+    return run

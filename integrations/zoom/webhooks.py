@@ -148,19 +148,19 @@ def parse_event(body: bytes) -> ParsedEvent:
     event_ts = data.get("event_ts")
     if isinstance(event_ts, int) and not isinstance(event_ts, bool):
         parsed.event_ts = event_ts
-    if not (parsed.is_participant_event or parsed.is_instance_event):
-        return parsed  # stored raw, acknowledged, nothing to normalize
-
     payload = data.get("payload")
     obj = payload.get("object") if isinstance(payload, dict) else None
+    if isinstance(obj, dict):
+        parsed.meeting_id = text(obj.get("id"))
+        parsed.instance_uuid = text(obj.get("uuid"))
+        parsed.topic = text(obj.get("topic"))
+        parsed.host_id = text(obj.get("host_id"))
+    if not (parsed.is_participant_event or parsed.is_instance_event):
+        return parsed  # stored raw, acknowledged, nothing more to normalize
     if not isinstance(obj, dict):
         raise ZoomPayloadError(f"{name}: missing payload.object")
-    parsed.meeting_id = text(obj.get("id"))
-    parsed.instance_uuid = text(obj.get("uuid"))
     if parsed.instance_uuid is None:
         raise ZoomPayloadError(f"{name}: missing payload.object.uuid (the instance)")
-    parsed.topic = text(obj.get("topic"))
-    parsed.host_id = text(obj.get("host_id"))
     times = _times(obj, ("start_time", "end_time"), parsed.warnings)
     parsed.start_time, parsed.end_time = times["start_time"], times["end_time"]
 

@@ -1,0 +1,39 @@
+"""The schema is created on start, once, even when several processes start together."""
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+from store.db import open_db
+from store.schema import migrate, migrations
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_concurrent_starts_apply_each_migration_once(tmp_path):
+    path = tmp_path / "a.db"
+    code = "from store.db import open_db; from store.schema import migrate; migrate(open_db(%r))" % str(path)
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(6)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    db = open_db(str(path))
+    applied = [row["name"] for row in db.query("select name from _sqlite_migrations order by rowid")]
+    assert applied == [m.name for m in migrations._migrations]
+    assert migrations.pending(db) == []
+
+
+def test_migrate_is_idempotent(tmp_path):
+    db = open_db(str(tmp_path / "b.db"))
+    migrate(db)
+    tables = set(db.table_names())
+    migrate(db)
+    assert set(db.table_names()) == tables
+    assert {"raw_records", "participant_events", "instances", "report_rows"} <= tables
+
+
+def test_database_file_is_private_to_its_owner(tmp_path):
+    path = tmp_path / "private.db"
+    migrate(open_db(str(path)))
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600

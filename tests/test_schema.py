@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import store.registry  # noqa: F401  (registers every migration)
 from store.db import open_db
 from store.schema import migrate, migrations
 

@@ -38,6 +38,8 @@ def gunicorn_command(config: Config, *, bind: str | None = None, workers: int | 
         bind or f"0.0.0.0:{config.port}",
         "--graceful-timeout",
         "20",
+        # gunicorn 27's control socket has one default path per user: several servers collide.
+        "--no-control-socket",
         "integrations.web:create_app()",
     ]
 

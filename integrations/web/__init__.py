@@ -20,6 +20,8 @@ def configure_logging(level: str) -> None:
     if not root.handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
     root.setLevel(level)
+    # APScheduler logs every run of the one-second normalize job at INFO.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
 
 
 def create_app(config: Config | None = None) -> Flask:

@@ -1,0 +1,256 @@
+"""What the fault tests share (issue 7): the Procfile's processes started for real, signed
+posts over HTTP, and checks that the evidence is whole.
+
+Servers bind 127.0.0.1 on a free port with a temporary database, and each runs in its own
+process group so a test can kill -9 the whole of it (gunicorn's master and its workers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from store.evidence import GENESIS, chain_hash, content_hash
+from tests.conftest import API_TOKEN, SECRET, signed_headers
+
+ROOT = Path(__file__).resolve().parents[1]
+APP_SPEC = "'integrations.web:create_app()'"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def procfile_line(name: str) -> str:
+    """The command of the Procfile's `name` process."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"Procfile has no {name}: line")
+
+
+def web_command() -> str:
+    """The Procfile's web line, bound to 127.0.0.1 (tests never listen on other interfaces)."""
+    line = procfile_line("web")
+    assert "$PORT" in line and APP_SPEC in line, line
+    return re.sub(r"--bind\s+0\.0\.0\.0:", "--bind 127.0.0.1:", line)
+
+
+def process_env(database: Path, **extra: str) -> dict[str, str]:
+    """The environment a Procfile process gets in these tests: temp database, test secrets."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ZOOM_", "API_TOKEN", "DATABASE_URL", "WEB_CONCURRENCY"))
+    }
+    # The virtualenv's gunicorn and python, as a platform puts the app's environment first.
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(
+        DATABASE_URL=f"sqlite:///{database}",
+        ZOOM_WEBHOOK_SECRET_TOKEN=SECRET,
+        API_TOKEN=API_TOKEN,
+        WEB_CONCURRENCY="2",
+        LOG_LEVEL="INFO",
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Proc:
+    """A Procfile process running in its own process group, its stderr in a file."""
+
+    process: subprocess.Popen
+    log_path: Path
+    port: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill9(self) -> None:
+        """kill -9 every process of the group: master and workers die mid-request."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, wait; SIGKILL the group if it lingers. Returns the exit status."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # stray workers, if any
+        return self.process.returncode
+
+
+def start_procfile(name: str, command: str, env: dict[str, str], log_path: Path) -> Proc:
+    """Run `command` as a platform runs a Procfile line: through the shell, in the repo."""
+    log = open(log_path, "ab")  # noqa: SIM115 (the child keeps it; closed when the test ends)
+    process = subprocess.Popen(
+        ["/bin/sh", "-c", "exec " + command],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    log.close()
+    return Proc(process, log_path)
+
+
+def start_web(tmp_path: Path, database: Path, *, tag: str = "web", **extra: str) -> Proc:
+    """Start the Procfile's web process on a free port and wait until /healthz answers 200."""
+    last_error = ""
+    for _ in range(3):  # another test may take the free port between our probe and the bind
+        port = free_port()
+        env = process_env(database, PORT=str(port), **extra)
+        proc = start_procfile("web", web_command(), env, tmp_path / f"{tag}.log")
+        proc.port = port
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline and proc.process.poll() is None:
+            with contextlib.suppress(OSError):
+                if get(port, "/healthz", timeout=2)[0] == 200:
+                    return proc
+            time.sleep(0.1)
+        last_error = proc.log()[-3000:]
+        proc.kill9()
+    raise AssertionError(f"web process did not become healthy:\n{last_error}")
+
+
+def request(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict | None = None, *, timeout: float = 10
+) -> tuple[int, bytes]:
+    """One HTTP request on a fresh connection; (status, body). Raises OSError on transport failure."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def get(port: int, path: str, *, headers: dict | None = None, timeout: float = 10) -> tuple[int, bytes]:
+    return request(port, "GET", path, headers=headers, timeout=timeout)
+
+
+def post_signed(port: int, body: bytes, *, timeout: float = 10, **kwargs) -> tuple[int, bytes]:
+    """POST `body` to /webhooks/zoom signed as Zoom would."""
+    return request(port, "POST", "/webhooks/zoom", body, signed_headers(body, **kwargs), timeout=timeout)
+
+
+def participant_body(n: int, *, run: str = "r", name: str | None = None) -> bytes:
+    """A signed-size (~700 byte) webinar.participant_joined body, unique per (`run`, `n`)."""
+    event = {
+        "event": "webinar.participant_joined",
+        "event_ts": 1764237600000 + n,
+        "payload": {
+            "account_id": "AAAAAAAAAAAAAAAAAAAAAA",
+            "object": {
+                "id": "81234567890",
+                "uuid": f"fault-{run}==",
+                "host_id": "z8yCxjabcdEFGHfp8uQ",
+                "topic": "Teachers' annual briefing",
+                "type": 5,
+                "start_time": "2026-11-27T09:00:00Z",
+                "timezone": "Europe/London",
+                "duration": 120,
+                "participant": {
+                    "user_id": str(16778240 + n),
+                    "user_name": name or f"Teacher {run}-{n}",
+                    "id": "",
+                    "participant_uuid": f"pu-{run}-{n}",
+                    "participant_user_id": "",
+                    "registrant_id": f"reg-{run}-{n}",
+                    "email": f"teacher.{run}.{n}@schools.example.org",
+                    "customer_key": "",
+                    "phone_number": "",
+                    "join_time": "2026-11-27T09:00:01Z",
+                },
+            },
+        },
+    }
+    return json.dumps(event).encode()
+
+
+def connect(database: Path) -> sqlite3.Connection:
+    """A plain read connection to a test database (WAL, like the app's)."""
+    conn = sqlite3.connect(database, timeout=10)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def verify_chain(database: Path) -> int:
+    """Recompute every raw record's content and chain hash; return the record count.
+
+    Independent of the app's own verification (issue 5 adds `verify`): a broken, reordered
+    or half-written record fails here.
+    """
+    conn = connect(database)
+    try:
+        previous = GENESIS
+        count = 0
+        for row in conn.execute("SELECT id, body, sha256, received_at, chain_hash FROM raw_records ORDER BY id"):
+            assert content_hash(bytes(row["body"])) == row["sha256"], (
+                f"record {row['id']}: body does not match its sha256"
+            )
+            expected = chain_hash(previous, row["sha256"], row["received_at"])
+            assert row["chain_hash"] == expected, f"record {row['id']}: chain hash broken"
+            previous = expected
+            count += 1
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return count
+    finally:
+        conn.close()
+
+
+def stored_hashes(database: Path, source: str = "webhook") -> dict[str, bytes]:
+    """sha256 -> raw body of every stored record of `source`."""
+    conn = connect(database)
+    try:
+        return {
+            r["sha256"]: bytes(r["body"])
+            for r in conn.execute("SELECT sha256, body FROM raw_records WHERE source = ?", [source])
+        }
+    finally:
+        conn.close()
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """The `fraction` percentile (nearest rank) of `values`."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, int(round(fraction * len(ordered))) - 1))]
+
+
+@contextlib.contextmanager
+def bounded(seconds: float, what: str) -> Iterator[None]:
+    """Fail if the block takes longer than `seconds` (keeps CI from hanging on a bug)."""
+    start = time.monotonic()
+    yield
+    took = time.monotonic() - start
+    assert took < seconds, f"{what} took {took:.1f}s (bound {seconds}s)"

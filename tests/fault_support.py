@@ -17,9 +17,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from store.evidence import GENESIS, chain_hash, content_hash
@@ -72,26 +72,43 @@ def process_env(database: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-@dataclass
 class Proc:
-    """A Procfile process running in its own process group, its stderr in a file."""
+    """A Procfile process running in its own process group; its output read from a pipe.
 
-    process: subprocess.Popen
-    log_path: Path
-    port: int | None = None
+    A pipe, as a platform's log collector reads it (and a full disk cannot stop it).
+    """
+
+    def __init__(self, process: subprocess.Popen, port: int | None = None):
+        self.process = process
+        self.port = port
+        self._output: list[bytes] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._output.append(line)
+
+    def _close(self) -> None:
+        self._reader.join(timeout=5)
+        if self.process.stdout is not None and not self._reader.is_alive():
+            self.process.stdout.close()
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """Everything the process wrote to stdout and stderr so far."""
+        return b"".join(list(self._output)).decode(errors="replace")
 
     def kill9(self) -> None:
         """kill -9 every process of the group: master and workers die mid-request."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+        self._close()
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM, wait; SIGKILL the group if it lingers. Returns the exit status."""
@@ -101,35 +118,35 @@ class Proc:
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.kill9()
+                pass
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)  # stray workers, if any
+        self.process.wait(timeout=10)
+        self._close()
         return self.process.returncode
 
 
-def start_procfile(name: str, command: str, env: dict[str, str], log_path: Path) -> Proc:
+def start_procfile(command: str, env: dict[str, str]) -> Proc:
     """Run `command` as a platform runs a Procfile line: through the shell, in the repo."""
-    log = open(log_path, "ab")  # noqa: SIM115 (the child keeps it; closed when the test ends)
     process = subprocess.Popen(
         ["/bin/sh", "-c", "exec " + command],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    log.close()
-    return Proc(process, log_path)
+    return Proc(process)
 
 
-def start_web(tmp_path: Path, database: Path, *, tag: str = "web", **extra: str) -> Proc:
+def start_web(database: Path, **extra: str) -> Proc:
     """Start the Procfile's web process on a free port and wait until /healthz answers 200."""
     last_error = ""
     for _ in range(3):  # another test may take the free port between our probe and the bind
         port = free_port()
         env = process_env(database, PORT=str(port), **extra)
-        proc = start_procfile("web", web_command(), env, tmp_path / f"{tag}.log")
+        proc = start_procfile(web_command(), env)
         proc.port = port
         deadline = time.monotonic() + 45
         while time.monotonic() < deadline and proc.process.poll() is None:

@@ -65,7 +65,7 @@ def test_kill9_of_procfile_web_under_load_loses_no_acknowledged_event(tmp_path):
     acked: list[bytes] = []
     rng = random.Random()
     for round_no in range(ROUNDS):
-        web = start_web(tmp_path, database, tag=f"web{round_no}")
+        web = start_web(database)
         try:
             with Posters(web.port, run=f"crash{round_no}") as posters:
                 # A random moment under load: several requests are mid-write when it lands.
@@ -87,7 +87,7 @@ def test_kill9_of_procfile_web_under_load_loses_no_acknowledged_event(tmp_path):
     assert verify_chain(database) == len(stored) >= len(acked)
 
     # After the crashes the restarted process recovers the WAL and keeps accepting.
-    web = start_web(tmp_path, database, tag="web-after")
+    web = start_web(database)
     try:
         after = [participant_body(n, run="after") for n in range(5)]
         assert [post_signed(web.port, body)[0] for body in after] == [200] * 5

@@ -1,4 +1,4 @@
-"""GET /healthz: does the database answer?"""
+"""GET /healthz: does the database answer, and can it take a durable write right now?"""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from flask import Blueprint, Response
 
 from integrations.web.dbconn import get_db
 from integrations.web.webhooks import json_response
+from store.db import DatabaseUnavailable
 from store.events import NORMALIZE_CURSOR, get_state
+from store.health import write_probe
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -17,7 +19,7 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """200 with counts when the database answers, 503 when it does not."""
+    """200 with counts when the database answers and commits a write, 503 when it does not."""
     try:
         db = get_db()
         last_id = db.execute("SELECT max(id) FROM raw_records").fetchone()[0] or 0
@@ -28,4 +30,10 @@ def healthz() -> Response:
     except (sqlite3.Error, OSError) as e:
         log.error("health check failed: %s", e)
         return json_response({"status": "unavailable", "database": str(e)}, 503)
+    try:
+        # Reads answer on a full disk or a read-only file; webhooks need writes (issue 7).
+        write_probe(db)
+    except (DatabaseUnavailable, sqlite3.Error, OSError) as e:
+        log.error("health check failed: database cannot take writes: %s", e)
+        return json_response({"status": "unavailable", "database": "ok", "writes": str(e)}, 503)
     return json_response({"status": "ok", "database": "ok", "records": last_id, "pending_normalization": pending})

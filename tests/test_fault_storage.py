@@ -1,0 +1,153 @@
+"""Storage faults (issue 7): a full database or disk, a read-only database. Webhooks get 503
+and never a 2xx, /healthz turns 503, and once writes work again ingestion resumes without a
+restart, with nothing half-written."""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from integrations.normalize import normalize_pending
+from store.db import DatabaseUnavailable, thread_db
+from store.evidence import content_hash
+from tests.conftest import post_event
+from tests.fault_support import get, participant_body, post_signed, start_web, stored_hashes, verify_chain
+
+
+def app_connection(config):
+    """The connection the app uses in this thread (the test client runs requests here)."""
+    return thread_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
+
+
+def count(conn, table: str) -> int:
+    return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def test_full_database_answers_503_then_resumes_without_restart(app, client, config, caplog):
+    caplog.set_level(logging.ERROR)
+    # Deliveries waiting for normalization: more rows than the free space left will hold.
+    pending = [participant_body(n, run="pending") for n in range(60)]
+    assert {post_event(client, body).status_code for body in pending} == {200}
+    db = app_connection(config)
+    # A full database, for real: SQLite's pager refuses to grow the file past max_page_count
+    # with SQLITE_FULL, the error a full disk gives.
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    assert db.execute(f"PRAGMA max_page_count = {pages}").fetchone()[0] == pages
+
+    acked, refused = [], []
+    for n in range(400):
+        body = participant_body(n, run="full")
+        response = post_event(client, body)
+        assert response.status_code in (200, 503), response.data
+        if response.status_code == 503:
+            assert response.json["error"] == "storage_unavailable"
+            refused.append(body)
+            if len(refused) == 5:
+                break
+        else:
+            acked.append(body)
+    assert len(refused) == 5, "the database never filled up"
+    assert "cannot store webhook, answering 503" in caplog.text and "full" in caplog.text
+
+    health = client.get("/healthz")
+    assert health.status_code == 503, health.json
+    assert "full" in health.json["writes"]
+
+    # Normalization on the full database fails whole: no rows, the cursor does not move.
+    with pytest.raises(DatabaseUnavailable):
+        normalize_pending(db)
+    assert count(db, "participant_events") == 0
+    assert db.execute("SELECT value FROM state WHERE key = 'normalize_cursor'").fetchone() is None
+
+    # Space is back (the limit lifts on the live connection): no restart.
+    db.execute("PRAGMA max_page_count = 1073741823")
+    assert client.get("/healthz").status_code == 200
+    stored = stored_hashes(Path(config.database_path))
+    assert not any(content_hash(b) in stored for b in refused), "a refused delivery was stored"
+    assert [post_event(client, body).json["status"] for body in refused] == ["stored"] * 5  # Zoom's retries
+    normalize_pending(db)
+    everything = [*pending, *acked, *refused]
+    assert count(db, "participant_events") == len(everything)
+    assert verify_chain(Path(config.database_path)) == len(everything)
+
+
+def test_read_only_database_answers_503_then_resumes(app, client, config, caplog):
+    caplog.set_level(logging.ERROR)
+    assert post_event(client, participant_body(0, run="ro")).status_code == 200
+    db = app_connection(config)
+    # The app's connection becomes read-only: SQLite answers SQLITE_READONLY, as for a
+    # read-only file (chmod cannot show it: the tests run as root in CI).
+    db.execute("PRAGMA query_only = ON")
+    refused = [participant_body(n, run="ro") for n in range(1, 4)]
+    responses = [post_event(client, body) for body in refused]
+    assert [r.status_code for r in responses] == [503] * 3
+    assert "readonly" in caplog.text
+    health = client.get("/healthz")
+    assert health.status_code == 503 and "readonly" in health.json["writes"]
+
+    db.execute("PRAGMA query_only = OFF")
+    assert client.get("/healthz").status_code == 200
+    assert [post_event(client, body).status_code for body in refused] == [200] * 3
+    assert verify_chain(Path(config.database_path)) == 4
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Every process in process group `pgid` (gunicorn's master and workers)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                pids.append(int(entry))
+    return pids
+
+
+def limit_file_size(pids: list[int], limit: int) -> None:
+    """Set RLIMIT_FSIZE of running processes: a file may not grow past `limit` bytes."""
+    for pid in pids:
+        _, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+        soft = hard if limit == resource.RLIM_INFINITY or hard != resource.RLIM_INFINITY and hard < limit else limit
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
+
+
+@pytest.mark.slow
+def test_disk_full_in_the_real_web_process_gives_503_then_resumes(tmp_path):
+    database = tmp_path / "attendance.db"
+    web = start_web(database)
+    try:
+        first = participant_body(0, run="disk")
+        assert post_signed(web.port, first)[0] == 200
+        pids = group_pids(web.pid)
+        assert len(pids) >= 3, pids  # master and 2 workers
+        # The kernel refuses to grow any file these processes write (EFBIG; Python ignores
+        # SIGXFSZ): every WAL append fails as it does on a full disk. Reads still work.
+        limit_file_size(pids, 1)
+        refused = [participant_body(n, run="disk") for n in range(1, 9)]
+        statuses = [post_signed(web.port, body)[0] for body in refused]
+        assert statuses == [503] * len(refused)
+        healths = [get(web.port, "/healthz")[0] for _ in range(4)]
+        assert healths == [503] * 4
+
+        limit_file_size(pids, resource.RLIM_INFINITY)  # space is back
+        assert [get(web.port, "/healthz")[0] for _ in range(4)] == [200] * 4
+        stored = stored_hashes(database)
+        assert not any(content_hash(b) in stored for b in refused), "a refused delivery was stored"
+        assert [post_signed(web.port, body)[0] for body in refused] == [200] * len(refused)
+    finally:
+        web.stop()
+    assert "cannot store webhook, answering 503" in web.log()
+    assert "cannot take writes" in web.log()
+    stored = stored_hashes(database)
+    assert set(stored) == {content_hash(b) for b in [first, *refused]}
+    assert verify_chain(database) == 1 + len(refused)
+    with sqlite3.connect(database) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -3,13 +3,491 @@
 Pages are raw records in the hash chain (store/evidence.py). Report rows are one per row
 of Zoom's participant report; the rows of an instance are those of its last complete
 fetch (`instances.report_fetch_id`), so a partial fetch never replaces a complete one.
+
+Rows arrive as plain dicts from integrations/zoom/reports.py; every write goes through
+`durable_write`. The re-fetch schedule lives here too, so a restarted worker picks up
+where it stopped. Migrations are at the end of this module, in the order they apply.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
 import sqlite_utils
 
+from store.db import durable_write, query_one
+from store.events import track_meeting
+from store.evidence import append_report_page, utc_now
 from store.schema import migrations
+
+ROW_COLUMNS = (
+    "row_hash",
+    "user_id",
+    "participant_user_id",
+    "registrant_id",
+    "name",
+    "user_email",
+    "join_time",
+    "leave_time",
+    "duration",
+    "status",
+    "bo_mtg_id",
+    "customer_key",
+    "failover",
+)
+REGISTRANT_COLUMNS = ("email", "first_name", "last_name", "name", "status", "create_time")
+SCHEDULE_FIELDS = frozenset(
+    (
+        "stage",
+        "due_at",
+        "status",
+        "attempts",
+        "extra_fetches",
+        "last_fetch_id",
+        "last_error",
+        "claimed_by",
+        "claimed_until",
+    )
+)
+
+
+def to_iso(moment: datetime) -> str:
+    """A UTC datetime in the one text form stored times use (so text order is time order)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_iso(value: str) -> datetime:
+    """A stored or Zoom UTC time as an aware datetime."""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SavedPage:
+    """What storing one fetched page did."""
+
+    raw_id: int
+    rows: int
+    new_rows: int
+
+
+@dataclass(frozen=True)
+class FetchSummary:
+    """One report fetch, as recorded in report_fetches."""
+
+    fetch_id: int
+    instance_uuid: str
+    status: str
+    pages: int
+    rows: int
+    new_rows: int
+    zero_duration_rows: int
+    restarts: int
+    api_calls: int
+    error: str | None
+
+
+# -- report fetches -------------------------------------------------------------------------
+
+
+def start_fetch(
+    db: sqlite_utils.Database,
+    instance_uuid: str,
+    *,
+    kind: str,
+    meeting_id: str | None = None,
+    stale_after_hours: float = 6,
+) -> int:
+    """Record a new running fetch of an instance's report; returns its id.
+
+    Fetches of this instance still 'running' after `stale_after_hours` died with their
+    process: they are marked failed and what they had seen is dropped.
+    """
+    now = utc_now()
+    with durable_write(db) as conn:
+        stale = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM report_fetches WHERE instance_uuid = ? AND status = 'running' "
+                "AND started_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
+                (instance_uuid, f"-{stale_after_hours * 3600:.0f} seconds"),
+            )
+        ]
+        for fetch_id in stale:
+            conn.execute("DELETE FROM report_fetch_seen WHERE fetch_id = ?", (fetch_id,))
+            conn.execute(
+                "UPDATE report_fetches SET status = 'failed', error = 'abandoned (worker stopped)', completed_at = ? WHERE id = ?",
+                (now, fetch_id),
+            )
+        cursor = conn.execute(
+            "INSERT INTO report_fetches (instance_uuid, kind, meeting_id, started_at) VALUES (?, ?, ?, ?)",
+            (instance_uuid, kind, meeting_id, now),
+        )
+        return int(cursor.lastrowid)
+
+
+def save_report_page(
+    db: sqlite_utils.Database,
+    fetch_id: int,
+    instance_uuid: str,
+    *,
+    body: bytes,
+    url: str,
+    rows: Sequence[Mapping[str, Any]],
+) -> SavedPage:
+    """Store a fetched page as evidence and upsert its rows (idempotent on row_hash)."""
+    columns = ", ".join(ROW_COLUMNS)
+    marks = ", ".join("?" * len(ROW_COLUMNS))
+    with durable_write(db) as conn:
+        record = append_report_page(conn, body, url=url, meeting_uuid=instance_uuid)
+        before = conn.total_changes
+        conn.executemany(
+            f"INSERT OR IGNORE INTO report_rows (instance_uuid, raw_id, {columns}) VALUES (?, ?, {marks})",
+            [(instance_uuid, record.id, *(row.get(c) for c in ROW_COLUMNS)) for row in rows],
+        )
+        new_rows = conn.total_changes - before
+        conn.executemany(
+            "INSERT OR IGNORE INTO report_fetch_seen (fetch_id, row_id) "
+            "SELECT ?, id FROM report_rows WHERE instance_uuid = ? AND row_hash = ?",
+            [(fetch_id, instance_uuid, row["row_hash"]) for row in rows],
+        )
+        conn.execute(
+            "UPDATE report_fetches SET pages = pages + 1, new_rows = new_rows + ? WHERE id = ?", (new_rows, fetch_id)
+        )
+    return SavedPage(record.id, len(rows), new_rows)
+
+
+def _update_schedule(conn, instance_uuid: str, fields: Mapping[str, Any]) -> None:
+    unknown = set(fields) - SCHEDULE_FIELDS
+    if unknown:
+        raise ValueError(f"not schedule fields: {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    conn.execute(
+        f"UPDATE report_schedule SET {assignments}, updated_at = ? WHERE instance_uuid = ?",
+        (*fields.values(), utc_now(), instance_uuid),
+    )
+
+
+def complete_fetch(
+    db: sqlite_utils.Database,
+    fetch_id: int,
+    *,
+    api_calls: int = 0,
+    restarts: int = 0,
+    zero_duration_rows: int = 0,
+    schedule: Mapping[str, Any] | None = None,
+) -> FetchSummary:
+    """Mark a fetch complete and make its rows the instance's report, in one transaction.
+
+    `schedule` (report_schedule fields) is written in the same transaction, so a worker
+    stopping right after never fetches the same stage twice.
+    """
+    now = utc_now()
+    with durable_write(db) as conn:
+        instance_uuid, kind, meeting_id = conn.execute(
+            "SELECT instance_uuid, kind, meeting_id FROM report_fetches WHERE id = ?", (fetch_id,)
+        ).fetchone()
+        conn.execute(
+            "UPDATE report_rows SET fetch_id = ? WHERE id IN (SELECT row_id FROM report_fetch_seen WHERE fetch_id = ?)",
+            (fetch_id, fetch_id),
+        )
+        rows = conn.execute("SELECT count(*) FROM report_fetch_seen WHERE fetch_id = ?", (fetch_id,)).fetchone()[0]
+        conn.execute("DELETE FROM report_fetch_seen WHERE fetch_id = ?", (fetch_id,))
+        conn.execute(
+            "UPDATE report_fetches SET status = 'complete', completed_at = ?, rows = ?, api_calls = ?, restarts = ?, "
+            "zero_duration_rows = ? WHERE id = ?",
+            (now, rows, api_calls, restarts, zero_duration_rows, fetch_id),
+        )
+        conn.execute(
+            "INSERT INTO instances (instance_uuid, meeting_id, kind, first_seen_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (instance_uuid) DO UPDATE SET meeting_id = coalesce(instances.meeting_id, excluded.meeting_id), "
+            "kind = coalesce(instances.kind, excluded.kind)",
+            (instance_uuid, meeting_id, kind, now),
+        )
+        conn.execute(
+            "UPDATE instances SET report_fetch_id = ?, report_complete = 1, report_fetched_at = ? WHERE instance_uuid = ?",
+            (fetch_id, now, instance_uuid),
+        )
+        if schedule:
+            _update_schedule(conn, instance_uuid, {**schedule, "last_fetch_id": fetch_id})
+    return get_fetch(db, fetch_id)
+
+
+def fail_fetch(
+    db: sqlite_utils.Database,
+    fetch_id: int,
+    error: str,
+    *,
+    api_calls: int = 0,
+    restarts: int = 0,
+    schedule: Mapping[str, Any] | None = None,
+) -> FetchSummary:
+    """Mark a fetch failed; the instance keeps the rows of its last complete fetch."""
+    with durable_write(db) as conn:
+        instance_uuid = conn.execute("SELECT instance_uuid FROM report_fetches WHERE id = ?", (fetch_id,)).fetchone()[0]
+        rows = conn.execute("SELECT count(*) FROM report_fetch_seen WHERE fetch_id = ?", (fetch_id,)).fetchone()[0]
+        conn.execute("DELETE FROM report_fetch_seen WHERE fetch_id = ?", (fetch_id,))
+        conn.execute(
+            "UPDATE report_fetches SET status = 'failed', error = ?, completed_at = ?, rows = ?, api_calls = ?, restarts = ? "
+            "WHERE id = ?",
+            (error[:1000], utc_now(), rows, api_calls, restarts, fetch_id),
+        )
+        if schedule:
+            _update_schedule(conn, instance_uuid, {**schedule, "last_fetch_id": fetch_id})
+    return get_fetch(db, fetch_id)
+
+
+def get_fetch(db: sqlite_utils.Database, fetch_id: int) -> FetchSummary:
+    """The recorded state of one fetch."""
+    row = db.execute(
+        "SELECT id, instance_uuid, status, pages, rows, new_rows, zero_duration_rows, restarts, api_calls, error "
+        "FROM report_fetches WHERE id = ?",
+        [fetch_id],
+    ).fetchone()
+    return FetchSummary(*row)
+
+
+def report_rows(db: sqlite_utils.Database, instance_uuid: str) -> list[dict[str, Any]]:
+    """The rows of an instance's last complete report fetch, in join order."""
+    columns = ", ".join("r." + c for c in ROW_COLUMNS)
+    return [
+        dict(r)
+        for r in db.query(
+            f"SELECT {columns} FROM report_rows r "
+            "JOIN instances i ON i.instance_uuid = r.instance_uuid AND r.fetch_id = i.report_fetch_id "
+            "WHERE r.instance_uuid = ? ORDER BY r.join_time, r.id",
+            [instance_uuid],
+        )
+    ]
+
+
+# -- instances, registrants, tracked meetings -----------------------------------------------
+
+
+def save_instances(
+    db: sqlite_utils.Database, rows: Iterable[Mapping[str, Any]], *, body: bytes | None = None, url: str | None = None
+) -> list[str]:
+    """Record instances listed by Zoom (and the listing as evidence); returns the new uuids."""
+    now = utc_now()
+    new: list[str] = []
+    with durable_write(db) as conn:
+        if body is not None:
+            append_report_page(conn, body, url=url or "", meeting_uuid=None)
+        for row in rows:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO instances (instance_uuid, meeting_id, kind, start_time, first_seen_at) VALUES (?, ?, ?, ?, ?)",
+                (row["instance_uuid"], row.get("meeting_id"), row.get("kind"), row.get("start_time"), now),
+            )
+            if cursor.rowcount:
+                new.append(row["instance_uuid"])
+            else:
+                conn.execute(
+                    "UPDATE instances SET meeting_id = coalesce(meeting_id, ?), kind = coalesce(kind, ?), "
+                    "start_time = coalesce(start_time, ?) WHERE instance_uuid = ?",
+                    (row.get("meeting_id"), row.get("kind"), row.get("start_time"), row["instance_uuid"]),
+                )
+    return new
+
+
+def save_registrants(
+    db: sqlite_utils.Database, rows: Sequence[Mapping[str, Any]], *, body: bytes, url: str
+) -> SavedPage:
+    """Store a registrants page as evidence and upsert its registrants (a status may change)."""
+    now = utc_now()
+    columns = ", ".join(REGISTRANT_COLUMNS)
+    marks = ", ".join("?" * len(REGISTRANT_COLUMNS))
+    assignments = ", ".join(c + " = ?" for c in REGISTRANT_COLUMNS)
+    changed = " OR ".join(c + " IS NOT ?" for c in REGISTRANT_COLUMNS)
+    with durable_write(db) as conn:
+        record = append_report_page(conn, body, url=url, meeting_uuid=None)
+        before = conn.total_changes
+        conn.executemany(
+            f"INSERT OR IGNORE INTO registrants (meeting_id, registrant_id, {columns}, raw_id, fetched_at) "
+            f"VALUES (?, ?, {marks}, ?, ?)",
+            [
+                (r["meeting_id"], r["registrant_id"], *(r.get(c) for c in REGISTRANT_COLUMNS), record.id, now)
+                for r in rows
+            ],
+        )
+        new_rows = conn.total_changes - before
+        # Only a registrant whose details changed points at the newer page: re-fetching the
+        # same roster leaves the table as it was.
+        conn.executemany(
+            f"UPDATE registrants SET {assignments}, raw_id = ?, fetched_at = ? "
+            f"WHERE meeting_id = ? AND registrant_id = ? AND ({changed})",
+            [
+                (*(r.get(c) for c in REGISTRANT_COLUMNS), record.id, now, r["meeting_id"], r["registrant_id"])
+                + tuple(r.get(c) for c in REGISTRANT_COLUMNS)
+                for r in rows
+            ],
+        )
+    return SavedPage(record.id, len(rows), new_rows)
+
+
+def track(
+    db: sqlite_utils.Database,
+    meeting_id: str,
+    *,
+    kind: str | None = None,
+    topic: str | None = None,
+    source: str = "cli",
+) -> None:
+    """Add a meeting or webinar to the set the poller follows (idempotent)."""
+    with durable_write(db) as conn:
+        track_meeting(conn, meeting_id, kind=kind, topic=topic, source=source)
+
+
+def meeting_kind(db: sqlite_utils.Database, meeting_id: str) -> str | None:
+    """'meeting' or 'webinar' when tracking or a known instance says so, else None."""
+    return query_one(
+        db,
+        "SELECT kind FROM (SELECT kind FROM tracked_meetings WHERE meeting_id = ? AND kind IS NOT NULL "
+        "UNION ALL SELECT kind FROM instances WHERE meeting_id = ? AND kind IS NOT NULL) LIMIT 1",
+        [meeting_id, meeting_id],
+    )
+
+
+def ended_instances(db: sqlite_utils.Database, meeting_id: str) -> list[str]:
+    """Instances of a meeting that webhooks say have ended."""
+    return [
+        r[0]
+        for r in db.execute(
+            "SELECT instance_uuid FROM instances WHERE meeting_id = ? AND end_time IS NOT NULL ORDER BY start_time, instance_uuid",
+            [meeting_id],
+        )
+    ]
+
+
+# -- the re-fetch schedule ------------------------------------------------------------------
+
+
+def worker_name() -> str:
+    """host:pid, to tell whose claim a schedule row carries."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _claim_is_dead(claimed_by: str | None) -> bool:
+    """True when the claim belongs to a process of this host that no longer runs."""
+    if not claimed_by or ":" not in claimed_by:
+        return False
+    host, _, pid = claimed_by.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def unscheduled_ended_instances(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Instances that webhooks say have ended and that have no schedule row yet."""
+    return [
+        dict(r)
+        for r in db.query(
+            "SELECT i.instance_uuid, i.meeting_id, i.kind, i.end_time FROM instances i "
+            "LEFT JOIN report_schedule s ON s.instance_uuid = i.instance_uuid "
+            "WHERE i.end_time IS NOT NULL AND i.kind IS NOT NULL AND s.instance_uuid IS NULL"
+        )
+    ]
+
+
+def schedule_instances(db: sqlite_utils.Database, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Add schedule rows (instance_uuid, meeting_id, kind, ended_at, stage, due_at); existing rows stay."""
+    now = utc_now()
+    with durable_write(db) as conn:
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO report_schedule (instance_uuid, meeting_id, kind, ended_at, stage, due_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (r["instance_uuid"], r.get("meeting_id"), r["kind"], r["ended_at"], r["stage"], r["due_at"], now)
+                for r in rows
+            ],
+        )
+        return conn.total_changes - before
+
+
+def due_fetches(db: sqlite_utils.Database, *, now: str, limit: int) -> list[dict[str, Any]]:
+    """Pending schedule rows due by `now` and not claimed by a live worker, earliest first."""
+    candidates = [
+        dict(r)
+        for r in db.query(
+            "SELECT * FROM report_schedule WHERE status = 'pending' AND due_at IS NOT NULL AND due_at <= ? ORDER BY due_at LIMIT ?",
+            [now, limit * 4],
+        )
+    ]
+    free = [
+        r for r in candidates if not r["claimed_until"] or r["claimed_until"] <= now or _claim_is_dead(r["claimed_by"])
+    ]
+    return free[:limit]
+
+
+def claim_fetch(db: sqlite_utils.Database, instance_uuid: str, *, now: str, until: str, worker: str) -> bool:
+    """Claim a pending schedule row until `until`; False when another live worker holds it."""
+    with durable_write(db) as conn:
+        row = conn.execute(
+            "SELECT status, claimed_by, claimed_until FROM report_schedule WHERE instance_uuid = ?", (instance_uuid,)
+        ).fetchone()
+        if row is None or row[0] != "pending":
+            return False
+        status, claimed_by, claimed_until = row
+        if claimed_until and claimed_until > now and claimed_by != worker and not _claim_is_dead(claimed_by):
+            return False
+        _update_schedule(conn, instance_uuid, {"claimed_by": worker, "claimed_until": until})
+        return True
+
+
+def update_schedule(db: sqlite_utils.Database, instance_uuid: str, **fields: Any) -> None:
+    """Change one schedule row (due time, status, claim...)."""
+    with durable_write(db) as conn:
+        _update_schedule(conn, instance_uuid, fields)
+
+
+def schedule_row(db: sqlite_utils.Database, instance_uuid: str) -> dict[str, Any] | None:
+    """One instance's schedule row, or None."""
+    rows = list(db.query("SELECT * FROM report_schedule WHERE instance_uuid = ?", [instance_uuid]))
+    return rows[0] if rows else None
+
+
+def meetings_to_discover(db: sqlite_utils.Database, *, checked_before: str) -> list[dict[str, Any]]:
+    """Tracked meetings whose instance list was not read since `checked_before`, oldest first."""
+    return [
+        dict(r)
+        for r in db.query(
+            "SELECT t.meeting_id, t.kind, t.added_at, d.checked_at FROM tracked_meetings t "
+            "LEFT JOIN report_discovery d ON d.meeting_id = t.meeting_id "
+            "WHERE d.checked_at IS NULL OR d.checked_at < ? ORDER BY d.checked_at IS NOT NULL, d.checked_at",
+            [checked_before],
+        )
+    ]
+
+
+def record_discovery(
+    db: sqlite_utils.Database, meeting_id: str, *, instances: int, error: str | None = None, kind: str | None = None
+) -> None:
+    """Note that a meeting's instance list was read (or why it could not be)."""
+    with durable_write(db) as conn:
+        conn.execute(
+            "INSERT INTO report_discovery (meeting_id, checked_at, instances, error) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (meeting_id) DO UPDATE SET checked_at = excluded.checked_at, instances = excluded.instances, "
+            "error = excluded.error",
+            (meeting_id, utc_now(), instances, error),
+        )
+        if kind:
+            conn.execute(
+                "UPDATE tracked_meetings SET kind = coalesce(kind, ?) WHERE meeting_id = ?", (kind, meeting_id)
+            )
+
+
+# -- schema (registration order is application order: append new migrations at the end) ---
 
 
 @migrations()
@@ -73,5 +551,54 @@ def m002_reports(db: sqlite_utils.Database) -> None:
         ALTER TABLE instances ADD COLUMN report_fetch_id INTEGER REFERENCES report_fetches (id);
         ALTER TABLE instances ADD COLUMN report_complete INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE instances ADD COLUMN report_fetched_at TEXT;
+        """
+    )
+
+
+@migrations()
+def m003_report_schedule(db: sqlite_utils.Database) -> None:
+    """Fetch bookkeeping, rows seen by a running fetch, the re-fetch schedule, discovery."""
+    db.executescript(
+        """
+        ALTER TABLE report_fetches ADD COLUMN meeting_id TEXT;
+        ALTER TABLE report_fetches ADD COLUMN new_rows INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE report_fetches ADD COLUMN zero_duration_rows INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE report_fetches ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+
+        -- Rows a running fetch has seen. They get the fetch's id only when it completes, in
+        -- the same transaction that points the instance at it: a failed or partial fetch
+        -- never changes which rows are the instance's report.
+        CREATE TABLE report_fetch_seen (
+            fetch_id INTEGER NOT NULL REFERENCES report_fetches (id),
+            row_id INTEGER NOT NULL REFERENCES report_rows (id),
+            PRIMARY KEY (fetch_id, row_id)
+        ) WITHOUT ROWID;
+
+        -- One row per ended instance: when its report is (re)fetched next (issue 3).
+        CREATE TABLE report_schedule (
+            instance_uuid TEXT PRIMARY KEY,
+            meeting_id TEXT,
+            kind TEXT,
+            ended_at TEXT NOT NULL,            -- end of the instance, or when we learned it had ended
+            stage INTEGER NOT NULL DEFAULT 0,  -- index into REPORT_FETCH_DELAYS of the next fetch
+            due_at TEXT,                       -- NULL once nothing more is planned
+            status TEXT NOT NULL DEFAULT 'pending',  -- pending | done | gave_up
+            attempts INTEGER NOT NULL DEFAULT 0,     -- failures since the last complete fetch
+            extra_fetches INTEGER NOT NULL DEFAULT 0,  -- fetches added for unprocessed rows
+            last_fetch_id INTEGER REFERENCES report_fetches (id),
+            last_error TEXT,
+            claimed_by TEXT,                   -- host:pid of the worker fetching it now
+            claimed_until TEXT,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX report_schedule_due ON report_schedule (status, due_at);
+
+        -- When each tracked meeting's instance list was last read from Zoom.
+        CREATE TABLE report_discovery (
+            meeting_id TEXT PRIMARY KEY,
+            checked_at TEXT NOT NULL,
+            instances INTEGER NOT NULL DEFAULT 0,
+            error TEXT
+        );
         """
     )

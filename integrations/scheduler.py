@@ -44,6 +44,22 @@ def add_jobs(scheduler: BaseScheduler, config: Config) -> None:
         coalesce=True,
         replace_existing=True,
     )
+    # Report polling (issue 3): state lives in the database (report_schedule), so the first
+    # run right at start resumes whatever a stopped worker left due or half-done.
+    from datetime import UTC, datetime
+
+    from integrations.sync import POLL_INTERVAL_SECONDS, ReportPoller
+
+    scheduler.add_job(
+        ReportPoller(config),
+        "interval",
+        seconds=POLL_INTERVAL_SECONDS,
+        next_run_time=datetime.now(UTC),
+        id="report_poll",
+        max_instances=1,
+        coalesce=True,
+        replace_existing=True,
+    )
 
 
 def run_scheduler(config: Config) -> None:

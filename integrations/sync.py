@@ -70,6 +70,7 @@ from store.reports import (
 log = logging.getLogger(__name__)
 
 DAILY_LIMIT_STATE = "zoom_daily_limit_until"
+POLL_INTERVAL_SECONDS = 60  # how often the worker looks for due fetches
 DISCOVER_EVERY = timedelta(hours=1)  # how often a tracked meeting's instance list is read
 CLAIM_FOR = timedelta(hours=1)  # a claimed fetch is retried by another worker after this
 HISTORY_MARGIN = timedelta(days=1)  # instances started this long before tracking began are polled too
@@ -327,9 +328,9 @@ def discover_tracked(
             raise
         except ZoomError as e:
             log.warning("instances of %s not read: %s", meeting_id, _one_line(e))
-            record_discovery(db, meeting_id, instances=0, error=_one_line(e))
+            record_discovery(db, meeting_id, instances=0, error=_one_line(e), checked_at=to_iso(now))
             continue
-        record_discovery(db, meeting_id, instances=len(rows), kind=kind)
+        record_discovery(db, meeting_id, instances=len(rows), kind=kind, checked_at=to_iso(now))
         since = from_iso(meeting["added_at"]) - HISTORY_MARGIN
         # A listed instance has ended; when exactly is unknown without its webhook, so the
         # delays count from now. Instances from before tracking began are `sync`'s job.

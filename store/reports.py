@@ -471,15 +471,21 @@ def meetings_to_discover(db: sqlite_utils.Database, *, checked_before: str) -> l
 
 
 def record_discovery(
-    db: sqlite_utils.Database, meeting_id: str, *, instances: int, error: str | None = None, kind: str | None = None
+    db: sqlite_utils.Database,
+    meeting_id: str,
+    *,
+    instances: int,
+    error: str | None = None,
+    kind: str | None = None,
+    checked_at: str | None = None,
 ) -> None:
-    """Note that a meeting's instance list was read (or why it could not be)."""
+    """Note that a meeting's instance list was read at `checked_at` (or why it could not be)."""
     with durable_write(db) as conn:
         conn.execute(
             "INSERT INTO report_discovery (meeting_id, checked_at, instances, error) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (meeting_id) DO UPDATE SET checked_at = excluded.checked_at, instances = excluded.instances, "
             "error = excluded.error",
-            (meeting_id, utc_now(), instances, error),
+            (meeting_id, checked_at or utc_now(), instances, error),
         )
         if kind:
             conn.execute(

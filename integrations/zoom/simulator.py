@@ -332,12 +332,15 @@ ROUTES = (
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     sim: ZoomSimulator
+    _call: tuple[str, str, str, dict[str, str]] = ("other", "", "", {})
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's name)
         log.debug("simulator: " + format, *args)
 
     def _send(self, status: int, body: bytes | dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
+        # Counted before answering, so a client that has its answer sees its call counted.
+        self.sim._record(*self._call, status)
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json;charset=UTF-8")
@@ -358,11 +361,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         form = self.rfile.read(length).decode("utf-8", "replace") if length else ""
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()} | {k: v[-1] for k, v in parse_qs(form).items()}
+        self._call = ("token" if parts.path == "/oauth/token" else "other", "POST", parts.path, query)
         if parts.path != "/oauth/token":
-            self.sim._record("other", "POST", parts.path, query, self._error(404, 404, "Not found"))
+            self._error(404, 404, "Not found")
             return
-        status = self._token(query)
-        self.sim._record("token", "POST", parts.path, query, status)
+        self._token(query)
 
     def _token(self, query: dict[str, str]) -> int:
         sim = self.sim
@@ -398,11 +401,11 @@ class _Handler(BaseHTTPRequestHandler):
         for endpoint, pattern in ROUTES:
             match = pattern.match(path)
             if match:
-                status = self._api(endpoint, match.group(1).rstrip("s"), unquote(match.group(2)), query)
-                self.sim._record(endpoint, "GET", parts.path, query, status)
+                self._call = (endpoint, "GET", parts.path, query)
+                self._api(endpoint, match.group(1).rstrip("s"), unquote(match.group(2)), query)
                 return
-        status = self._error(404, 404, "Not found")
-        self.sim._record("other", "GET", parts.path, query, status)
+        self._call = ("other", "GET", parts.path, query)
+        self._error(404, 404, "Not found")
 
     def _api(self, endpoint: str, kind: str, key: str, query: dict[str, str]) -> int:
         sim = self.sim
@@ -511,8 +514,9 @@ class _Handler(BaseHTTPRequestHandler):
                 "X-RateLimit-Type": "Daily-limit",
                 "X-RateLimit-Limit": "30000",
                 "X-RateLimit-Remaining": "0",
-                "Retry-After": fault.retry_after or _iso(reset),
             }
+            if fault.retry_after != "":  # "" scripts a 429 without Retry-After
+                headers["Retry-After"] = fault.retry_after or _iso(reset)
             message = "You have reached the maximum daily rate limit for this API. Refer to the response header for details on when you can make another request."
             return self._error(429, 429, message, headers)
         if fault.kind == "server_error":

@@ -128,7 +128,7 @@ def test_write_lock_held_past_the_bound_gives_503_before_zoom_gives_up(tmp_path,
         web.stop()
     print(f"\n{holder} lock held: answers in " + ", ".join(f"{t:.2f}s" for _, t in results))
     assert [s for s, _ in results] == [503] * 4
-    assert max(t for _, t in results) < ZOOM_ANSWER_LIMIT - 0.3, results
+    assert max(t for _, t in results) < ZOOM_ANSWER_LIMIT, results
     assert [s for s, _ in after] == [200] * 4, "ingestion did not resume once the lock was free"
     assert "cannot store webhook, answering 503" in web.log()
     assert verify_chain(database) == 4

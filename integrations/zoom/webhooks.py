@@ -6,6 +6,7 @@ Shapes: ../shared/zoom/NOTES.md ("Webhooks") and meetings-webhooks.openapi.json.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -45,6 +46,7 @@ PARTICIPANT_FIELDS = (
     "leave_reason",
 )
 TIME_FIELDS = ("join_time", "leave_time", "date_time")
+MAX_EVENT_TS = 253402300799999  # epoch milliseconds of 9999-12-31T23:59:59.999Z
 
 
 @dataclass
@@ -82,7 +84,29 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise ZoomPayloadError(f"body is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ZoomPayloadError(f"body is JSON {type(data).__name__}, not an object")
+    if _SURROGATE_ESCAPE.search(body):
+        # JSON may escape a lone UTF-16 surrogate ("\ud800"); such a str cannot be encoded
+        # to UTF-8, so SQLite refused the normalized row and stalled the queue (issue 7).
+        try:
+            data = _replace_lone_surrogates(data)
+        except RecursionError:
+            raise ZoomPayloadError("body is nested too deeply") from None
     return data
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_lone_surrogates(value: Any) -> Any:
+    """`value` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_lone_surrogates(v) for v in value]
+    return value
 
 
 def text(value: Any) -> str | None:
@@ -147,7 +171,11 @@ def parse_event(body: bytes) -> ParsedEvent:
     parsed = ParsedEvent(event=name, kind=name.split(".", 1)[0] if "." in name else None)
     event_ts = data.get("event_ts")
     if isinstance(event_ts, int) and not isinstance(event_ts, bool):
-        parsed.event_ts = event_ts
+        # Out of range it overflowed SQLite's INTEGER and datetime, stalling normalization (issue 7).
+        if 0 <= event_ts <= MAX_EVENT_TS:
+            parsed.event_ts = event_ts
+        else:
+            parsed.warnings.append(f"event_ts out of range: {str(event_ts)[:40]}")
     payload = data.get("payload")
     obj = payload.get("object") if isinstance(payload, dict) else None
     if isinstance(obj, dict):

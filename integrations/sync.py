@@ -245,8 +245,9 @@ def sync_meeting(
 ) -> MeetingSync:
     """Fetch the reports of a meeting's instances (or one) and, for a webinar, its roster.
 
-    An instance Zoom does not know or no longer keeps is recorded in `failures` and the
-    others go on; any other error (credentials, limits, outage) stops the sync.
+    Of several instances, one Zoom does not know or no longer keeps is recorded in
+    `failures` and the others go on; any other error (credentials, limits, outage) stops
+    the sync.
     """
     kind = kind or meeting_kind(db, meeting_id)
     if instance_uuid is not None and kind is not None:
@@ -264,6 +265,8 @@ def sync_meeting(
         try:
             result.fetches.append(sync_instance(db, client, uuid, kind=kind, meeting_id=meeting_id, progress=progress))
         except (NotFound, ReportTooOld) as e:
+            if instance_uuid is not None:
+                raise  # the one instance asked for: its error is the answer
             log.warning("report of %s not available: %s", uuid, e)
             result.failures.append((uuid, e))
     if registrants and kind == "webinar":

@@ -118,7 +118,10 @@ def sync(meeting_id: str, instance_uuid: str | None, kind: str | None, no_regist
             click.echo(f"  registrants: {r.registrants} ({statuses or 'none'}; {r.new} new), {r.pages} pages")
         click.echo(f"  API calls: {client.api_calls}, token requests: {client.token_requests}")
         if result.failures:
-            reasons = "; ".join(f"{uuid}: {error}" for uuid, error in result.failures)
+            reasons = "; ".join(
+                f"{uuid}: {'report too old' if isinstance(error, ReportTooOld) else 'not found'} ({error})"
+                for uuid, error in result.failures
+            )
             raise click.ClickException(f"{len(result.failures)} instance report(s) not available: {reasons}")
 
 

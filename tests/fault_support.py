@@ -271,3 +271,28 @@ def bounded(seconds: float, what: str) -> Iterator[None]:
     yield
     took = time.monotonic() - start
     assert took < seconds, f"{what} took {took:.1f}s (bound {seconds}s)"
+
+
+def insert_deliveries(database: Path, bodies: list[bytes]) -> None:
+    """Store many webhook deliveries in one transaction, hash-chained as the app does (setup)."""
+    from store.db import open_db
+    from store.evidence import utc_now
+    from store.schema import migrate
+
+    migrate(open_db(str(database)))
+    conn = sqlite3.connect(database, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        last = conn.execute("SELECT chain_hash FROM raw_records ORDER BY id DESC LIMIT 1").fetchone()
+        previous = last[0] if last else GENESIS
+        for body in bodies:
+            sha, at = content_hash(body), utc_now()
+            previous = chain_hash(previous, sha, at)
+            conn.execute(
+                "INSERT INTO raw_records (source, received_at, body, sha256, chain_hash, zm_request_timestamp) "
+                "VALUES ('webhook', ?, ?, ?, ?, '0')",
+                (at, body, sha, previous),
+            )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()

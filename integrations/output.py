@@ -53,3 +53,29 @@ def write_csv(rows: Iterable[dict[str, Any]], fields: Sequence[str], out: TextIO
     """Write rows as spreadsheet-safe CSV to `out`."""
     for chunk in csv_lines(rows, fields):
         out.write(chunk)
+
+
+def display_cell(value: Any, width: int = 48) -> str:
+    """A value as a table cell for a terminal: control characters escaped, long text cut."""
+    if value is None:
+        text = ""
+    elif isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, (list, tuple)):
+        text = ", ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    # Display names are attacker-controlled: an escape sequence must not reach the terminal.
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def table_lines(rows: Sequence[dict[str, Any]], fields: Sequence[str], *, headers: Sequence[str] | None = None) -> Iterator[str]:
+    """Rows as an aligned plain-text table (header, rule, one line per row)."""
+    headers = list(headers or fields)
+    cells = [[display_cell(row.get(f)) for f in fields] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    yield "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()
+    yield "  ".join("-" * w for w in widths)
+    for r in cells:
+        yield "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()

@@ -14,6 +14,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from integrations.config import Config
 from integrations.normalize import normalize_pending
 from store.db import DatabaseUnavailable, open_db
+from store.derived import worker_pacer
 from store.schema import migrate
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ def normalize_job(config: Config) -> None:
         affected = normalize_pending(db)
         if affected:
             log.debug("normalized deliveries for %d instance(s)", len(affected))
+        # Issue 8: derived attendance tables of changed instances; costly ones are paced.
+        worker_pacer.run(db, affected)
     except DatabaseUnavailable as e:
         log.warning("normalization postponed, database unavailable: %s", e)
     finally:

@@ -1,13 +1,501 @@
-"""Derived attendance tables (issue 8). Placeholder until the attendance engine lands."""
+"""Derived attendance tables (issue 8): schema, refresh from the evidence, rebuild.
+
+The tables are a function of the stored evidence alone (store/attendance.py never reads
+the clock), recomputed per instance when its evidence changes. Writes go through
+`durable_write` in short transactions of at most `CHUNK_ROWS` changed rows, because
+webhook requests wait on the same lock (Zoom gives up after 3 s); only rows that changed
+are written, so a live webinar's refresh after a few events is a few small writes.
+Each instance row carries `evidence`, a fingerprint of what it was computed from:
+NULL while its rows are being rewritten, so readers know to refresh first.
+One refresher at a time (a lock of its own, never the write lock): a slow refresher
+can never overwrite a newer result with an older one.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import sqlite_utils
 
+from store.attendance import InstanceAttendance, InstanceFacts, compute_attendance
+from store.db import DatabaseUnavailable, durable_write, write_lock
+from store.intervals import epoch_seconds
+from store.schema import migrations
+from store.segments import report_segments, webhook_segments
 
-def refresh_instances(db: sqlite_utils.Database, instance_uuids: Iterable[str]) -> None:
-    """Recompute the derived tables of these instances from the evidence."""
-    # Filled in by the attendance-engine work (issues 4 and 8).
-    return None
+log = logging.getLogger(__name__)
+
+# Bump when the rules change: every instance then reads as stale and is recomputed.
+RULES_VERSION = "1"
+CHUNK_ROWS = 1000
+REFRESH_LOCK_TIMEOUT = 60.0
+
+
+@migrations()
+def m008_derived_attendance(db: sqlite_utils.Database) -> None:
+    """Derived attendance tables and views (issue 8)."""
+    # One statement at a time: executescript would commit the migration's transaction.
+    for statement in _SCHEMA.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_SCHEMA = """
+CREATE TABLE attendance_instances (
+    instance_uuid TEXT PRIMARY KEY REFERENCES instances (instance_uuid),
+    meeting_id TEXT,
+    kind TEXT,
+    topic TEXT,
+    start_time TEXT,
+    end_time TEXT,
+    window_seconds INTEGER,
+    ended INTEGER NOT NULL,
+    report_complete INTEGER NOT NULL,
+    webhook_events INTEGER NOT NULL,
+    report_rows INTEGER NOT NULL,
+    registered INTEGER,
+    people INTEGER NOT NULL,
+    in_meeting INTEGER NOT NULL,
+    total_attended_seconds INTEGER NOT NULL,
+    peak_concurrent INTEGER NOT NULL,
+    peak_at TEXT,
+    evidence TEXT
+);
+CREATE INDEX attendance_instances_meeting ON attendance_instances (meeting_id, start_time);
+CREATE TABLE people (
+    instance_uuid TEXT NOT NULL REFERENCES attendance_instances (instance_uuid) ON DELETE CASCADE,
+    person_key TEXT NOT NULL,
+    identity TEXT NOT NULL CHECK (identity IN ('registrant', 'email', 'user', 'name')),
+    name TEXT,
+    email TEXT,
+    registrant_id TEXT,
+    participant_user_id TEXT,
+    names TEXT NOT NULL,
+    emails TEXT NOT NULL,
+    registrant_ids TEXT NOT NULL,
+    participant_user_ids TEXT NOT NULL,
+    connection_ids TEXT NOT NULL,
+    PRIMARY KEY (instance_uuid, person_key)
+);
+CREATE INDEX people_email ON people (email);
+CREATE INDEX people_registrant ON people (registrant_id);
+CREATE TABLE attendance (
+    instance_uuid TEXT NOT NULL,
+    person_key TEXT NOT NULL,
+    attended_seconds INTEGER NOT NULL,
+    open_since TEXT,
+    segments INTEGER NOT NULL,
+    first_join TEXT,
+    last_leave TEXT,
+    in_meeting INTEGER NOT NULL,
+    sources TEXT NOT NULL,
+    seconds_from TEXT NOT NULL CHECK (seconds_from IN ('webhook', 'report')),
+    webhook_only INTEGER NOT NULL,
+    webhook_seconds INTEGER,
+    report_seconds INTEGER,
+    registrant_id TEXT,
+    registrant_matched INTEGER NOT NULL,
+    registrant_match TEXT,
+    PRIMARY KEY (instance_uuid, person_key),
+    FOREIGN KEY (instance_uuid, person_key) REFERENCES people (instance_uuid, person_key) ON DELETE CASCADE
+);
+CREATE INDEX attendance_seconds ON attendance (instance_uuid, attended_seconds);
+CREATE INDEX attendance_registrant ON attendance (registrant_id);
+CREATE TABLE attendance_sessions (
+    instance_uuid TEXT NOT NULL,
+    person_key TEXT NOT NULL,
+    start_time TEXT NOT NULL,
+    end_time TEXT,
+    seconds INTEGER,
+    open INTEGER NOT NULL,
+    sources TEXT NOT NULL,
+    PRIMARY KEY (instance_uuid, person_key, start_time),
+    FOREIGN KEY (instance_uuid, person_key) REFERENCES people (instance_uuid, person_key) ON DELETE CASCADE
+);
+CREATE INDEX participant_events_instance_raw ON participant_events (instance_uuid, raw_id);
+CREATE VIEW attendees AS
+SELECT ai.meeting_id, a.instance_uuid, a.person_key, p.identity, p.name, p.email, a.registrant_id,
+    a.attended_seconds + CASE WHEN a.open_since IS NULL THEN 0 ELSE
+        max(0, CAST(strftime('%s', 'now') AS INTEGER) - CAST(strftime('%s', a.open_since) AS INTEGER)) END
+        AS attended_seconds,
+    a.segments, a.first_join, a.last_leave, a.in_meeting, a.sources, a.webhook_only,
+    a.seconds_from, a.webhook_seconds, a.report_seconds, a.registrant_matched
+FROM attendance a
+JOIN people p ON p.instance_uuid = a.instance_uuid AND p.person_key = a.person_key
+JOIN attendance_instances ai ON ai.instance_uuid = a.instance_uuid;
+CREATE VIEW registrant_attendance AS
+SELECT r.meeting_id, ai.instance_uuid, r.registrant_id, r.email, r.name, r.status,
+    a.person_key, coalesce(a.attended_seconds, 0) AS attended_seconds, a.first_join, a.last_leave,
+    a.person_key IS NOT NULL AS attended
+FROM registrants r
+JOIN attendance_instances ai ON ai.meeting_id = r.meeting_id
+LEFT JOIN attendance a ON a.instance_uuid = ai.instance_uuid AND a.registrant_id = r.registrant_id
+    AND a.registrant_matched = 1
+"""
+
+# Derived tables, their primary keys and columns, in the order rows are written.
+TABLES: dict[str, tuple[str, ...]] = {
+    "people": ("instance_uuid", "person_key"),
+    "attendance": ("instance_uuid", "person_key"),
+    "attendance_sessions": ("instance_uuid", "person_key", "start_time"),
+}
+
+
+@dataclass
+class Evidence:
+    """Everything one instance's attendance is computed from, read in one snapshot."""
+
+    facts: InstanceFacts
+    events: list[dict[str, Any]]
+    report_rows: list[dict[str, Any]]
+    registrants: list[dict[str, Any]]
+    fingerprint: str
+
+
+@contextmanager
+def read_snapshot(db: sqlite_utils.Database) -> Iterator[None]:
+    """Reads inside see one consistent state of the database (WAL: writers are not blocked)."""
+    conn = db.conn
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _seconds_or_none(value: str | None) -> int | None:
+    try:
+        return epoch_seconds(value) if value else None
+    except (ValueError, OverflowError):
+        return None
+
+
+def fingerprint(db: sqlite_utils.Database, uuid: str) -> str | None:
+    """A digest of the evidence of one instance; None when the instance is unknown."""
+    row = db.execute(
+        """
+        SELECT i.meeting_id, i.kind, i.topic, i.start_time, i.end_time, i.started_event_ts,
+            i.ended_event_ts, i.report_fetch_id, i.report_complete,
+            -- Normalization tags a delivery with its instance in the transaction that writes
+            -- its participant_events: this count moves whenever they do (report pages too).
+            (SELECT count(*) || ':' || coalesce(max(id), 0) FROM raw_records WHERE meeting_uuid = i.instance_uuid),
+            (SELECT count(*) || ':' || coalesce(max(fetched_at), '') || ':' || coalesce(max(rowid), 0)
+                FROM registrants WHERE meeting_id = i.meeting_id)
+        FROM instances i WHERE i.instance_uuid = ?
+        """,
+        [uuid],
+    ).fetchone()
+    if row is None:
+        return None
+    text = "\x1f".join("" if v is None else str(v) for v in (RULES_VERSION, *row))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def load_evidence(db: sqlite_utils.Database, uuid: str) -> Evidence | None:
+    """Read one instance's evidence in one snapshot; None when the instance is unknown."""
+    with read_snapshot(db):
+        print_ = fingerprint(db, uuid)
+        if print_ is None:
+            return None
+        inst = _dicts(db.execute("SELECT * FROM instances WHERE instance_uuid = ?", [uuid]))[0]
+        complete = bool(inst.get("report_complete")) and inst.get("report_fetch_id") is not None
+        events = _dicts(
+            db.execute(
+                "SELECT event, user_id, participant_uuid, participant_user_id, registrant_id, email, user_name, "
+                "join_time, leave_time, date_time, event_ts FROM participant_events WHERE instance_uuid = ?",
+                [uuid],
+            )
+        )
+        rows = (
+            _dicts(
+                db.execute(
+                    "SELECT id, row_hash, user_id, participant_user_id, registrant_id, name, user_email, join_time, "
+                    "leave_time, status FROM report_rows WHERE instance_uuid = ? AND fetch_id = ?",
+                    [uuid, inst["report_fetch_id"]],
+                )
+            )
+            if complete
+            else []
+        )
+        registrants = (
+            _dicts(
+                db.execute(
+                    "SELECT registrant_id, email, name FROM registrants WHERE meeting_id = ? ORDER BY registrant_id",
+                    [inst.get("meeting_id")],
+                )
+            )
+            if inst.get("meeting_id")
+            else []
+        )
+        webhook_events = db.execute(
+            "SELECT count(*) FROM raw_records WHERE meeting_uuid = ? AND source = 'webhook'", [uuid]
+        ).fetchone()[0]
+    facts = InstanceFacts(
+        instance_uuid=uuid,
+        meeting_id=inst.get("meeting_id"),
+        kind=inst.get("kind"),
+        topic=inst.get("topic"),
+        # Issue 4: the window starts at the started event, ends at the ended event.
+        started_at=_seconds_or_none(inst.get("start_time")) if inst.get("started_event_ts") is not None else None,
+        ended_at=_seconds_or_none(inst.get("end_time")) if inst.get("ended_event_ts") is not None else None,
+        report_complete=complete,
+        webhook_events=webhook_events,
+        report_rows=len(rows),
+    )
+    return Evidence(facts, events, rows, registrants, print_)
+
+
+def compute(evidence: Evidence) -> InstanceAttendance:
+    """The derived rows of one instance, by the one implementation of the rules."""
+    return compute_attendance(
+        evidence.facts,
+        webhook_segments(evidence.events),
+        report_segments(evidence.report_rows),
+        evidence.registrants,
+    )
+
+
+def stored_fingerprint(db: sqlite_utils.Database, uuid: str) -> str | None:
+    """The `evidence` fingerprint the instance's derived rows were computed from."""
+    row = db.execute("SELECT evidence FROM attendance_instances WHERE instance_uuid = ?", [uuid]).fetchone()
+    return row[0] if row else None
+
+
+def is_current(db: sqlite_utils.Database, uuid: str) -> bool:
+    """True when the derived rows of `uuid` match its evidence now."""
+    stored = stored_fingerprint(db, uuid)
+    return stored is not None and stored == fingerprint(db, uuid)
+
+
+@contextmanager
+def refresh_lock(db: sqlite_utils.Database, timeout: float = REFRESH_LOCK_TIMEOUT) -> Iterator[None]:
+    """Held by whoever recomputes derived rows; separate from the write lock webhooks use."""
+    with write_lock(db.path + "-derived").hold(timeout):  # type: ignore[attr-defined]
+        yield
+
+
+@dataclass
+class RefreshStats:
+    """What a refresh did, for logs and the benchmark."""
+
+    instances: int = 0
+    rows_written: int = 0
+    transactions: int = 0
+    longest_transaction: float = 0.0
+    seconds: float = 0.0
+
+
+def refresh_instances(
+    db: sqlite_utils.Database,
+    instance_uuids: Iterable[str],
+    *,
+    force: bool = False,
+    lock_timeout: float = REFRESH_LOCK_TIMEOUT,
+    stats: RefreshStats | None = None,
+) -> list[str]:
+    """Recompute the derived tables of these instances from the evidence; returns those rewritten.
+
+    Instances whose rows already match their evidence are skipped unless `force`.
+    Raises DatabaseUnavailable when the refresh lock or the write lock is not had in time.
+    """
+    stats = stats if stats is not None else RefreshStats()
+    started = time.perf_counter()
+    done = []
+    with refresh_lock(db, lock_timeout):
+        for uuid in sorted(set(instance_uuids)):
+            if not force and is_current(db, uuid):
+                continue
+            evidence = load_evidence(db, uuid)
+            if evidence is None:
+                continue
+            _write_instance(db, compute(evidence), evidence.fingerprint, stats)
+            stats.instances += 1
+            done.append(uuid)
+    stats.seconds += time.perf_counter() - started
+    return done
+
+
+def stale_instances(db: sqlite_utils.Database, instance_uuids: Iterable[str] | None = None) -> list[str]:
+    """Instances (all when None) whose derived rows are missing or older than their evidence."""
+    if instance_uuids is None:
+        instance_uuids = [r[0] for r in db.execute("SELECT instance_uuid FROM instances ORDER BY instance_uuid")]
+    return [u for u in instance_uuids if not is_current(db, u)]
+
+
+def _existing(db: sqlite_utils.Database, table: str, uuid: str) -> dict[tuple, tuple]:
+    pk = TABLES[table]
+    cursor = db.execute(f"SELECT * FROM {table} WHERE instance_uuid = ?", [uuid])
+    names = [d[0] for d in cursor.description]
+    index = [names.index(k) for k in pk]
+    return {tuple(row[i] for i in index): row for row in cursor.fetchall()}
+
+
+def _upsert_sql(table: str, columns: Sequence[str], pk: Sequence[str]) -> str:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in pk)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        f"ON CONFLICT ({', '.join(pk)}) DO UPDATE SET {updates}"
+    )
+
+
+def _write_instance(db: sqlite_utils.Database, result: InstanceAttendance, print_: str, stats: RefreshStats) -> None:
+    """Bring one instance's rows to `result`, writing only what changed, in short transactions."""
+    uuid = result.instance["instance_uuid"]
+    ops: list[tuple[str, tuple]] = []  # (sql, params), in an order foreign keys accept
+    new_rows = {"people": result.people, "attendance": result.attendance, "attendance_sessions": result.sessions}
+    upserts: dict[str, list[tuple[str, tuple]]] = {}
+    for table, pk in reversed(TABLES.items()):  # children first: delete before their parents go
+        old = _existing(db, table, uuid)
+        rows = new_rows[table]
+        sql = _upsert_sql(table, tuple(rows[0]), pk) if rows else ""
+        keep = set()
+        upserts[table] = []
+        for row in rows:
+            key = tuple(row[k] for k in pk)
+            keep.add(key)
+            values = tuple(row.values())
+            if old.get(key) != values:
+                upserts[table].append((sql, values))
+        delete = f"DELETE FROM {table} WHERE {' AND '.join(f'{k} = ?' for k in pk)}"
+        ops.extend((delete, key) for key in old if key not in keep)
+    for table in TABLES:  # parents first: people before the rows that reference them
+        ops.extend(upserts[table])
+
+    instance_row = {**result.instance, "evidence": print_}
+    instance_sql = _upsert_sql("attendance_instances", tuple(instance_row), ("instance_uuid",))
+    if ops:
+        # Mark the rows as being rewritten (readers refresh first), and make sure the parent exists.
+        _run(db, [(instance_sql, tuple({**instance_row, "evidence": None}.values()))], stats)
+        for i in range(0, len(ops), CHUNK_ROWS):
+            _run(db, ops[i : i + CHUNK_ROWS], stats)
+    _run(db, [(instance_sql, tuple(instance_row.values()))], stats)
+
+
+def _run(db: sqlite_utils.Database, ops: Sequence[tuple[str, tuple]], stats: RefreshStats) -> None:
+    """One short durable transaction; consecutive statements with the same SQL are batched."""
+    started = time.perf_counter()
+    with durable_write(db) as conn:
+        i = 0
+        while i < len(ops):
+            sql = ops[i][0]
+            j = i
+            while j < len(ops) and ops[j][0] == sql:
+                j += 1
+            conn.executemany(sql, [p for _, p in ops[i:j]])
+            i = j
+    elapsed = time.perf_counter() - started
+    stats.transactions += 1
+    stats.rows_written += len(ops)
+    stats.longest_transaction = max(stats.longest_transaction, elapsed)
+
+
+def drop_instances(db: sqlite_utils.Database, instance_uuids: Iterable[str], stats: RefreshStats | None = None) -> None:
+    """Delete the derived rows of these instances, in short transactions."""
+    stats = stats if stats is not None else RefreshStats()
+    for uuid in sorted(set(instance_uuids)):
+        for table in (*reversed(TABLES), "attendance_instances"):
+            while True:
+                started = time.perf_counter()
+                with durable_write(db) as conn:
+                    deleted = conn.execute(
+                        f"DELETE FROM {table} WHERE rowid IN "
+                        f"(SELECT rowid FROM {table} WHERE instance_uuid = ? LIMIT ?)",
+                        (uuid, CHUNK_ROWS),
+                    ).rowcount
+                stats.transactions += 1
+                stats.longest_transaction = max(stats.longest_transaction, time.perf_counter() - started)
+                if deleted < CHUNK_ROWS:
+                    break
+
+
+def rebuild(
+    db: sqlite_utils.Database, instance_uuids: Iterable[str] | None = None, stats: RefreshStats | None = None
+) -> list[str]:
+    """Drop and recompute the derived rows of these instances (all when None) from the evidence."""
+    stats = stats if stats is not None else RefreshStats()
+    with refresh_lock(db):
+        if instance_uuids is None:
+            known = [r[0] for r in db.execute("SELECT instance_uuid FROM attendance_instances")]
+            instance_uuids = [r[0] for r in db.execute("SELECT instance_uuid FROM instances")]
+            drop_instances(db, set(known) | set(instance_uuids), stats)
+        else:
+            instance_uuids = list(instance_uuids)
+            drop_instances(db, instance_uuids, stats)
+    return refresh_instances(db, instance_uuids, force=True, stats=stats)
+
+
+def webhook_deliveries(
+    db: sqlite_utils.Database, *, after_id: int, limit: int, instance_uuids: Sequence[str] | None = None
+) -> list[tuple[int, bytes]]:
+    """Stored webhook deliveries after `after_id` (of these instances only, when given), oldest first."""
+    if instance_uuids is None:
+        return db.execute(
+            "SELECT id, body FROM raw_records WHERE source = 'webhook' AND id > ? ORDER BY id LIMIT ?",
+            [after_id, limit],
+        ).fetchall()
+    marks = ", ".join("?" * len(instance_uuids))
+    return db.execute(
+        f"SELECT id, body FROM raw_records WHERE source = 'webhook' AND meeting_uuid IN ({marks}) AND id > ? "
+        "ORDER BY id LIMIT ?",
+        [*instance_uuids, after_id, limit],
+    ).fetchall()
+
+
+class RefreshPacer:
+    """When the worker refreshes each instance: at once, unless its last refresh was costly.
+
+    An instance whose refresh took `c` seconds waits `c / share` seconds from the start of
+    that refresh before the next, so a 20,000-person webinar never takes more than `share`
+    of the worker's time while its own tables still lag its deliveries by seconds.
+    Instances that could not be refreshed (lock busy) stay pending for the next call.
+    """
+
+    def __init__(self, share: float = 0.25, lock_timeout: float = 0.5, clock=time.monotonic):
+        self.share = share
+        self.lock_timeout = lock_timeout
+        self.clock = clock
+        self.pending: set[str] = set()
+        self.not_before: dict[str, float] = {}
+
+    def run(self, db: sqlite_utils.Database, affected: Iterable[str]) -> list[str]:
+        """Refresh what is due among `affected` and what was left pending; returns those refreshed."""
+        self.pending.update(affected)
+        done = []
+        for uuid in sorted(self.pending):
+            started = self.clock()
+            if self.not_before.get(uuid, 0.0) > started:
+                continue
+            try:
+                refresh_instances(db, [uuid], lock_timeout=self.lock_timeout)
+            except DatabaseUnavailable:
+                raise  # stays pending; the caller logs that the refresh was postponed
+            except Exception:
+                # A bug must not block every other instance behind this one, run after run.
+                log.exception("could not refresh the derived attendance of %s", uuid)
+                self.pending.discard(uuid)
+                continue
+            self.pending.discard(uuid)
+            self.not_before[uuid] = started + (self.clock() - started) / self.share
+            done.append(uuid)
+        if len(self.not_before) > 10_000:  # forget instances long since refreshed
+            now = self.clock()
+            self.not_before = {u: t for u, t in self.not_before.items() if t > now}
+        return done
+
+
+worker_pacer = RefreshPacer()

@@ -4,10 +4,28 @@ from __future__ import annotations
 
 import hmac
 import logging
-from flask import Blueprint, Response, request
+from urllib.parse import unquote
 
-from integrations.web.dbconn import settings
+from flask import Blueprint, Response, request
+from werkzeug.routing import PathConverter
+
+from integrations.attendance_reads import (
+    MEETING_FIELDS,
+    SUMMARY_FIELDS,
+    TIMELINE_FIELDS,
+    attendee_fields,
+    current_instance,
+    current_meetings,
+    json_chunks,
+    now_seconds,
+    summary_row,
+)
+from integrations.output import csv_lines
+from integrations.web.dbconn import get_db, settings
 from integrations.web.webhooks import error
+from store import attendance_queries as queries
+from store.attendance_queries import BadQuery
+from store.db import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -26,3 +44,90 @@ def require_token() -> Response | None:
         return error(401, "unauthorized", "missing or wrong bearer token")
     return None
 
+
+
+# -- attendance (issue 4): the same answers as the CLI's attendance commands ---------------
+
+
+class _MeetingConverter(PathConverter):
+    """A numeric id or an instance UUID, which may begin with `/` or hold `//` once decoded."""
+
+    regex = ".+?"
+    part_isolating = False  # werkzeug would infer True: the regex has no `/` in it
+
+
+@bp.record_once
+def _register_meeting_converter(state) -> None:
+    # Registered before the routes below are added: they are deferred in this order.
+    state.app.url_map.converters["meeting"] = _MeetingConverter
+
+
+def _meeting_argument(raw: str) -> str:
+    # The server decoded the path once; a client that double-encoded (as Zoom's own API
+    # wants for such UUIDs) left `%2F` behind. UUIDs never contain `%` themselves.
+    return unquote(raw) if "%" in raw else raw
+
+
+def _number(name: str, kind: type = float):
+    value = request.args.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        raise BadQuery(f"{name} must be a number, got {value!r}") from None
+
+
+def _answer(result: dict, *, list_key: str | None, csv_rows, fields, filename: str) -> Response:
+    fmt = request.args.get("format", "json")
+    if fmt == "csv":
+        response = Response(csv_lines(csv_rows, fields), mimetype="text/csv")
+        response.headers["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+        return response
+    if fmt != "json":
+        raise BadQuery(f"format must be json or csv, got {fmt!r}")
+    return Response(json_chunks(result, list_key), mimetype="application/json")
+
+
+API_REFRESH_LOCK_TIMEOUT = 10.0  # under gunicorn's 30 s worker timeout
+
+
+@bp.get("/meetings")
+def meetings() -> Response:
+    """Every stored instance with its window and evidence counts."""
+    try:
+        rows = current_meetings(get_db(), lock_timeout=API_REFRESH_LOCK_TIMEOUT)
+        return _answer({"meetings": rows}, list_key="meetings", csv_rows=rows, fields=MEETING_FIELDS, filename="meetings")
+    except BadQuery as e:
+        return error(400, "bad_request", str(e))
+    except DatabaseUnavailable as e:
+        return error(503, "busy", f"attendance is being recomputed or the database is busy; retry: {e}")
+
+
+@bp.get("/meetings/<meeting:meeting>/<any(attendance, summary, timeline):view>", merge_slashes=False)
+def meeting_view(meeting: str, view: str) -> Response:
+    """Attendance, summary or timeline of a meeting (latest instance) or an instance UUID."""
+    db = get_db()
+    try:
+        uuid = current_instance(
+            db, _meeting_argument(meeting), request.args.get("instance"), lock_timeout=API_REFRESH_LOCK_TIMEOUT
+        )
+        now = now_seconds()
+        if view == "timeline":
+            result = queries.timeline(db, uuid, now=now, step=_number("step", int) or 60)
+            return _answer(result, list_key="points", csv_rows=result["points"], fields=TIMELINE_FIELDS, filename="timeline")
+        threshold = queries.Threshold(_number("min_minutes"), _number("min_percent"))
+        if view == "summary":
+            result = queries.summary(db, uuid, now=now, threshold=threshold)
+            return _answer(result, list_key=None, csv_rows=[summary_row(result)], fields=SUMMARY_FIELDS, filename="summary")
+        include_absent = request.args.get("include_absent", "").lower() in ("1", "true", "yes")
+        result = queries.attendance(db, uuid, now=now, threshold=threshold, include_absent=include_absent)
+        return _answer(
+            result, list_key="attendees", csv_rows=result["attendees"], fields=attendee_fields(result), filename="attendance"
+        )
+    except queries.UnknownMeeting as e:
+        return error(404, "unknown_meeting", str(e))
+    except BadQuery as e:
+        return error(400, "bad_request", str(e))
+    except DatabaseUnavailable as e:
+        return error(503, "busy", f"attendance is being recomputed or the database is busy; retry: {e}")

@@ -1,0 +1,302 @@
+"""Benchmark: attendance of a 20,000-person webinar from both sources (issue 4, "Performance").
+
+Builds a database with one ended webinar: PEOPLE people over SEGMENTS connections, each
+connection seen twice: as a webhook join/leave pair (participant_events, with its raw
+record) and as a row of a complete report (stored through store/reports.py). Then times:
+
+- the full refresh of the derived tables (compute + short write transactions);
+- a refresh after one more webhook event (recompute, write only what changed);
+- `python worker.py attendance WEBINAR --format json` and `summary` as the organizer runs
+  them (fresh processes, wall time including Python start-up), with their peak memory.
+
+Targets: attendance under 1 s, summary under 0.5 s on this machine.
+
+    python bench/bench_attendance.py [--people 20000] [--segments 60000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from integrations.zoom.reports import participant_to_row  # noqa: E402
+from store.db import durable_write, open_db  # noqa: E402
+from store.derived import RefreshStats, refresh_instances  # noqa: E402
+from store.events import upsert_instance  # noqa: E402
+from store.evidence import GENESIS, chain_hash, content_hash  # noqa: E402
+from store.reports import complete_fetch, save_registrants, save_report_page, start_fetch  # noqa: E402
+from store.schema import migrate  # noqa: E402
+
+WEBINAR = "91234567890"
+UUID = "bench/Inst//ance+uuid=="
+START = datetime(2026, 1, 15, 15, 0, tzinfo=UTC)
+MINUTES = 180
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_people(people: int, segments: int, rng: random.Random) -> tuple[list[dict], list[dict]]:
+    """(connections, registrants): each connection has ids, a name and join/leave times."""
+    connections, registrants = [], []
+    end = START + timedelta(minutes=MINUTES)
+    for p in range(people):
+        guest = rng.random() < 0.08
+        name = f"Person {p}"
+        email = "" if guest else f"person{p}@example.org"
+        registrant_id = "" if guest else f"reg{p:06d}"
+        puid = f"puid{p:06d}" if not guest and rng.random() < 0.6 else ""
+        if registrant_id:
+            registrants.append(
+                {
+                    "meeting_id": WEBINAR,
+                    "registrant_id": registrant_id,
+                    "email": email,
+                    "first_name": "Person",
+                    "last_name": str(p),
+                    "name": name,
+                    "status": "approved",
+                    "create_time": iso(START - timedelta(days=3)),
+                }
+            )
+        count = segments // people + (1 if p < segments % people else 0)
+        joined = START + timedelta(seconds=rng.randint(-300, 1800))
+        for c in range(count):
+            begin = joined + timedelta(seconds=rng.randint(0, 3600) * c)
+            finish = min(end + timedelta(seconds=60), begin + timedelta(seconds=rng.randint(600, 7200)))
+            connections.append(
+                {
+                    "user_id": str(16778240 + len(connections)),
+                    "name": name,
+                    "email": email,
+                    "registrant_id": registrant_id,
+                    "participant_user_id": puid,
+                    "participant_uuid": f"pu{len(connections)}",
+                    "join": begin,
+                    "leave": finish,
+                }
+            )
+    for r in range(int(len(registrants) * 0.3)):  # registered, never came
+        registrants.append(
+            {
+                "meeting_id": WEBINAR,
+                "registrant_id": f"abs{r:06d}",
+                "email": f"absent{r}@example.org",
+                "first_name": "Absent",
+                "last_name": str(r),
+                "name": f"Absent {r}",
+                "status": "approved",
+                "create_time": iso(START - timedelta(days=3)),
+            }
+        )
+    return connections, registrants
+
+
+def webhook_body(event: str, conn: dict, ts: datetime) -> bytes:
+    participant = {
+        "user_id": conn["user_id"],
+        "user_name": conn["name"],
+        "email": conn["email"],
+        "registrant_id": conn["registrant_id"],
+        "participant_user_id": conn["participant_user_id"],
+        "participant_uuid": conn["participant_uuid"],
+    }
+    participant["join_time" if event.endswith("joined") else "leave_time"] = iso(ts)
+    obj = {"id": WEBINAR, "uuid": UUID, "topic": "Bench webinar", "host_id": "host", "participant": participant}
+    return json.dumps(
+        {"event": event, "event_ts": int(ts.timestamp() * 1000), "payload": {"account_id": "acct", "object": obj}}
+    ).encode()
+
+
+def store_webhooks(db, connections: list[dict]) -> int:
+    """Raw records and their participant_events rows, in bulk (setup, not what is timed)."""
+    raw, events = [], []
+    previous = db.execute("SELECT chain_hash FROM raw_records ORDER BY id DESC LIMIT 1").fetchone()
+    previous = previous[0] if previous else GENESIS
+    next_id = (db.execute("SELECT max(id) FROM raw_records").fetchone()[0] or 0) + 1
+    now = iso(datetime.now(UTC))
+    for conn in connections:
+        for event, ts in (("webinar.participant_joined", conn["join"]), ("webinar.participant_left", conn["leave"])):
+            body = webhook_body(event, conn, ts)
+            sha = content_hash(body)
+            previous = chain_hash(previous, sha, now)
+            raw.append((next_id, "webhook", now, body, sha, previous, event, WEBINAR, UUID))
+            joined = event.endswith("joined")
+            events.append(
+                (
+                    next_id,
+                    event,
+                    "webinar",
+                    WEBINAR,
+                    UUID,
+                    conn["user_id"],
+                    conn["participant_uuid"],
+                    conn["participant_user_id"] or None,
+                    conn["registrant_id"] or None,
+                    conn["email"] or None,
+                    conn["name"],
+                    iso(ts) if joined else None,
+                    None if joined else iso(ts),
+                    int(ts.timestamp() * 1000),
+                )
+            )
+            next_id += 1
+    with durable_write(db) as c:
+        c.executemany(
+            "INSERT INTO raw_records (id, source, received_at, body, sha256, chain_hash, event, meeting_id, "
+            "meeting_uuid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            raw,
+        )
+        c.executemany(
+            "INSERT INTO participant_events (raw_id, event, kind, meeting_id, instance_uuid, user_id, "
+            "participant_uuid, participant_user_id, registrant_id, email, user_name, join_time, leave_time, "
+            "event_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            events,
+        )
+        c.execute(
+            "INSERT INTO state (key, value) VALUES ('normalize_cursor', ?) ON CONFLICT (key) DO UPDATE "
+            "SET value = excluded.value",
+            (str(next_id - 1),),
+        )
+    return len(events)
+
+
+def store_report(db, connections: list[dict], registrants: list[dict]) -> int:
+    """The report as the poller stores it: pages of 300 rows, then the registrants."""
+    fetch_id = start_fetch(db, UUID, kind="webinar", meeting_id=WEBINAR)
+    for i in range(0, len(connections), 300):
+        page = [
+            {
+                "id": c["participant_user_id"],
+                "user_id": c["user_id"],
+                "name": c["name"],
+                "user_email": c["email"],
+                "registrant_id": c["registrant_id"],
+                "participant_user_id": c["participant_user_id"],
+                "join_time": iso(c["join"]),
+                "leave_time": iso(c["leave"]),
+                "duration": int((c["leave"] - c["join"]).total_seconds()),
+                "status": "in_meeting",
+            }
+            for c in connections[i : i + 300]
+        ]
+        body = json.dumps({"participants": page}).encode()
+        save_report_page(
+            db, fetch_id, UUID, body=body, url=f"bench://report/{i}", rows=[participant_to_row(p) for p in page]
+        )
+    complete_fetch(db, fetch_id)
+    save_registrants(db, registrants, body=json.dumps(registrants).encode(), url="bench://registrants")
+    return len(connections)
+
+
+def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS in MiB, output bytes) of one `worker.py` command in a fresh process."""
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "worker.py", *args], cwd=ROOT, env=env, stdout=out, stderr=subprocess.PIPE
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(args)} failed: {proc.stderr.read().decode()}")
+        size = out.tell()
+    return elapsed, usage.ru_maxrss // 1024, size
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--people", type=int, default=20_000)
+    parser.add_argument("--segments", type=int, default=60_000, help="connections, each in webhooks and report")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", help="build the database at this path and keep it")
+    opts = parser.parse_args()
+    print("command:", " ".join([Path(sys.executable).name, *sys.argv]))
+
+    directory = tempfile.mkdtemp(prefix="bench-attendance-")
+    path = opts.keep or os.path.join(directory, "attendance.db")
+    db = open_db(path, lock_timeout=30)
+    migrate(db)
+    rng = random.Random(7)
+    connections, registrants = make_people(opts.people, opts.segments, rng)
+    t = time.perf_counter()
+    with durable_write(db) as c:
+        for event, moment in (("started", START), ("ended", START + timedelta(minutes=MINUTES))):
+            upsert_instance(
+                c,
+                {
+                    "instance_uuid": UUID,
+                    "meeting_id": WEBINAR,
+                    "kind": "webinar",
+                    "topic": "Bench webinar",
+                    "event_ts": int(moment.timestamp() * 1000),
+                    event: True,
+                    "start_time": iso(START),
+                    "end_time": iso(moment),
+                },
+            )
+    events = store_webhooks(db, connections)
+    rows = store_report(db, connections, registrants)
+    print(
+        f"setup: {opts.people} people, {len(connections)} connections -> {events} webhook events + {rows} report rows, "
+        f"{len(registrants)} registrants ({time.perf_counter() - t:.1f} s, not timed)"
+    )
+
+    stats = RefreshStats()
+    t = time.perf_counter()
+    refresh_instances(db, [UUID], stats=stats)
+    print(
+        f"full refresh: {time.perf_counter() - t:.2f} s, {stats.rows_written} rows in {stats.transactions} transactions, "
+        f"longest transaction {stats.longest_transaction * 1000:.0f} ms"
+    )
+
+    late = dict(
+        connections[0],
+        user_id="99999999",
+        participant_uuid="late",
+        join=START + timedelta(minutes=170),
+        leave=START + timedelta(minutes=175),
+    )
+    store_webhooks(db, [late])
+    stats = RefreshStats()
+    t = time.perf_counter()
+    refresh_instances(db, [UUID], stats=stats)
+    print(
+        f"refresh after one more connection: {time.perf_counter() - t:.2f} s, {stats.rows_written} rows in "
+        f"{stats.transactions} transactions, longest transaction {stats.longest_transaction * 1000:.1f} ms"
+    )
+    db.close()
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{path}"}
+    for args, target in (
+        (["attendance", WEBINAR, "--format", "json"], 1.0),
+        (["summary", WEBINAR, "--format", "json"], 0.5),
+        (["attendance", WEBINAR, "--min-minutes", "60", "--format", "csv"], 1.0),
+    ):
+        runs = [run_cli(args, env) for _ in range(opts.runs)]
+        wall = statistics.median(r[0] for r in runs)
+        print(
+            f"python worker.py {' '.join(args)}: median {wall:.3f} s of {opts.runs} "
+            f"(min {min(r[0] for r in runs):.3f}, max {max(r[0] for r in runs):.3f}), peak RSS {max(r[1] for r in runs)} MiB, "
+            f"{runs[0][2] / 1e6:.1f} MB output; target < {target} s: {'ok' if wall < target else 'MISSED'}"
+        )
+    print("database:", path, f"({os.path.getsize(path) / 1e6:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,162 @@
-"""CLI commands: audit."""
+"""CLI commands: audit (verify, export-raw, evidence, backup)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sqlite3
+import time
+from typing import BinaryIO
 
 import click
 
-commands: list[click.Command] = []
+from integrations.config import ConfigError, load_config
+from integrations.raw_export import FORMATS, export_chunks, parse_bound
+from store.audit import ChainError, open_readonly, verify_chain
+from store.backup import BackupError, backup_database
+
+database_option = click.option(
+    "--database",
+    "database",
+    type=click.Path(dir_okay=False),
+    help="SQLite file to read (default: DATABASE_URL); e.g. a backup handed to an auditor",
+)
+
+
+def database_path(database: str | None) -> str:
+    """The database the command works on: --database, else the configured one."""
+    if database:
+        return database
+    try:
+        return load_config().database_path
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def readonly_db(database: str | None):
+    """Open the database read-only, as one clear line when it cannot be."""
+    path = database_path(database)
+    if not os.path.exists(path):
+        raise click.ClickException(f"database {path} does not exist")
+    try:
+        db = open_readonly(path)
+        db.execute("SELECT 1 FROM raw_records LIMIT 1")
+    except sqlite3.Error as e:
+        raise click.ClickException(f"cannot read {path} as an attendance-worker database: {e}") from None
+    return db
+
+
+def write_chunks(chunks, output: str | None) -> int:
+    """Write byte chunks to `output` (owner-only file) or stdout; returns bytes written."""
+    written = 0
+    if output in (None, "-"):
+        out: BinaryIO = click.get_binary_stream("stdout")
+        for chunk in chunks:
+            out.write(chunk)
+            written += len(chunk)
+        out.flush()
+        return written
+    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+            written += len(chunk)
+    return written
+
+
+@click.command()
+@database_option
+@click.option(
+    "--head",
+    "expect_head",
+    metavar="HASH",
+    help="Also require this chain head (e.g. from an evidence MANIFEST) to be in the chain",
+)
+@click.option("--json", "as_json", is_flag=True, help="Output JSON")
+def verify(database: str | None, expect_head: str | None, as_json: bool) -> None:
+    """Recompute the hash chain of every raw record; exit 1 naming the first record that does not match."""
+    db = readonly_db(database)
+    started = time.monotonic()
+    try:
+        head = verify_chain(db, expect_head=expect_head)
+    except ChainError as e:
+        raise click.ClickException(f"FAILED: {e}") from None
+    finally:
+        db.close()
+    seconds = time.monotonic() - started
+    if as_json:
+        result = {
+            "ok": True,
+            "records": head.count,
+            "head_record_id": head.record_id,
+            "head": head.chain_hash,
+            "expected_head_found": expect_head is not None,
+        }
+        click.echo(json.dumps(result))
+        return
+    click.echo(
+        f"OK {head.count} records, head {head.chain_hash}" + (f" (record {head.record_id})" if head.record_id else "")
+    )
+    if expect_head:
+        click.echo(f"expected head {expect_head} is in the chain")
+    click.echo(f"checked in {seconds:.1f}s", err=True)
+
+
+@click.command(name="export-raw")
+@database_option
+@click.option("--meeting", metavar="MEETING", help="Only this instance UUID, or every instance of this meeting number")
+@click.option(
+    "--since", metavar="T", help="Only records received at or after T (ISO 8601, UTC unless an offset is given)"
+)
+@click.option("--until", metavar="T", help="Only records received before T")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
+@click.option("--output", "-o", metavar="FILE", help="Write to FILE (owner-only) instead of stdout")
+def export_raw(
+    database: str | None, meeting: str | None, since: str | None, until: str | None, fmt: str, output: str | None
+) -> None:
+    """Export the raw join log: every stored delivery and report row, with `raw` as received (JSONL) or as CSV."""
+    try:
+        since_at = parse_bound(since) if since else None
+        until_at = parse_bound(until) if until else None
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    db = readonly_db(database)
+    started = time.monotonic()
+    try:
+        written = write_chunks(export_chunks(db.conn, fmt, meeting=meeting, since=since_at, until=until_at), output)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {output}: {e}") from None
+    finally:
+        db.close()
+    if output not in (None, "-"):
+        click.echo(f"wrote {written:,} bytes of {fmt} to {output} in {time.monotonic() - started:.1f}s", err=True)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@database_option
+def backup(file: str, database: str | None) -> None:
+    """Write a consistent, owner-only copy of the live database to FILE (safe while the service runs)."""
+    from store.db import open_db
+
+    path = database_path(database)
+    if not os.path.exists(path):
+        raise click.ClickException(f"database {path} does not exist")
+    db = open_db(path)
+    started = time.monotonic()
+    try:
+        head = backup_database(db, file)
+    except BackupError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        db.close()
+    click.echo(
+        f"backed up {head.count} records (head {head.chain_hash}) to {file} in {time.monotonic() - started:.1f}s"
+    )
+    click.echo(
+        f"check the copy: python worker.py verify --database {shlex.quote(file)} --head {head.chain_hash}", err=True
+    )
+
+
+commands: list[click.Command] = [verify, export_raw, backup]

@@ -1,0 +1,44 @@
+"""GET /api/raw-events: the raw join log, streamed as JSONL or CSV, behind the API token."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request, stream_with_context
+
+from integrations.raw_export import CONTENT_TYPES, FORMATS, export_chunks, parse_bound
+from integrations.web.api import require_token
+from integrations.web.dbconn import settings
+from integrations.web.webhooks import error
+from store.audit import open_readonly
+
+bp = Blueprint("raw_events", __name__, url_prefix="/api")
+bp.before_request(require_token)
+
+
+@bp.get("/raw-events")
+def raw_events() -> Response:
+    """The raw join log (`?meeting=&since=&until=&format=jsonl|csv`), streamed in record order."""
+    fmt = request.args.get("format", "jsonl")
+    if fmt not in FORMATS:
+        return error(400, "bad_format", f"format must be one of {', '.join(FORMATS)}")
+    bounds = {}
+    for name in ("since", "until"):
+        value = request.args.get(name)
+        try:
+            bounds[name] = parse_bound(value) if value else None
+        except ValueError as e:
+            return error(400, f"bad_{name}", str(e))
+    meeting = request.args.get("meeting") or None
+    # Its own read-only connection: the stream may outlive other requests on this thread's
+    # connection, and a long read must never hold a write transaction.
+    db = open_readonly(settings().database_path)
+
+    def generate():
+        try:
+            yield from export_chunks(db.conn, fmt, meeting=meeting, **bounds)
+        finally:
+            db.close()
+
+    response = Response(stream_with_context(generate()), mimetype=CONTENT_TYPES[fmt].split(";")[0])
+    response.headers["Content-Type"] = CONTENT_TYPES[fmt]
+    response.headers["Content-Disposition"] = f'attachment; filename="raw-events.{fmt}"'
+    return response

@@ -1,0 +1,134 @@
+"""Handing out raw records for the raw join log (export-raw, evidence, /api/raw-events).
+
+Rows leave as plain tuples in `RAW_RECORD_COLUMNS` order, streamed from one SELECT, so
+memory stays flat and each export reads one consistent snapshot. Zoom's shapes inside the
+bodies are flattened in integrations/zoom/rawlog.py, not here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import sqlite_utils
+
+from store.events import NORMALIZE_CURSOR
+
+RAW_RECORD_COLUMNS = (
+    "id",
+    "source",
+    "received_at",
+    "body",
+    "sha256",
+    "chain_hash",
+    "stale_timestamp",
+    "url",
+    "meeting_id",
+    "meeting_uuid",
+    "pending",  # webhook not normalized yet: its meeting columns are still empty
+)
+
+_FETCH = 2000
+
+_SELECT = f"""
+SELECT r.id, r.source, r.received_at, r.body, r.sha256, r.chain_hash, r.stale_timestamp, r.url,
+  CASE WHEN r.source = 'report'
+    THEN coalesce(r.meeting_id, (SELECT i.meeting_id FROM instances i WHERE i.instance_uuid = r.meeting_uuid))
+    ELSE r.meeting_id END,
+  r.meeting_uuid,
+  r.source = 'webhook' AND r.id > coalesce((SELECT CAST(value AS INTEGER) FROM state WHERE key = '{NORMALIZE_CURSOR}'), 0)
+FROM raw_records r
+"""
+
+# A meeting is an instance uuid or a meeting number (all of its instances). Deliveries not
+# normalized yet are included for the caller to test against their parsed body.
+_MEETING = f"""(
+  r.meeting_uuid = :meeting
+  OR r.meeting_uuid IN (SELECT instance_uuid FROM instances WHERE meeting_id = :meeting)
+  OR (r.source = 'webhook' AND r.id > coalesce((SELECT CAST(value AS INTEGER) FROM state WHERE key = '{NORMALIZE_CURSOR}'), 0))
+)"""
+
+
+def raw_records(
+    conn,
+    *,
+    meeting: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    sources: Sequence[str] | None = None,
+) -> Iterator[tuple]:
+    """Raw records in id order, as tuples in RAW_RECORD_COLUMNS order.
+
+    `since` (inclusive) and `until` (exclusive) compare with `received_at` (canonical UTC ISO).
+    """
+    where: list[str] = []
+    params: dict[str, Any] = {"meeting": meeting, "since": since, "until": until}
+    if meeting is not None:
+        where.append(_MEETING)
+    if since is not None:
+        where.append("r.received_at >= :since")
+    if until is not None:
+        where.append("r.received_at < :until")
+    if sources is not None:
+        names = [f":source{i}" for i in range(len(sources))]
+        params.update({f"source{i}": s for i, s in enumerate(sources)})
+        where.append(f"r.source IN ({', '.join(names)})")
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.id"
+    cursor = conn.execute(sql, params)
+    try:
+        while rows := cursor.fetchmany(_FETCH):
+            yield from rows
+    finally:
+        cursor.close()
+
+
+@contextlib.contextmanager
+def read_snapshot(db: sqlite_utils.Database) -> Iterator[Any]:
+    """A read transaction: every query inside sees the database as of its first read."""
+    conn = db.conn
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+
+
+REGISTRANT_COLUMNS = (
+    "meeting_id",
+    "registrant_id",
+    "email",
+    "first_name",
+    "last_name",
+    "name",
+    "status",
+    "create_time",
+    "raw_id",
+    "fetched_at",
+)
+
+
+def registrants(conn, meeting_id: str) -> Iterator[dict[str, Any]]:
+    """The stored registrants of a meeting or webinar, by registrant id."""
+    cursor = conn.execute(
+        f"SELECT {', '.join(REGISTRANT_COLUMNS)} FROM registrants WHERE meeting_id = ? ORDER BY registrant_id",
+        (meeting_id,),
+    )
+    try:
+        for row in cursor:
+            yield dict(zip(REGISTRANT_COLUMNS, row, strict=True))
+    finally:
+        cursor.close()
+
+
+def instances_of(conn, meeting: str) -> list[dict[str, Any]]:
+    """Instances named by `meeting`: its own row for an instance uuid, else all of a meeting number's, newest first."""
+    cursor = conn.execute(
+        "SELECT instance_uuid, meeting_id, kind, topic, start_time, end_time FROM instances "
+        "WHERE instance_uuid = :m OR meeting_id = :m "
+        "ORDER BY instance_uuid = :m DESC, coalesce(start_time, first_seen_at) DESC",
+        {"m": meeting},
+    )
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor]

@@ -42,6 +42,9 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    from integrations.web import raw_events  # GET /api/raw-events (issue 5)
+
+    app.register_blueprint(raw_events.bp)
 
     @app.errorhandler(HTTPException)
     def json_error(error: HTTPException):

@@ -3,14 +3,33 @@ process under load loses nothing it acknowledged, and it keeps accepting after a
 
 from __future__ import annotations
 
+import json
+import math
 import random
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from integrations.normalize import normalize_pending
+from integrations.zoom.simulator import ZoomSimulator, synthetic_webinar
+from store.db import open_db
 from store.evidence import content_hash
-from tests.fault_support import participant_body, post_signed, start_web, stored_hashes, verify_chain
+from store.reports import report_rows
+from tests.fault_support import (
+    connect,
+    insert_deliveries,
+    participant_body,
+    post_signed,
+    process_env,
+    procfile_line,
+    start_procfile,
+    start_web,
+    stored_hashes,
+    verify_chain,
+)
+from tests.zoom_support import expected_rows
 
 pytestmark = pytest.mark.slow
 
@@ -96,4 +115,91 @@ def test_kill9_of_procfile_web_under_load_loses_no_acknowledged_event(tmp_path):
         web.stop()
     stored = stored_hashes(database)
     assert all(content_hash(body) in stored for body in after)
+    verify_chain(database)
+
+
+def ended_webinar(end, webinar_id: str, uuid: str) -> bytes:
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    start = end - timedelta(minutes=90)
+    obj = {"id": webinar_id, "uuid": uuid, "host_id": "h", "topic": "Crash drill", "type": 5}
+    obj |= {"start_time": start.strftime(fmt), "end_time": end.strftime(fmt), "duration": 90}
+    event = {
+        "event": "webinar.ended",
+        "event_ts": int(end.timestamp() * 1000),
+        "payload": {"account_id": "a", "object": obj},
+    }
+    return json.dumps(event).encode()
+
+
+def fetch_progress(database) -> tuple[int, int, int]:
+    """(id of the newest report fetch, pages it stored, complete fetches)."""
+    conn = connect(database)
+    try:
+        row = conn.execute("SELECT id, pages FROM report_fetches ORDER BY id DESC LIMIT 1").fetchone()
+        done = conn.execute("SELECT count(*) FROM report_fetches WHERE status = 'complete'").fetchone()[0]
+        return (row[0], row[1], done) if row else (0, 0, done)
+    finally:
+        conn.close()
+
+
+def test_kill9_of_the_worker_mid_report_fetch_resumes_without_duplicates(tmp_path):
+    database = tmp_path / "attendance.db"
+    webinar_id, uuid = "96789012345", "cRaSh+wOrKeR/1=="
+    end = datetime.now(UTC) - timedelta(hours=1)  # its first report fetch is due at once
+    dataset = synthetic_webinar(2500, webinar_id=webinar_id, uuid=uuid, start=end - timedelta(minutes=90))
+    pages = math.ceil(len(dataset.participants[uuid]) / 300)
+    insert_deliveries(database, [ended_webinar(end, webinar_id, uuid)])
+    normalize_pending(open_db(str(database)))  # the webinar is tracked, its end known
+    rng = random.Random()
+    with ZoomSimulator(dataset) as sim:
+        sim.add_fault("participants", "slow", times=10_000, delay=0.25)  # pages come slowly
+        env = process_env(database, ZOOM_REQUESTS_PER_SECOND="0", **sim.environ())
+        kills = []
+        for _ in range(2):
+            previous_fetch = fetch_progress(database)[0]
+            worker = start_procfile(procfile_line("worker"), env)
+            kill_after = rng.randint(1, pages - 3)  # a random page, mid-report
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    fetch_id, stored_pages, _ = fetch_progress(database)
+                    if fetch_id > previous_fetch and stored_pages >= kill_after:
+                        break
+                    assert worker.process.poll() is None, worker.log()[-3000:]
+                    time.sleep(0.01)
+                time.sleep(rng.uniform(0, 0.25))  # anywhere within a page
+                worker.kill9()
+                progress = fetch_progress(database)
+            finally:
+                worker.kill9()
+            assert progress[0] > previous_fetch and progress[2] == 0, f"no fetch was cut short: {progress}"
+            kills.append(progress[1])
+        sim.faults.clear()
+        worker = start_procfile(procfile_line("worker"), env)  # restarted for good
+        try:
+            deadline = time.monotonic() + 60
+            while fetch_progress(database)[2] == 0 and time.monotonic() < deadline:
+                assert worker.process.poll() is None, worker.log()[-3000:]
+                time.sleep(0.05)
+        finally:
+            assert worker.stop() == 0
+    print(f"\nworker killed after page {kills[0]} and page {kills[1]} of {pages}; the restart completed the report")
+
+    db = open_db(str(database))
+    fetches = [dict(r) for r in db.query("SELECT id, status, pages, rows FROM report_fetches ORDER BY id")]
+    [complete] = [f for f in fetches if f["status"] == "complete"]
+    assert complete["pages"] == pages and complete["rows"] == len(dataset.participants[uuid])
+    instance = db.execute(
+        "SELECT report_complete, report_fetch_id FROM instances WHERE instance_uuid = ?", [uuid]
+    ).fetchone()
+    assert instance == (1, complete["id"])
+    # No duplicates: each report row once, each page once in the evidence (re-fetched pages dedupe).
+    assert db.execute("SELECT count(*) FROM report_rows WHERE instance_uuid = ?", [uuid]).fetchone()[0] == len(
+        dataset.participants[uuid]
+    )
+    report_pages = db.execute(
+        "SELECT count(*), count(DISTINCT sha256) FROM raw_records WHERE source = 'report' AND url LIKE '%participants%'"
+    ).fetchone()
+    assert report_pages[0] == report_pages[1] == pages
+    assert sorted(tuple(sorted(r.items())) for r in report_rows(db, uuid)) == expected_rows(dataset, uuid)
     verify_chain(database)

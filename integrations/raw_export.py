@@ -25,6 +25,7 @@ from integrations.zoom.rawlog import (
     new_line,
     stored_bytes,
 )
+from integrations.zoom.webhooks import text
 from store.rawlog import raw_records
 
 FORMATS = ("jsonl", "csv")
@@ -76,8 +77,13 @@ def raw_log_lines(
             line["sha256"] = sha256
             line["chain_hash"] = chain_hash
             flatten_webhook(body, line)
-            # Not normalized yet: the database could not tell whether it belongs to `meeting`.
-            if pending and meeting is not None and meeting not in (str(line["meeting_id"]), str(line["meeting_uuid"])):
+            # Not normalized yet: the database could not tell whether it belongs to `meeting`;
+            # its body says, as normalization will (integrations.zoom.webhooks.text).
+            if (
+                pending
+                and meeting is not None
+                and meeting not in (text(line["meeting_id"]), text(line["meeting_uuid"]))
+            ):
                 continue
             yield line
         else:

@@ -42,9 +42,11 @@ FROM raw_records r
 """
 
 # A meeting is an instance uuid or a meeting number (all of its instances). Deliveries not
-# normalized yet are included for the caller to test against their parsed body.
+# normalized yet are included for the caller to test against their parsed body. Every term
+# is indexed, so SQLite looks each up instead of scanning the log.
 _MEETING = f"""(
   r.meeting_uuid = :meeting
+  OR r.meeting_id = :meeting
   OR r.meeting_uuid IN (SELECT instance_uuid FROM instances WHERE meeting_id = :meeting)
   OR (r.source = 'webhook' AND r.id > coalesce((SELECT CAST(value AS INTEGER) FROM state WHERE key = '{NORMALIZE_CURSOR}'), 0))
 )"""

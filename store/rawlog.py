@@ -134,3 +134,18 @@ def instances_of(conn, meeting: str) -> list[dict[str, Any]]:
     )
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor]
+
+
+def evidence_pages(conn, *, instance_uuid: str, meeting_id: str | None) -> Iterator[tuple]:
+    """Stored report pages behind an instance: its participant report pages, and the registrant
+    pages its meeting's registrants were last seen in. Tuples: id, received_at, url, body, sha256, chain_hash."""
+    cursor = conn.execute(
+        "SELECT id, received_at, url, body, sha256, chain_hash FROM raw_records WHERE source = 'report' AND "
+        "(meeting_uuid = :uuid OR id IN (SELECT raw_id FROM registrants WHERE meeting_id = :meeting_id)) ORDER BY id",
+        {"uuid": instance_uuid, "meeting_id": meeting_id},
+    )
+    try:
+        while rows := cursor.fetchmany(_FETCH):
+            yield from rows
+    finally:
+        cursor.close()

@@ -159,4 +159,51 @@ def backup(file: str, database: str | None) -> None:
     )
 
 
-commands: list[click.Command] = [verify, export_raw, backup]
+@click.command()
+@click.argument("meeting")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    metavar="DIR|FILE.zip",
+    help="New directory, or a .zip file, to write the bundle to",
+)
+@click.option("--instance", metavar="UUID", help="This instance of MEETING instead of its latest")
+@click.option("--min-minutes", type=float, metavar="N", help="Eligible: attended at least N minutes")
+@click.option("--min-percent", type=float, metavar="P", help="Eligible: attended at least P percent of the instance")
+@database_option
+def evidence(
+    meeting: str,
+    output: str,
+    instance: str | None,
+    min_minutes: float | None,
+    min_percent: float | None,
+    database: str | None,
+) -> None:
+    """Write the evidence bundle of MEETING for an auditor: attendance, summary, raw log, registrants, MANIFEST, README."""
+    from integrations.evidence import BundleError, build_bundle
+    from store.attendance_queries import BadQuery, Threshold, UnknownMeeting
+    from store.db import DatabaseUnavailable, open_db
+    from store.schema import migrate
+
+    path = database_path(database)
+    if not os.path.exists(path):
+        raise click.ClickException(f"database {path} does not exist")
+    db = open_db(path)
+    try:
+        migrate(db)
+        bundle = build_bundle(db, meeting, output, instance=instance, threshold=Threshold(min_minutes, min_percent))
+    except (BundleError, UnknownMeeting, BadQuery) as e:
+        raise click.ClickException(str(e)) from None
+    except DatabaseUnavailable as e:
+        raise click.ClickException(f"database busy or unavailable, try again: {e}") from None
+    finally:
+        db.close()
+    click.echo(
+        f"wrote evidence for meeting {bundle.meeting_id} instance {bundle.instance_uuid} to {output}: {len(bundle.files) + 1} files"
+    )
+    click.echo(f"chain head {bundle.head.chain_hash} (record {bundle.head.record_id}, {bundle.head.count} records)")
+    click.echo(f"MANIFEST sha256 {bundle.manifest_sha256} (send it to the auditor separately)")
+
+
+commands: list[click.Command] = [verify, export_raw, evidence, backup]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -172,7 +173,12 @@ def fetch_registrants(client: ZoomClient, webinar_id: str, status: str) -> Itera
 # -- pure reshaping -------------------------------------------------------------------------
 
 
+_CANONICAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+
+
 def _time_or_raw(value: Any) -> str | None:
+    if isinstance(value, str) and _CANONICAL_TIME.fullmatch(value):
+        return value  # already canonical: most of Zoom's times, and 2 per row of 60,000
     # A report row is evidence: an unreadable time is kept as Zoom sent it, not dropped.
     try:
         return parse_time(value)

@@ -1,0 +1,153 @@
+"""The audit trail while the service writes: exports, verify and backup against the Procfile's
+web process (gunicorn, several workers) receiving signed webhooks on 127.0.0.1 (issue 5)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from integrations.raw_export import raw_log_lines
+from store.audit import open_readonly, verify_chain
+from tests.audit_support import run_worker
+from tests.conftest import API_TOKEN
+from tests.fault_support import get, participant_body, post_signed, process_env, start_web
+
+pytestmark = pytest.mark.slow
+
+WRITERS = 3
+POSTS_PER_WRITER = 80
+
+
+class Posters:
+    """Threads posting distinct signed deliveries; they record what was acknowledged."""
+
+    def __init__(self, port: int, run: str):
+        self.port = port
+        self.acknowledged: list[bytes] = []
+        self.failures: list[str] = []
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._post, args=(f"{run}{w}",)) for w in range(WRITERS)]
+
+    def _post(self, run: str) -> None:
+        for n in range(POSTS_PER_WRITER):
+            body = participant_body(n, run=run)
+            try:
+                status, answer = post_signed(self.port, body, timeout=15)
+            except OSError as e:
+                status, answer = 0, str(e).encode()
+            with self._lock:
+                if status == 200:
+                    self.acknowledged.append(body)
+                else:
+                    self.failures.append(f"{status} {answer[:200]!r}")
+
+    def __enter__(self) -> Posters:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def running(self) -> bool:
+        return any(t.is_alive() for t in self._threads)
+
+    def __exit__(self, *exc) -> None:
+        for t in self._threads:
+            t.join(timeout=120)
+        assert not self.running(), "posters did not finish"
+
+
+def assert_consistent_log(lines: list[dict]) -> int:
+    """An export taken mid-ingestion is a gapless prefix of the log, each raw matching its hash."""
+    ids = [line["record_id"] for line in lines]
+    assert ids == list(range(1, len(ids) + 1))
+    for line in lines:
+        assert hashlib.sha256(line["raw"].encode()).hexdigest() == line["sha256"]
+    return len(ids)
+
+
+def test_exports_and_verify_stay_consistent_while_several_workers_write(tmp_path):
+    database = tmp_path / "live.db"
+    web = start_web(database, WEB_CONCURRENCY="3")
+    try:
+        exports, verified = [], []
+        with Posters(web.port, "x") as posters:
+            deadline = time.monotonic() + 90
+            while posters.running() and time.monotonic() < deadline:
+                # Over HTTP, streamed by one of the workers that are taking the posts.
+                status, data = get(
+                    web.port, "/api/raw-events", headers={"Authorization": f"Bearer {API_TOKEN}"}, timeout=30
+                )
+                assert status == 200
+                exports.append(assert_consistent_log([json.loads(line) for line in data.splitlines()]))
+                # And from a separate reader, as the CLI reads.
+                db = open_readonly(str(database))
+                try:
+                    exports.append(assert_consistent_log(list(raw_log_lines(db.conn))))
+                    verified.append(verify_chain(db).count)
+                finally:
+                    db.close()
+        assert posters.failures == []
+        total = WRITERS * POSTS_PER_WRITER
+        assert len(posters.acknowledged) == total
+        assert exports == sorted(exports) and verified == sorted(verified)  # each sees a later prefix
+        assert any(0 < n < total for n in exports), "no export ran while deliveries were arriving"
+
+        result = run_worker("verify", "--database", str(database))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.decode().startswith(f"OK {total} records, head ")
+        final = run_worker("export-raw", "--database", str(database)).stdout
+        raws = [json.loads(line)["raw"].encode() for line in final.splitlines()]
+        assert sorted(raws) == sorted(posters.acknowledged)  # every acknowledged delivery exactly once
+    finally:
+        web.stop()
+
+
+def test_backup_while_writing_is_a_consistent_owner_only_copy(tmp_path):
+    database = tmp_path / "live.db"
+    web = start_web(database)
+    env = process_env(database)
+    try:
+        backups: list[tuple[Path, int]] = []
+        with Posters(web.port, "b") as posters:
+            while posters.running() and len(backups) < 3:
+                with contextlib.closing(sqlite3.connect(database)) as conn:
+                    count_before = conn.execute("SELECT count(*) FROM raw_records").fetchone()[0]
+                target = tmp_path / f"backup-{len(backups)}.db"
+                result = run_worker("backup", str(target), env=env)
+                assert result.returncode == 0, result.stderr
+                assert result.stdout.decode().startswith("backed up ")
+                backups.append((target, count_before))
+                time.sleep(0.2)
+        assert posters.failures == []
+        final = sqlite3.connect(database)
+        live = dict(final.execute("SELECT id, chain_hash FROM raw_records"))
+        final.close()
+        assert any(0 < before < len(live) for _, before in backups), "no backup ran while deliveries were arriving"
+        for target, count_before in backups:
+            assert os.stat(target).st_mode & 0o777 == 0o600
+            assert not Path(str(target) + "-wal").exists()
+            copy = open_readonly(str(target))
+            try:
+                head = verify_chain(copy)
+                assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+                assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+                copied = dict(copy.execute("SELECT id, chain_hash FROM raw_records"))
+            finally:
+                copy.close()
+            assert count_before <= head.count <= len(live)
+            assert copied == {i: live[i] for i in copied}  # a prefix of the live log, unchanged
+    finally:
+        web.stop()
+
+
+def test_backup_refuses_to_overwrite_the_live_database(db, config):
+    result = run_worker("backup", config.database_path, "--database", config.database_path)
+    assert result.returncode == 1
+    assert b"cannot be the live database" in result.stderr

@@ -95,12 +95,14 @@ def after_failure(
 ) -> dict[str, Any]:
     """Schedule fields after a failed fetch.
 
-    outcome: 'rate_limited' (retry at `retry_at`), 'not_found' (try the next stage: right
-    after the end Zoom may not have the report yet), 'too_old' (give up), 'auth' (retry
-    later without counting: an operator must fix the credentials), 'transient' (bounded
-    retries with growing waits).
+    outcome: 'interrupted' (the worker stopped: due again now), 'rate_limited' (retry at
+    `retry_at`), 'not_found' (try the next stage: right after the end Zoom may not have
+    the report yet), 'too_old' (give up), 'auth' (retry later without counting: an
+    operator must fix the credentials), 'transient' (bounded retries with growing waits).
     """
     error = error[:500]
+    if outcome == "interrupted":
+        return _pending(now, last_error=error)  # the worker stopped: pick it up at once on restart
     if outcome == "rate_limited":
         return _pending(retry_at or now + RETRY_BASE, last_error=error)
     if outcome == "auth":

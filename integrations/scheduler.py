@@ -51,10 +51,14 @@ def add_jobs(scheduler: BaseScheduler, config: Config) -> None:
     # run right at start resumes whatever a stopped worker left due or half-done.
     from datetime import UTC, datetime
 
+    from apscheduler.schedulers.base import STATE_STOPPED
+
     from integrations.sync import POLL_INTERVAL_SECONDS, ReportPoller
 
     scheduler.add_job(
-        ReportPoller(config),
+        # shutdown() marks the scheduler stopped before it waits for running jobs: the
+        # poller sees that and ends within a page instead of holding SIGTERM for a report.
+        ReportPoller(config, stopping=lambda: scheduler.state == STATE_STOPPED),
         "interval",
         seconds=POLL_INTERVAL_SECONDS,
         next_run_time=datetime.now(UTC),

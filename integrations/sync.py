@@ -9,6 +9,7 @@ and keeps its state in the database, so a restarted worker neither repeats nor l
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -71,13 +72,19 @@ log = logging.getLogger(__name__)
 
 DAILY_LIMIT_STATE = "zoom_daily_limit_until"
 POLL_INTERVAL_SECONDS = 60  # how often the worker looks for due fetches
-DISCOVER_EVERY = timedelta(hours=1)  # how often a tracked meeting's instance list is read
+DISCOVER_EVERY = timedelta(hours=1)  # how often a meeting tracked by hand has its instance list read
+# Meetings that send webhooks announce their ends; their lists are read only to catch a lost one.
+WEBHOOK_DISCOVER_EVERY = timedelta(hours=6)
 CLAIM_FOR = timedelta(hours=1)  # a claimed fetch is retried by another worker after this
 HISTORY_MARGIN = timedelta(days=1)  # instances started this long before tracking began are polled too
 FETCHES_PER_RUN = 20
 DISCOVERIES_PER_RUN = 20
 
 Progress = Callable[[str], None]
+
+
+class SyncInterrupted(Exception):
+    "The worker is stopping; the fetch starts again at its next run"
 
 
 @dataclass
@@ -120,6 +127,7 @@ def sync_instance(
     progress: Progress | None = None,
     on_complete: Callable[[int], Mapping[str, Any]] | None = None,
     on_failure: Callable[[BaseException], Mapping[str, Any]] | None = None,
+    stopping: Callable[[], bool] | None = None,
 ) -> FetchSummary:
     """Fetch an instance's whole participant report and store it; raises ZoomError on failure.
 
@@ -137,6 +145,10 @@ def sync_instance(
             rows = [participant_to_row(p) for p in page.items]
             unprocessed[page.number] = sum(looks_unprocessed(r) for r in rows)
             save_report_page(db, fetch_id, instance_uuid, body=page.body, url=page.url, rows=rows)
+            if stopping and stopping():
+                raise SyncInterrupted(
+                    f"the worker is stopping: fetch of {instance_uuid} left after {page.number} pages"
+                )
             if progress:
                 total = f"/{page.page_count}" if page.page_count else ""
                 progress(f"{instance_uuid}: page {page.number}{total}, {len(rows)} rows")
@@ -283,6 +295,8 @@ def _merge(first: Iterable[str], second: Iterable[str]) -> list[str]:
 
 def _outcome(error: BaseException) -> tuple[str, datetime | None]:
     """Which after_failure rule an error falls under (and when a rate limit lifts)."""
+    if isinstance(error, SyncInterrupted):
+        return "interrupted", None
     if isinstance(error, RateLimited):
         return "rate_limited", error.retry_at
     if isinstance(error, ZoomAuthError | Unauthorized | Forbidden):
@@ -319,11 +333,24 @@ def plan_ended_instances(db: sqlite_utils.Database, delays: tuple[timedelta, ...
 
 
 def discover_tracked(
-    db: sqlite_utils.Database, client: ZoomClient, delays: tuple[timedelta, ...], now: datetime
+    db: sqlite_utils.Database,
+    client: ZoomClient,
+    delays: tuple[timedelta, ...],
+    now: datetime,
+    *,
+    stopping: Callable[[], bool] | None = None,
 ) -> int:
     """Read the instance lists of tracked meetings not read for a while; schedule what ended."""
     scheduled = 0
-    for meeting in meetings_to_discover(db, checked_before=to_iso(now - DISCOVER_EVERY))[:DISCOVERIES_PER_RUN]:
+    webhook_cutoff = to_iso(now - WEBHOOK_DISCOVER_EVERY)
+    due = [
+        m
+        for m in meetings_to_discover(db, checked_before=to_iso(now - DISCOVER_EVERY))
+        if m["source"] != "webhook" or m["checked_at"] is None or m["checked_at"] < webhook_cutoff
+    ]
+    for meeting in due[:DISCOVERIES_PER_RUN]:
+        if stopping and stopping():
+            raise SyncInterrupted("the worker is stopping")
         meeting_id = meeting["meeting_id"]
         try:
             kind, rows = discover_instances(db, client, meeting_id, kind=meeting["kind"])
@@ -350,11 +377,14 @@ def fetch_due(
     now: Callable[[], datetime],
     *,
     limit: int = FETCHES_PER_RUN,
+    stopping: Callable[[], bool] | None = None,
 ) -> list[FetchSummary]:
     """Fetch the reports whose time has come. Daily limit and credential errors stop the run."""
     done: list[FetchSummary] = []
     worker = worker_name()
     for row in due_fetches(db, now=to_iso(now()), limit=limit):
+        if stopping and stopping():
+            raise SyncInterrupted("the worker is stopping")
         uuid = row["instance_uuid"]
         moment = now()
         if not claim_fetch(db, uuid, now=to_iso(moment), until=to_iso(moment + CLAIM_FOR), worker=worker):
@@ -393,8 +423,9 @@ def fetch_due(
                 meeting_id=current["meeting_id"],
                 on_complete=completed,
                 on_failure=failed,
+                stopping=stopping,
             )
-        except (DailyLimitError, ZoomAuthError, Unauthorized):
+        except (DailyLimitError, ZoomAuthError, Unauthorized, SyncInterrupted):
             raise
         except (ZoomError, DatabaseUnavailable) as e:
             log.warning("report fetch of %s failed, rescheduled: %s", uuid, _one_line(e))
@@ -408,7 +439,7 @@ def fetch_due(
 def _refresh_roster(db: sqlite_utils.Database, client: ZoomClient, webinar_id: str) -> None:
     try:
         sync_registrants(db, client, webinar_id)
-    except (DailyLimitError, ZoomAuthError, Unauthorized):
+    except (DailyLimitError, ZoomAuthError, Unauthorized, SyncInterrupted):
         raise
     except (ZoomError, DatabaseUnavailable) as e:
         # The roster is fetched again with the next report fetch; the report stays stored.
@@ -433,17 +464,21 @@ def poll_reports(
     report_delays: str,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     limit: int = FETCHES_PER_RUN,
+    stopping: Callable[[], bool] | None = None,
 ) -> PollResult:
-    """One run of the scheduled poller: plan, discover, fetch what is due (no client: plan only)."""
+    """One run of the scheduled poller: plan, discover, fetch what is due (no client: plan only).
+
+    `stopping()` turning true (the worker got SIGTERM) ends the run after the current page.
+    """
     delays = parse_delays(report_delays)
     result = PollResult(planned=plan_ended_instances(db, delays, now()))
     result.paused_until = paused_until(db, now())
     if client is None or result.paused_until:
         return result
     try:
-        result.discovered = discover_tracked(db, client, delays, now())
+        result.discovered = discover_tracked(db, client, delays, now(), stopping=stopping)
         result.planned += plan_ended_instances(db, delays, now())
-        result.fetched = fetch_due(db, client, delays, now, limit=limit)
+        result.fetched = fetch_due(db, client, delays, now, limit=limit, stopping=stopping)
     except DailyLimitError as e:
         until = e.retry_at or now() + timedelta(hours=1)
         pause_for_daily_limit(db, until)
@@ -452,25 +487,41 @@ def poll_reports(
     except (ZoomAuthError, Unauthorized) as e:
         result.error = _one_line(e)
         log.error("report polling stopped for this run: %s", e)
+    except SyncInterrupted as e:
+        result.error = _one_line(e)
+        log.info("report polling interrupted: %s", e)
     return result
 
 
 class ReportPoller:
-    """The scheduler job: one `poll_reports` run per call, reusing one client (and token)."""
+    """The scheduler job: one `poll_reports` run per call, reusing one client (and token).
 
-    def __init__(self, config: Config):
+    `stopping()` says the worker is shutting down: the job then ends within a page or a
+    fraction of a second of waiting, instead of holding SIGTERM for a whole report.
+    """
+
+    def __init__(self, config: Config, *, stopping: Callable[[], bool] = lambda: False):
         try:
             parse_delays(config.report_delays)
         except ValueError as e:
             raise ConfigError(f"REPORT_FETCH_DELAYS: {e}") from None
         self.config = config
+        self.stopping = stopping
         self.client: ZoomClient | None = None
         self._warned = False
+
+    def sleep(self, seconds: float) -> None:
+        """The client's waits (backoff, Retry-After, pacing), cut short when the worker stops."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.stopping():
+                raise SyncInterrupted(f"the worker is stopping ({left:.0f}s of waiting left)")
+            time.sleep(min(left, 0.25))
 
     def _client(self) -> ZoomClient | None:
         if self.client is None:
             try:
-                self.client = ZoomClient.from_config(self.config)
+                self.client = ZoomClient.from_config(self.config, sleep=self.sleep)
             except ConfigError as e:
                 if not self._warned:
                     log.warning("report polling off until credentials are set: %s", e)
@@ -478,9 +529,11 @@ class ReportPoller:
         return self.client
 
     def __call__(self) -> PollResult | None:
+        if self.stopping():
+            return None
         db = open_db(self.config.database_path, lock_timeout=self.config.db_lock_timeout_seconds)
         try:
-            return poll_reports(db, self._client(), report_delays=self.config.report_delays)
+            return poll_reports(db, self._client(), report_delays=self.config.report_delays, stopping=self.stopping)
         except DatabaseUnavailable as e:
             log.warning("report polling postponed, database unavailable: %s", e)
             return None

@@ -462,7 +462,7 @@ def meetings_to_discover(db: sqlite_utils.Database, *, checked_before: str) -> l
     return [
         dict(r)
         for r in db.query(
-            "SELECT t.meeting_id, t.kind, t.added_at, d.checked_at FROM tracked_meetings t "
+            "SELECT t.meeting_id, t.kind, t.source, t.added_at, d.checked_at FROM tracked_meetings t "
             "LEFT JOIN report_discovery d ON d.meeting_id = t.meeting_id "
             "WHERE d.checked_at IS NULL OR d.checked_at < ? ORDER BY d.checked_at IS NOT NULL, d.checked_at",
             [checked_before],

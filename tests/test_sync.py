@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 
 import integrations.sync as sync_module
 from integrations.config import ConfigError
@@ -341,6 +343,9 @@ def test_worker_fetches_at_each_delay_after_the_end_and_never_twice(client, db, 
     row = schedule_row(db, UUID)
     assert (row["status"], row["due_at"], row["stage"]) == ("done", None, 2)
     assert db.execute("SELECT count(*) FROM report_fetches WHERE status = 'complete'").fetchone()[0] == 3
+    # A meeting that sends webhooks has its instance list read every 6 hours only (to catch a
+    # lost `ended`): at +10 min, +24 h and +60 h.
+    assert sim.calls["instances"] == 3
 
 
 def test_zero_durations_after_the_last_delay_earn_bounded_extra_fetches(client, db):
@@ -459,10 +464,53 @@ def test_worker_schedules_the_report_poll_job(tmp_path, sim):
     database = open_db(config.database_path)
     migrate(database)  # as run_scheduler does before starting the jobs
     database.close()
-    scheduler = BlockingScheduler(timezone="UTC")
+    scheduler = BackgroundScheduler(timezone="UTC")
     add_jobs(scheduler, config)
     job = scheduler.get_job("report_poll")
     assert job is not None and job.max_instances == 1
     assert isinstance(job.func, ReportPoller)
-    result = job.func()  # one run, as the scheduler would make it
+    assert job.func() is None  # not running yet: no run starts
+    scheduler.start(paused=True)
+    try:
+        result = job.func()  # one run, as the running scheduler would make it
+    finally:
+        scheduler.shutdown()
+    assert job.func() is None  # shut down: no new run either
     assert result.error is None and result.paused_until is None
+
+
+def test_a_stopping_worker_leaves_the_fetch_due_and_the_next_run_resumes_it(client, db, sim, zoom, webinar):
+    post_event(client, webinar_ended(END))
+    normalize_pending(db)
+    now = Now(END + timedelta(minutes=31))
+    # SIGTERM arrives while the first page is being stored.
+    result = poll_reports(db, zoom, report_delays=DELAYS, now=now, stopping=lambda: sim.calls["participants"] >= 1)
+    assert "SyncInterrupted" in result.error and result.fetched == []
+    assert sim.calls["participants"] == 1
+    row = schedule_row(db, UUID)
+    assert (row["status"], row["due_at"], row["claimed_by"], row["attempts"]) == (
+        "pending",
+        to_iso(now.moment),
+        None,
+        0,
+    )
+    assert db.execute("SELECT status, pages FROM report_fetches").fetchall() == [("failed", 1)]
+    assert report_rows(db, UUID) == []
+    assert len(poll_reports(db, zoom, report_delays=DELAYS, now=now).fetched) == 1
+    assert stored_rows(report_rows(db, UUID)) == expected_rows(webinar, UUID)
+
+
+def test_a_stopping_worker_cuts_a_long_retry_wait_short(client, db, tmp_path, sim):
+    post_event(client, webinar_ended(datetime.now(UTC) - timedelta(hours=1)))
+    normalize_pending(db)
+    sim.add_fault("participants", "rate_limit", retry_after="120")
+    config = make_config(tmp_path, **sim.environ(), ZOOM_REQUESTS_PER_SECOND="0")
+    stop = threading.Event()
+    poller = ReportPoller(config, stopping=stop.is_set)
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    result = poller()
+    assert time.monotonic() - started < 5
+    assert "SyncInterrupted" in result.error and "waiting left" in result.error
+    assert schedule_row(db, UUID)["status"] == "pending"
+    assert poller() is None  # a stopped worker starts no new run

@@ -158,7 +158,8 @@ def compute_attendance(
         "report_complete": int(facts.report_complete),
         "webhook_events": facts.webhook_events,
         "report_rows": facts.report_rows,
-        "registered": len(registrants) or None,
+        # Pending and denied registrations are not (yet) registered; none stored: unknown.
+        "registered": sum(1 for r in registrants if r.get("status") in (None, "approved")) if registrants else None,
         "people": len(people),
         "in_meeting": sum(a["in_meeting"] for a in result.attendance),
         "total_attended_seconds": sum(a["attended_seconds"] for a in result.attendance),

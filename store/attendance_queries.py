@@ -9,6 +9,7 @@ live meeting has an open session since `open_since`, and `now` extends it, exact
 from __future__ import annotations
 
 import json
+import math
 import re
 import statistics
 from dataclasses import dataclass
@@ -62,7 +63,8 @@ class Threshold:
         if self.min_percent is not None:
             if not window_seconds:
                 return False
-            return attended_seconds * 100 >= self.min_percent * window_seconds
+            # Whole seconds: the share of the window, rounded up (a float's last bit never decides).
+            return attended_seconds >= math.ceil(self.min_percent * window_seconds / 100 - 1e-6)
         return None
 
 
@@ -237,7 +239,8 @@ def _absent(db: sqlite_utils.Database, uuid: str, meeting_id: str | None, thresh
     """Registrants who never joined this instance, with 0 seconds."""
     rows = db.execute(
         "SELECT registrant_id, name, email FROM registrant_attendance "
-        "WHERE instance_uuid = ? AND person_key IS NULL ORDER BY registrant_id",
+        "WHERE instance_uuid = ? AND person_key IS NULL AND coalesce(status, 'approved') = 'approved' "
+        "ORDER BY registrant_id",
         [uuid],
     ).fetchall()
     out = []

@@ -27,7 +27,6 @@ import sqlite_utils
 from store.attendance import InstanceAttendance, InstanceFacts, compute_attendance
 from store.db import DatabaseUnavailable, durable_write, write_lock
 from store.intervals import epoch_seconds
-from store.schema import migrations
 from store.segments import report_segments, webhook_segments
 
 log = logging.getLogger(__name__)
@@ -37,108 +36,6 @@ RULES_VERSION = "1"
 CHUNK_ROWS = 1000
 REFRESH_LOCK_TIMEOUT = 60.0
 
-
-@migrations()
-def m008_derived_attendance(db: sqlite_utils.Database) -> None:
-    """Derived attendance tables and views (issue 8)."""
-    # One statement at a time: executescript would commit the migration's transaction.
-    for statement in _SCHEMA.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
-
-
-_SCHEMA = """
-CREATE TABLE attendance_instances (
-    instance_uuid TEXT PRIMARY KEY REFERENCES instances (instance_uuid),
-    meeting_id TEXT,
-    kind TEXT,
-    topic TEXT,
-    start_time TEXT,
-    end_time TEXT,
-    window_seconds INTEGER,
-    ended INTEGER NOT NULL,
-    report_complete INTEGER NOT NULL,
-    webhook_events INTEGER NOT NULL,
-    report_rows INTEGER NOT NULL,
-    registered INTEGER,
-    people INTEGER NOT NULL,
-    in_meeting INTEGER NOT NULL,
-    total_attended_seconds INTEGER NOT NULL,
-    peak_concurrent INTEGER NOT NULL,
-    peak_at TEXT,
-    evidence TEXT
-);
-CREATE INDEX attendance_instances_meeting ON attendance_instances (meeting_id, start_time);
-CREATE TABLE people (
-    instance_uuid TEXT NOT NULL REFERENCES attendance_instances (instance_uuid) ON DELETE CASCADE,
-    person_key TEXT NOT NULL,
-    identity TEXT NOT NULL CHECK (identity IN ('registrant', 'email', 'user', 'name')),
-    name TEXT,
-    email TEXT,
-    registrant_id TEXT,
-    participant_user_id TEXT,
-    names TEXT NOT NULL,
-    emails TEXT NOT NULL,
-    registrant_ids TEXT NOT NULL,
-    participant_user_ids TEXT NOT NULL,
-    connection_ids TEXT NOT NULL,
-    PRIMARY KEY (instance_uuid, person_key)
-);
-CREATE INDEX people_email ON people (email);
-CREATE INDEX people_registrant ON people (registrant_id);
-CREATE TABLE attendance (
-    instance_uuid TEXT NOT NULL,
-    person_key TEXT NOT NULL,
-    attended_seconds INTEGER NOT NULL,
-    open_since TEXT,
-    segments INTEGER NOT NULL,
-    first_join TEXT,
-    last_leave TEXT,
-    in_meeting INTEGER NOT NULL,
-    sources TEXT NOT NULL,
-    seconds_from TEXT NOT NULL CHECK (seconds_from IN ('webhook', 'report')),
-    webhook_only INTEGER NOT NULL,
-    webhook_seconds INTEGER,
-    report_seconds INTEGER,
-    registrant_id TEXT,
-    registrant_matched INTEGER NOT NULL,
-    registrant_match TEXT,
-    PRIMARY KEY (instance_uuid, person_key),
-    FOREIGN KEY (instance_uuid, person_key) REFERENCES people (instance_uuid, person_key) ON DELETE CASCADE
-);
-CREATE INDEX attendance_seconds ON attendance (instance_uuid, attended_seconds);
-CREATE INDEX attendance_registrant ON attendance (registrant_id);
-CREATE TABLE attendance_sessions (
-    instance_uuid TEXT NOT NULL,
-    person_key TEXT NOT NULL,
-    start_time TEXT NOT NULL,
-    end_time TEXT,
-    seconds INTEGER,
-    open INTEGER NOT NULL,
-    sources TEXT NOT NULL,
-    PRIMARY KEY (instance_uuid, person_key, start_time),
-    FOREIGN KEY (instance_uuid, person_key) REFERENCES people (instance_uuid, person_key) ON DELETE CASCADE
-);
-CREATE INDEX participant_events_instance_raw ON participant_events (instance_uuid, raw_id);
-CREATE VIEW attendees AS
-SELECT ai.meeting_id, a.instance_uuid, a.person_key, p.identity, p.name, p.email, a.registrant_id,
-    a.attended_seconds + CASE WHEN a.open_since IS NULL THEN 0 ELSE
-        max(0, CAST(strftime('%s', 'now') AS INTEGER) - CAST(strftime('%s', a.open_since) AS INTEGER)) END
-        AS attended_seconds,
-    a.segments, a.first_join, a.last_leave, a.in_meeting, a.sources, a.webhook_only,
-    a.seconds_from, a.webhook_seconds, a.report_seconds, a.registrant_matched
-FROM attendance a
-JOIN people p ON p.instance_uuid = a.instance_uuid AND p.person_key = a.person_key
-JOIN attendance_instances ai ON ai.instance_uuid = a.instance_uuid;
-CREATE VIEW registrant_attendance AS
-SELECT r.meeting_id, ai.instance_uuid, r.registrant_id, r.email, r.name, r.status,
-    a.person_key, coalesce(a.attended_seconds, 0) AS attended_seconds, a.first_join, a.last_leave,
-    a.person_key IS NOT NULL AS attended
-FROM registrants r
-JOIN attendance_instances ai ON ai.meeting_id = r.meeting_id
-LEFT JOIN attendance a ON a.instance_uuid = ai.instance_uuid AND a.registrant_id = r.registrant_id
-    AND a.registrant_matched = 1
-"""
 
 # Derived tables, their primary keys and columns, in the order rows are written.
 TABLES: dict[str, tuple[str, ...]] = {
@@ -235,7 +132,7 @@ def load_evidence(db: sqlite_utils.Database, uuid: str) -> Evidence | None:
         registrants = (
             _dicts(
                 db.execute(
-                    "SELECT registrant_id, email, name FROM registrants WHERE meeting_id = ? ORDER BY registrant_id",
+                    "SELECT registrant_id, email, name, status FROM registrants WHERE meeting_id = ? ORDER BY registrant_id",
                     [inst.get("meeting_id")],
                 )
             )
@@ -318,6 +215,7 @@ def refresh_instances(
     done = []
     with refresh_lock(db, lock_timeout):
         for uuid in sorted(set(instance_uuids)):
+            _clear_dirty(db, uuid)  # before reading: evidence stored from now on marks it again
             if not force and is_current(db, uuid):
                 continue
             evidence = load_evidence(db, uuid)
@@ -328,6 +226,17 @@ def refresh_instances(
             done.append(uuid)
     stats.seconds += time.perf_counter() - started
     return done
+
+
+def _clear_dirty(db: sqlite_utils.Database, uuid: str) -> None:
+    if db.execute("SELECT 1 FROM derived_dirty WHERE instance_uuid = ?", [uuid]).fetchone():
+        with durable_write(db) as conn:
+            conn.execute("DELETE FROM derived_dirty WHERE instance_uuid = ?", (uuid,))
+
+
+def dirty_instances(db: sqlite_utils.Database) -> list[str]:
+    """Instances whose evidence changed since their last refresh (marked by triggers, m009)."""
+    return [r[0] for r in db.execute("SELECT instance_uuid FROM derived_dirty ORDER BY instance_uuid")]
 
 
 def stale_instances(db: sqlite_utils.Database, instance_uuids: Iterable[str] | None = None) -> list[str]:
@@ -475,6 +384,7 @@ class RefreshPacer:
     def run(self, db: sqlite_utils.Database, affected: Iterable[str]) -> list[str]:
         """Refresh what is due among `affected` and what was left pending; returns those refreshed."""
         self.pending.update(affected)
+        self.pending.update(dirty_instances(db))  # changed by another process (CLI, API, poller)
         done = []
         for uuid in sorted(self.pending):
             started = self.clock()

@@ -114,7 +114,8 @@ def meeting_view(meeting: str, view: str) -> Response:
         )
         now = now_seconds()
         if view == "timeline":
-            result = queries.timeline(db, uuid, now=now, step=_number("step", int) or 60)
+            step = _number("step", int)
+            result = queries.timeline(db, uuid, now=now, step=60 if step is None else step)
             return _answer(result, list_key="points", csv_rows=result["points"], fields=TIMELINE_FIELDS, filename="timeline")
         threshold = queries.Threshold(_number("min_minutes"), _number("min_percent"))
         if view == "summary":

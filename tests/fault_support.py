@@ -225,9 +225,17 @@ def connect(database: Path) -> sqlite3.Connection:
 def verify_chain(database: Path) -> int:
     """Recompute every raw record's content and chain hash; return the record count.
 
-    Independent of the app's own verification (issue 5 adds `verify`): a broken, reordered
-    or half-written record fails here.
+    Recomputed here, independently, and by the app's own `verify` (store/audit.py): a broken,
+    reordered or half-written record fails both.
     """
+    from store.audit import open_readonly
+    from store.audit import verify_chain as audit_verify
+
+    audited = open_readonly(str(database))
+    try:
+        head = audit_verify(audited)
+    finally:
+        audited.close()
     conn = connect(database)
     try:
         previous = GENESIS
@@ -241,6 +249,7 @@ def verify_chain(database: Path) -> int:
             previous = expected
             count += 1
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert head.count == count and head.chain_hash == previous, (head, count)
         return count
     finally:
         conn.close()

@@ -407,3 +407,11 @@ def test_json_export_is_valid_with_the_nastiest_display_names():
     rows = [{"user_name": s} for s in NASTY_STRINGS]
     text = json.dumps(rows, ensure_ascii=False)
     assert json.loads(text) == copy.deepcopy(rows)
+
+
+def test_lone_surrogate_escapes_become_replacement_characters_and_pairs_stay():
+    from integrations.zoom import jsontext
+
+    body = b'{"a": "x\\ud800y", "b": "\\ud83d\\ude00", "\\udfff": ["\\uDC00"], "c": "\\\\ud800"}'
+    assert jsontext.loads(body) == {"a": "x\ufffdy", "b": "\U0001f600", "\ufffd": ["\ufffd"], "c": "\\ud800"}
+    json.dumps(jsontext.loads(body), ensure_ascii=False).encode("utf-8")  # storable and printable

@@ -9,7 +9,6 @@ it, and tests inject the clock and the sleep.
 from __future__ import annotations
 
 import email.utils
-import json
 import logging
 import random
 import threading
@@ -21,6 +20,8 @@ from typing import Any
 from urllib.parse import quote
 
 import requests
+
+from integrations.zoom import jsontext
 
 log = logging.getLogger(__name__)
 
@@ -428,7 +429,9 @@ class ZoomClient:
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        data = json.loads(body)
-    except ValueError:
+        # Display names in reports are typed by attendees: lone surrogate escapes made rows
+        # SQLite refuses; too deep a nesting raised RecursionError out of the sync (issue 7).
+        data = jsontext.loads(body)
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

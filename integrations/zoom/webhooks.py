@@ -5,11 +5,11 @@ Shapes: ../shared/zoom/NOTES.md ("Webhooks") and meetings-webhooks.openapi.json.
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
+
+from integrations.zoom import jsontext
 
 
 class ZoomPayloadError(Exception):
@@ -77,36 +77,14 @@ class ParsedEvent:
 def parse_json(body: bytes) -> dict[str, Any]:
     """Decode a body as a JSON object or raise ZoomPayloadError saying why."""
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = jsontext.loads(body)
     except UnicodeDecodeError as e:
         raise ZoomPayloadError(f"body is not UTF-8: {e}") from None
     except (ValueError, RecursionError) as e:
         raise ZoomPayloadError(f"body is not valid JSON: {e}") from None
     if not isinstance(data, dict):
         raise ZoomPayloadError(f"body is JSON {type(data).__name__}, not an object")
-    if _SURROGATE_ESCAPE.search(body):
-        # JSON may escape a lone UTF-16 surrogate ("\ud800"); such a str cannot be encoded
-        # to UTF-8, so SQLite refused the normalized row and stalled the queue (issue 7).
-        try:
-            data = _replace_lone_surrogates(data)
-        except RecursionError:
-            raise ZoomPayloadError("body is nested too deeply") from None
     return data
-
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _replace_lone_surrogates(value: Any) -> Any:
-    """`value` with every lone surrogate in its strings (keys too) replaced by U+FFFD."""
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, dict):
-        return {_replace_lone_surrogates(k): _replace_lone_surrogates(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_replace_lone_surrogates(v) for v in value]
-    return value
 
 
 def text(value: Any) -> str | None:

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 from store.evidence import GENESIS, chain_hash, content_hash
@@ -303,5 +304,30 @@ def insert_deliveries(database: Path, bodies: list[bytes]) -> None:
                 (at, body, sha, previous),
             )
         conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def ended_webinar(end, webinar_id: str, uuid: str) -> bytes:
+    """A webinar.ended delivery body: the poller schedules the instance's report fetch."""
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    start = end - timedelta(minutes=90)
+    obj = {"id": webinar_id, "uuid": uuid, "host_id": "h", "topic": "Crash drill", "type": 5}
+    obj |= {"start_time": start.strftime(fmt), "end_time": end.strftime(fmt), "duration": 90}
+    event = {
+        "event": "webinar.ended",
+        "event_ts": int(end.timestamp() * 1000),
+        "payload": {"account_id": "a", "object": obj},
+    }
+    return json.dumps(event).encode()
+
+
+def fetch_progress(database) -> tuple[int, int, int]:
+    """(id of the newest report fetch, pages it stored, complete fetches)."""
+    conn = connect(database)
+    try:
+        row = conn.execute("SELECT id, pages FROM report_fetches ORDER BY id DESC LIMIT 1").fetchone()
+        done = conn.execute("SELECT count(*) FROM report_fetches WHERE status = 'complete'").fetchone()[0]
+        return (row[0], row[1], done) if row else (0, 0, done)
     finally:
         conn.close()

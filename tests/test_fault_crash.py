@@ -3,7 +3,6 @@ process under load loses nothing it acknowledged, and it keeps accepting after a
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import threading
@@ -18,7 +17,8 @@ from store.db import open_db
 from store.evidence import content_hash
 from store.reports import report_rows
 from tests.fault_support import (
-    connect,
+    ended_webinar,
+    fetch_progress,
     insert_deliveries,
     participant_body,
     post_signed,
@@ -116,30 +116,6 @@ def test_kill9_of_procfile_web_under_load_loses_no_acknowledged_event(tmp_path):
     stored = stored_hashes(database)
     assert all(content_hash(body) in stored for body in after)
     verify_chain(database)
-
-
-def ended_webinar(end, webinar_id: str, uuid: str) -> bytes:
-    fmt = "%Y-%m-%dT%H:%M:%SZ"
-    start = end - timedelta(minutes=90)
-    obj = {"id": webinar_id, "uuid": uuid, "host_id": "h", "topic": "Crash drill", "type": 5}
-    obj |= {"start_time": start.strftime(fmt), "end_time": end.strftime(fmt), "duration": 90}
-    event = {
-        "event": "webinar.ended",
-        "event_ts": int(end.timestamp() * 1000),
-        "payload": {"account_id": "a", "object": obj},
-    }
-    return json.dumps(event).encode()
-
-
-def fetch_progress(database) -> tuple[int, int, int]:
-    """(id of the newest report fetch, pages it stored, complete fetches)."""
-    conn = connect(database)
-    try:
-        row = conn.execute("SELECT id, pages FROM report_fetches ORDER BY id DESC LIMIT 1").fetchone()
-        done = conn.execute("SELECT count(*) FROM report_fetches WHERE status = 'complete'").fetchone()[0]
-        return (row[0], row[1], done) if row else (0, 0, done)
-    finally:
-        conn.close()
 
 
 def test_kill9_of_the_worker_mid_report_fetch_resumes_without_duplicates(tmp_path):

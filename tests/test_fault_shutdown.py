@@ -3,16 +3,23 @@ to the worker lets its running job finish (or stop at a checkpoint) before it ex
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from store.db import write_lock
+from integrations.normalize import normalize_pending
+from integrations.zoom.simulator import ZoomSimulator, synthetic_webinar
+from store.db import open_db, write_lock
 from store.evidence import content_hash
+from store.reports import report_rows
 from tests.fault_support import (
     connect,
+    ended_webinar,
+    fetch_progress,
     insert_deliveries,
     participant_body,
     post_signed,
@@ -23,6 +30,7 @@ from tests.fault_support import (
     stored_hashes,
     verify_chain,
 )
+from tests.zoom_support import expected_rows
 
 pytestmark = pytest.mark.slow
 
@@ -88,3 +96,54 @@ def test_sigterm_to_worker_lets_the_running_job_finish(tmp_path):
     assert cursor > at_signal
     assert normalized == cursor and beyond == 0
     print(f"\nSIGTERM at cursor {at_signal} of {total}; worker exited 0 with cursor {cursor}")
+
+
+def test_sigterm_to_worker_mid_report_fetch_stops_within_a_page_and_the_fetch_stays_due(tmp_path):
+    database = tmp_path / "attendance.db"
+    webinar_id, uuid = "98901234567", "sIgTeRm+rEpOrT/1=="
+    end = datetime.now(UTC) - timedelta(hours=1)  # its first report fetch is due at once
+    dataset = synthetic_webinar(2500, webinar_id=webinar_id, uuid=uuid, start=end - timedelta(minutes=90))
+    pages = math.ceil(len(dataset.participants[uuid]) / 300)
+    insert_deliveries(database, [ended_webinar(end, webinar_id, uuid)])
+    normalize_pending(open_db(str(database)))
+    with ZoomSimulator(dataset) as sim:
+        sim.add_fault("participants", "slow", times=10_000, delay=0.3)  # a report that takes seconds
+        env = process_env(database, ZOOM_REQUESTS_PER_SECOND="0", **sim.environ())
+        worker = start_procfile(procfile_line("worker"), env)
+        try:
+            deadline = time.monotonic() + 60
+            while fetch_progress(database)[1] < 2 and time.monotonic() < deadline:
+                assert worker.process.poll() is None, worker.log()[-3000:]
+                time.sleep(0.01)
+            signalled = time.monotonic()
+            worker.process.send_signal(signal.SIGTERM)
+            status = worker.process.wait(timeout=30)
+            took = time.monotonic() - signalled
+        finally:
+            worker.stop()
+        _, pages_at_stop, complete = fetch_progress(database)
+        assert status == 0, worker.log()[-2000:]
+        assert complete == 0 and pages_at_stop < pages, "the report completed: SIGTERM proved nothing"
+        # Within a page or so, far below a platform's grace period (Heroku: 30 s).
+        assert took < 5, f"the worker took {took:.1f}s to stop"
+        schedule = (
+            connect(database)
+            .execute("SELECT status, claimed_by FROM report_schedule WHERE instance_uuid = ?", [uuid])
+            .fetchone()
+        )
+        assert tuple(schedule) == ("pending", None), tuple(schedule)
+
+        sim.faults.clear()
+        worker = start_procfile(procfile_line("worker"), env)
+        try:
+            deadline = time.monotonic() + 60
+            while fetch_progress(database)[2] == 0 and time.monotonic() < deadline:
+                assert worker.process.poll() is None, worker.log()[-3000:]
+                time.sleep(0.05)
+        finally:
+            assert worker.stop() == 0
+    db = open_db(str(database))
+    assert sorted(tuple(sorted(r.items())) for r in report_rows(db, uuid)) == expected_rows(dataset, uuid)
+    print(
+        f"\nworker stopped {took:.2f}s after SIGTERM at page {pages_at_stop} of {pages}; the next start completed the report"
+    )

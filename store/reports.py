@@ -145,12 +145,11 @@ def save_report_page(
     marks = ", ".join("?" * len(ROW_COLUMNS))
     with durable_write(db) as conn:
         record = append_report_page(conn, body, url=url, meeting_uuid=instance_uuid)
-        before = conn.total_changes
-        conn.executemany(
+        # rowcount, not total_changes: rows written by other areas' triggers are not ours.
+        new_rows = conn.executemany(
             f"INSERT OR IGNORE INTO report_rows (instance_uuid, raw_id, {columns}) VALUES (?, ?, {marks})",
             [(instance_uuid, record.id, *(row.get(c) for c in ROW_COLUMNS)) for row in rows],
-        )
-        new_rows = conn.total_changes - before
+        ).rowcount
         conn.executemany(
             "INSERT OR IGNORE INTO report_fetch_seen (fetch_id, row_id) "
             "SELECT ?, id FROM report_rows WHERE instance_uuid = ? AND row_hash = ?",
@@ -305,16 +304,14 @@ def save_registrants(
     changed = " OR ".join(c + " IS NOT ?" for c in REGISTRANT_COLUMNS)
     with durable_write(db) as conn:
         record = append_report_page(conn, body, url=url, meeting_uuid=None)
-        before = conn.total_changes
-        conn.executemany(
+        new_rows = conn.executemany(
             f"INSERT OR IGNORE INTO registrants (meeting_id, registrant_id, {columns}, raw_id, fetched_at) "
             f"VALUES (?, ?, {marks}, ?, ?)",
             [
                 (r["meeting_id"], r["registrant_id"], *(r.get(c) for c in REGISTRANT_COLUMNS), record.id, now)
                 for r in rows
             ],
-        )
-        new_rows = conn.total_changes - before
+        ).rowcount
         # Only a registrant whose details changed points at the newer page: re-fetching the
         # same roster leaves the table as it was.
         conn.executemany(
@@ -403,16 +400,14 @@ def schedule_instances(db: sqlite_utils.Database, rows: Iterable[Mapping[str, An
     """Add schedule rows (instance_uuid, meeting_id, kind, ended_at, stage, due_at); existing rows stay."""
     now = utc_now()
     with durable_write(db) as conn:
-        before = conn.total_changes
-        conn.executemany(
+        return conn.executemany(
             "INSERT OR IGNORE INTO report_schedule (instance_uuid, meeting_id, kind, ended_at, stage, due_at, updated_at) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
                 (r["instance_uuid"], r.get("meeting_id"), r["kind"], r["ended_at"], r["stage"], r["due_at"], now)
                 for r in rows
             ],
-        )
-        return conn.total_changes - before
+        ).rowcount
 
 
 def due_fetches(db: sqlite_utils.Database, *, now: str, limit: int) -> list[dict[str, Any]]:

@@ -56,19 +56,30 @@ def now_seconds() -> int:
 
 
 def current_instance(
-    db: sqlite_utils.Database, meeting: str, instance: str | None = None, *, lock_timeout: float = REFRESH_LOCK_TIMEOUT
+    db: sqlite_utils.Database,
+    meeting: str,
+    instance: str | None = None,
+    *,
+    live_max_age: float | None = None,
+    lock_timeout: float = REFRESH_LOCK_TIMEOUT,
 ) -> str:
-    """Resolve MEETING to an instance whose derived rows reflect everything stored."""
-    affected = normalize_pending(db)
+    """Resolve MEETING to an instance whose derived rows reflect everything stored.
+
+    With `live_max_age`, a live instance computed less than that many seconds ago is
+    taken as it is (its `computed_at` says when).
+    """
+    normalize_pending(db)
     uuid = queries.resolve_instance(db, meeting, instance)
-    refresh_instances(db, [*affected, uuid], lock_timeout=lock_timeout)  # skips those already up to date
+    refresh_instances(db, [uuid], live_max_age=live_max_age, lock_timeout=lock_timeout)  # skips what is current
     return uuid
 
 
-def current_meetings(db: sqlite_utils.Database, *, lock_timeout: float = REFRESH_LOCK_TIMEOUT) -> list[dict[str, Any]]:
+def current_meetings(
+    db: sqlite_utils.Database, *, live_max_age: float | None = None, lock_timeout: float = REFRESH_LOCK_TIMEOUT
+) -> list[dict[str, Any]]:
     """Every stored instance, after bringing stale derived rows up to date."""
     normalize_pending(db)
-    refresh_instances(db, stale_instances(db), lock_timeout=lock_timeout)
+    refresh_instances(db, stale_instances(db), live_max_age=live_max_age, lock_timeout=lock_timeout)
     return queries.list_meetings(db)
 
 
@@ -88,6 +99,11 @@ def summary_row(summary: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+_encode = json.JSONEncoder(
+    ensure_ascii=False
+).encode  # one encoder: json.dumps(..., ensure_ascii=False) builds one per call
+
+
 def json_chunks(result: dict[str, Any], list_key: str | None = None) -> Iterator[str]:
     """JSON text, one line per list item: readable, and each line uses the fast C encoder."""
     if list_key is None:
@@ -97,5 +113,5 @@ def json_chunks(result: dict[str, Any], list_key: str | None = None) -> Iterator
     opening = json.dumps(head, indent=2, ensure_ascii=False)[:-2] + ",\n" if head else "{\n"
     yield opening + f'  "{list_key}": ['
     for i, item in enumerate(result[list_key]):
-        yield ("\n    " if i == 0 else ",\n    ") + json.dumps(item, ensure_ascii=False)
+        yield ("\n    " if i == 0 else ",\n    ") + _encode(item)
     yield ("\n  " if result[list_key] else "") + "]\n}\n"

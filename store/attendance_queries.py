@@ -8,6 +8,7 @@ live meeting has an open session since `open_since`, and `now` extends it, exact
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -171,8 +172,15 @@ def meeting_info(
         "registered": row["registered"],
         "in_meeting": row["in_meeting"],
         "as_of": iso_time(now),
+        "computed_at": _computed_at(db, uuid),
         "threshold": threshold.describe() if threshold else None,
     }
+
+
+def _computed_at(db: sqlite_utils.Database, uuid: str) -> str | None:
+    """When the derived rows were computed (whole seconds): a live answer lags by now minus this."""
+    row = db.execute("SELECT refreshed_at FROM derived_refreshes WHERE instance_uuid = ?", [uuid]).fetchone()
+    return iso_time(epoch_seconds(row[0])) if row else None
 
 
 ATTENDEE_FIELDS = (
@@ -189,6 +197,16 @@ ATTENDEE_FIELDS = (
     "sources",
     "webhook_only",
 )
+
+
+@functools.lru_cache(maxsize=64)
+def _sources_tuple(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
+
+
+def _sources(text: str) -> list[str]:
+    """A `sources` column as a list (a handful of distinct values: parsed once each)."""
+    return list(_sources_tuple(text))
 
 
 def attendance(
@@ -223,7 +241,7 @@ def attendance(
             "first_join": row[7],
             "last_leave": row[8],
             "in_meeting": bool(row[9]),
-            "sources": json.loads(row[10]),
+            "sources": _sources(row[10]),
             "webhook_only": bool(row[11]),
         }
         if threshold.given:

@@ -20,12 +20,14 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlite_utils
 
 from store.attendance import InstanceAttendance, InstanceFacts, compute_attendance
 from store.db import DatabaseUnavailable, durable_write, write_lock
+from store.evidence import utc_now
 from store.intervals import epoch_seconds
 from store.segments import report_segments, webhook_segments
 
@@ -158,13 +160,15 @@ def load_evidence(db: sqlite_utils.Database, uuid: str) -> Evidence | None:
 
 
 def compute(evidence: Evidence) -> InstanceAttendance:
-    """The derived rows of one instance, by the one implementation of the rules."""
-    return compute_attendance(
-        evidence.facts,
-        webhook_segments(evidence.events),
-        report_segments(evidence.report_rows),
-        evidence.registrants,
-    )
+    """The derived rows of one instance, by the one implementation of the rules.
+
+    Consumes `evidence.events` and `evidence.report_rows`: the rows of a 20,000-person
+    webinar are freed once they are segments, before the result rows are built.
+    """
+    webhook = webhook_segments(evidence.events)
+    report = report_segments(evidence.report_rows)
+    evidence.events, evidence.report_rows = [], []
+    return compute_attendance(evidence.facts, webhook, report, evidence.registrants)
 
 
 def stored_fingerprint(db: sqlite_utils.Database, uuid: str) -> str | None:
@@ -202,12 +206,15 @@ def refresh_instances(
     instance_uuids: Iterable[str],
     *,
     force: bool = False,
+    live_max_age: float | None = None,
     lock_timeout: float = REFRESH_LOCK_TIMEOUT,
     stats: RefreshStats | None = None,
 ) -> list[str]:
     """Recompute the derived tables of these instances from the evidence; returns those rewritten.
 
-    Instances whose rows already match their evidence are skipped unless `force`.
+    Instances whose rows already match their evidence are skipped unless `force`; with
+    `live_max_age`, so are live instances refreshed less than that many seconds ago (a
+    reader of a busy live webinar takes the worker's last refresh instead of redoing it).
     Raises DatabaseUnavailable when the refresh lock or the write lock is not had in time.
     """
     stats = stats if stats is not None else RefreshStats()
@@ -215,17 +222,37 @@ def refresh_instances(
     done = []
     with refresh_lock(db, lock_timeout):
         for uuid in sorted(set(instance_uuids)):
+            if not force and live_max_age is not None and _live_and_recent(db, uuid, live_max_age):
+                continue
             _clear_dirty(db, uuid)  # before reading: evidence stored from now on marks it again
             if not force and is_current(db, uuid):
                 continue
+            began = time.perf_counter()
             evidence = load_evidence(db, uuid)
             if evidence is None:
                 continue
-            _write_instance(db, compute(evidence), evidence.fingerprint, stats)
+            _write_instance(db, compute(evidence), evidence.fingerprint, stats, began)
             stats.instances += 1
             done.append(uuid)
     stats.seconds += time.perf_counter() - started
     return done
+
+
+def _live_and_recent(db: sqlite_utils.Database, uuid: str, max_age: float) -> bool:
+    row = db.execute(
+        "SELECT r.refreshed_at FROM attendance_instances a JOIN derived_refreshes r USING (instance_uuid) "
+        "WHERE a.instance_uuid = ? AND a.ended = 0 AND a.evidence IS NOT NULL",
+        [uuid],
+    ).fetchone()
+    if row is None:
+        return False
+    return (datetime.now(UTC) - datetime.fromisoformat(row[0].replace("Z", "+00:00"))).total_seconds() < max_age
+
+
+def refreshed_at(db: sqlite_utils.Database, uuid: str) -> str | None:
+    """When the derived rows of `uuid` were last computed (UTC ISO 8601)."""
+    row = db.execute("SELECT refreshed_at FROM derived_refreshes WHERE instance_uuid = ?", [uuid]).fetchone()
+    return row[0] if row else None
 
 
 def _clear_dirty(db: sqlite_utils.Database, uuid: str) -> None:
@@ -262,7 +289,9 @@ def _upsert_sql(table: str, columns: Sequence[str], pk: Sequence[str]) -> str:
     )
 
 
-def _write_instance(db: sqlite_utils.Database, result: InstanceAttendance, print_: str, stats: RefreshStats) -> None:
+def _write_instance(
+    db: sqlite_utils.Database, result: InstanceAttendance, print_: str, stats: RefreshStats, began: float
+) -> None:
     """Bring one instance's rows to `result`, writing only what changed, in short transactions."""
     uuid = result.instance["instance_uuid"]
     ops: list[tuple[str, tuple]] = []  # (sql, params), in an order foreign keys accept
@@ -292,7 +321,12 @@ def _write_instance(db: sqlite_utils.Database, result: InstanceAttendance, print
         _run(db, [(instance_sql, tuple({**instance_row, "evidence": None}.values()))], stats)
         for i in range(0, len(ops), CHUNK_ROWS):
             _run(db, ops[i : i + CHUNK_ROWS], stats)
-    _run(db, [(instance_sql, tuple(instance_row.values()))], stats)
+    refreshed = (
+        "INSERT INTO derived_refreshes (instance_uuid, refreshed_at, seconds) VALUES (?, ?, ?) "
+        "ON CONFLICT (instance_uuid) DO UPDATE SET refreshed_at = excluded.refreshed_at, seconds = excluded.seconds"
+    )
+    final = [(instance_sql, tuple(instance_row.values())), (refreshed, (uuid, utc_now(), time.perf_counter() - began))]
+    _run(db, final, stats)
 
 
 def _run(db: sqlite_utils.Database, ops: Sequence[tuple[str, tuple]], stats: RefreshStats) -> None:

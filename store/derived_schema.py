@@ -164,3 +164,12 @@ BEGIN
         AND instance_uuid NOT IN (SELECT instance_uuid FROM derived_dirty);
 END
 """
+
+
+@migrations()
+def m010_derived_refreshes(db: sqlite_utils.Database) -> None:
+    """When each instance's derived rows were last computed, and how long that took."""
+    # Apart from attendance_instances: a rebuild must give identical rows there.
+    db.execute(
+        "CREATE TABLE derived_refreshes (instance_uuid TEXT PRIMARY KEY, refreshed_at TEXT NOT NULL, seconds REAL)"
+    )

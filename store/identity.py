@@ -18,15 +18,15 @@ from dataclasses import dataclass, field
 REGISTRANT, EMAIL, USER, NAME = "registrant", "email", "user", "name"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Identifiers:
-    """What one connection says about who it is."""
+    """What one connection says about who it is (tuples without repeats: 100,000 of these per refresh)."""
 
-    registrant_ids: frozenset[str] = frozenset()
-    emails: frozenset[str] = frozenset()  # already lower-cased by `normalize_email`
-    participant_user_ids: frozenset[str] = frozenset()
+    registrant_ids: tuple[str, ...] = ()
+    emails: tuple[str, ...] = ()  # already lower-cased by `normalize_email`
+    participant_user_ids: tuple[str, ...] = ()
     names: tuple[str, ...] = ()  # display names seen on the connection, in order
-    links: frozenset[str] = frozenset()  # per-connection ids: same token, same connection
+    links: tuple[str, ...] = ()  # per-connection ids: same token, same connection
     ref: str = ""  # stable reference of the connection, for keys of nameless weak people
 
     @property
@@ -34,7 +34,7 @@ class Identifiers:
         return bool(self.registrant_ids or self.emails or self.participant_user_ids)
 
 
-@dataclass
+@dataclass(slots=True)
 class Person:
     """One person: the connections merged into them and how they were identified."""
 
@@ -68,7 +68,12 @@ def _find(parent: list[int], x: int) -> int:
 
 def canonical_name(names: Iterable[str | None]) -> str | None:
     """The display name seen most often; ties go to the alphabetically first."""
-    counts = Counter(n for n in names if n)
+    names = [n for n in names if n]
+    if not names:
+        return None
+    if len(set(names)) == 1:
+        return names[0]  # the usual case, without a Counter for each of 20,000 people
+    counts = Counter(names)
     if not counts:
         return None
     return min(counts, key=lambda n: (-counts[n], n))

@@ -36,7 +36,7 @@ LEAVES = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class Segment:
     """One connection of one participant."""
 
@@ -48,13 +48,23 @@ class Segment:
     inferred_end: bool = field(default=False)  # closed by a later join on the same connection
 
 
+_SECONDS: dict[str, int | None] = {}  # a meeting's 100,000 times fall on far fewer distinct seconds
+
+
 def _time(value: Any) -> int | None:
     if not value:
         return None
+    seconds = _SECONDS.get(value, -1)
+    if seconds != -1:
+        return seconds
     try:
-        return epoch_seconds(value)
-    except (ValueError, OverflowError):
-        return None
+        seconds = epoch_seconds(value)
+    except (ValueError, OverflowError, TypeError):
+        seconds = None
+    if len(_SECONDS) > 500_000:
+        _SECONDS.clear()
+    _SECONDS[value] = seconds
+    return seconds
 
 
 def _event_time(row: Mapping[str, Any], joining: bool) -> int | None:
@@ -70,12 +80,13 @@ def _event_time(row: Mapping[str, Any], joining: bool) -> int | None:
     return int(ts) // 1000 if isinstance(ts, int) else None
 
 
-_NONE: frozenset[str] = frozenset()
+_NONE: tuple[str, ...] = ()
 
 
-def _set(values: Iterable[str | None]) -> frozenset[str]:
+def _set(values: Iterable[str | None]) -> tuple[str, ...]:
+    """Distinct non-empty values, sorted (a tuple: a frozenset costs four times the memory)."""
     found = {v for v in values if v}
-    return frozenset(found) if found else _NONE
+    return tuple(sorted(found)) if found else _NONE
 
 
 def _identifiers(rows: list[Mapping[str, Any]], *, source: str, ref: str, links: Iterable[str]) -> Identifiers:
@@ -92,9 +103,9 @@ def _identifiers(rows: list[Mapping[str, Any]], *, source: str, ref: str, links:
         if r.get("user_name"):
             names.append(r["user_name"])
     return Identifiers(
-        registrant_ids=frozenset(registrant_ids) if registrant_ids else _NONE,
-        emails=frozenset(emails) if emails else _NONE,
-        participant_user_ids=frozenset(user_ids) if user_ids else _NONE,
+        registrant_ids=_set(registrant_ids),
+        emails=_set(emails),
+        participant_user_ids=_set(user_ids),
         names=tuple(names),
         links=_set(links),
         ref=f"{source}:{ref}",
@@ -165,18 +176,14 @@ def _pair_connection(key: str, rows: list[Mapping[str, Any]]) -> list[Segment]:
 
     # Segments of one connection are one person (several only after a lost leave).
     links = {f"wh\0{key}"} if len(pairs) > 1 else set()
-    room = key.split(":", 1)[0]
-    connection_ids = set()
-    for r in rows:
-        if r.get("participant_uuid"):
-            links.add(f"puuid\0{r['participant_uuid']}")
-            connection_ids.add(r["participant_uuid"])
-        if r.get("user_id"):
-            connection_ids.add(r["user_id"])
-            if room == _MAIN:
-                for name in {x["user_name"] for x in rows if x.get("user_name")}:
-                    # The report's user_id names the same connection: same id and same name, same person.
-                    links.add(f"conn\0{r['user_id']}\0{name}")
+    puuids = {r["participant_uuid"] for r in rows if r.get("participant_uuid")}
+    user_ids = {r["user_id"] for r in rows if r.get("user_id")}
+    links.update(f"puuid\0{p}" for p in puuids)
+    if key.startswith(_MAIN):
+        names = {r["user_name"] for r in rows if r.get("user_name")}
+        # The report's user_id names the same connection: same id and same name, same person.
+        links.update(f"conn\0{u}\0{n}" for u in user_ids for n in names)
+    connection_ids = puuids | user_ids
     ids = _identifiers(rows, source=WEBHOOK, ref=key, links=links)
     return [
         Segment(WEBHOOK, start, end, ids, tuple(sorted(connection_ids)), inferred) for start, end, inferred in pairs
@@ -197,11 +204,11 @@ def report_segments(rows: Iterable[Mapping[str, Any]]) -> list[Segment]:
             links.append(f"rp\0{user_id}")  # rows of one connection (Zoom's failover rows)
         email = normalize_email(r.get("user_email"))
         ids = Identifiers(
-            registrant_ids=frozenset((r["registrant_id"],)) if r.get("registrant_id") else _NONE,
-            emails=frozenset((email,)) if email else _NONE,
-            participant_user_ids=frozenset((r["participant_user_id"],)) if r.get("participant_user_id") else _NONE,
+            registrant_ids=(r["registrant_id"],) if r.get("registrant_id") else _NONE,
+            emails=(email,) if email else _NONE,
+            participant_user_ids=(r["participant_user_id"],) if r.get("participant_user_id") else _NONE,
             names=(name,) if name else (),
-            links=frozenset(links) if links else _NONE,
+            links=tuple(links),
             ref=f"{REPORT}:{user_id or ''}:{r.get('row_hash') or r.get('id')}",
         )
         # Computed from join/leave times, never from `duration` (seconds or minutes: NOTES.md).

@@ -142,3 +142,21 @@ def test_errors_are_json_with_a_message(client, config):
     assert bad.status_code == 400 and "not both" in bad.get_json()["message"]
     assert get(client, f"/api/meetings/{MEETING}/timeline?step=0").status_code == 400
     assert get(client, f"/api/meetings/{MEETING}/attendance?format=xml").status_code == 400
+
+
+def test_a_live_instance_is_served_from_a_refresh_seconds_old(client, config):
+    from datetime import UTC, datetime, timedelta
+
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    sc = Scenario(client, config, meeting_id=MEETING, uuid="live==", day=start.strftime("%Y-%m-%d"))
+    sc.started(start.strftime("%H:%M:%S"))
+    sc.joined("1", "Ann", start.strftime("%H:%M:%S"), email="ann@x.org")
+    first = get(client, f"/api/meetings/{MEETING}/attendance").get_json()
+    assert [a["in_meeting"] for a in first["attendees"]] == [True] and first["meeting"]["computed_at"]
+    sc.joined("2", "Bob", start.strftime("%H:%M:%S"), email="bob@x.org")
+    again = get(client, f"/api/meetings/{MEETING}/attendance").get_json()
+    # Within API_LIVE_MAX_AGE the worker's last refresh is served; the open session still runs to now.
+    assert len(again["attendees"]) == 1 and again["meeting"]["computed_at"] == first["meeting"]["computed_at"]
+    assert again["attendees"][0]["attended_seconds"] >= first["attendees"][0]["attended_seconds"]
+    assert len(cli(config, "attendance", MEETING)["attendees"]) == 2  # the CLI always brings it up to date
+    assert len(get(client, f"/api/meetings/{MEETING}/attendance").get_json()["attendees"]) == 2

@@ -220,16 +220,17 @@ def test_refresh_writes_only_what_changed_in_short_transactions(client, config, 
     normalize_pending(db)
     stats = RefreshStats()
     refresh_instances(db, [MEETING_UUID], stats=stats)
-    # 60 rows of people, attendance and sessions by 7, between the instance row's marker and final write.
-    assert (stats.rows_written, stats.transactions) == (60 + 2, 1 + 9 + 1)
+    # 60 rows of people, attendance and sessions by 7, between the instance row's marker and
+    # the final transaction (the instance row and its refresh time).
+    assert (stats.rows_written, stats.transactions) == (60 + 3, 1 + 9 + 1)
     first = table_dump(db)
 
     sc.joined("late", "P3", "10:50", email="p3@x.org")  # P3 comes back: only P3's rows change
     normalize_pending(db)
     stats = RefreshStats()
     refresh_instances(db, [MEETING_UUID], stats=stats)
-    # P3's people row (a new connection id), attendance row and new session, and the instance row twice.
-    assert stats.rows_written == 3 + 2
+    # P3's people row (a new connection id), attendance row and new session; the instance row twice.
+    assert stats.rows_written == 3 + 3
     assert (
         by_key(cli(config, "attendance", MEETING)["attendees"])["email:p3@x.org"]["attended_seconds"]
         == 30 * 60 + 10 * 60

@@ -10,11 +10,11 @@ from store.identity import EMAIL, NAME, REGISTRANT, USER, Identifiers, group_peo
 
 def conn(ref, *, rid=None, email=None, puid=None, name=None, links=()):
     return Identifiers(
-        registrant_ids=frozenset([rid] if rid else []),
-        emails=frozenset([normalize_email(email)] if email else []),
-        participant_user_ids=frozenset([puid] if puid else []),
+        registrant_ids=(rid,) if rid else (),
+        emails=(normalize_email(email),) if email else (),
+        participant_user_ids=(puid,) if puid else (),
         names=(name,) if name else (),
-        links=frozenset(links),
+        links=tuple(sorted(links)),
         ref=ref,
     )
 

@@ -50,7 +50,13 @@ def parse_bound(value: str) -> str:
 
 
 def raw_log_lines(
-    conn, *, meeting: str | None = None, since: str | None = None, until: str | None = None
+    conn,
+    *,
+    meeting: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    first_id: int | None = None,
+    last_id: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Raw join-log lines (dicts with JSONL_COLUMNS) in record order."""
     for (
@@ -65,7 +71,7 @@ def raw_log_lines(
         meeting_id,
         meeting_uuid,
         pending,
-    ) in raw_records(conn, meeting=meeting, since=since, until=until):
+    ) in raw_records(conn, meeting=meeting, since=since, until=until, first_id=first_id, last_id=last_id):
         if body.__class__ is not bytes:
             body = stored_bytes(body)
         if source == "webhook":
@@ -156,8 +162,10 @@ def jsonl_chunks(lines: Iterable[dict[str, Any]]) -> Iterator[bytes]:
 _FORMULA_AFTER_COMMA = re.compile(",[=+\\-@\t\r]")
 
 
-def csv_rows(lines: Iterable[dict[str, Any]], fields: tuple[str, ...] = RAW_LOG_COLUMNS) -> Iterator[str]:
-    """CSV rows (header first, without line ends), as integrations.output.csv_lines writes them.
+def csv_rows(
+    lines: Iterable[dict[str, Any]], fields: tuple[str, ...] = RAW_LOG_COLUMNS, *, header: bool = True
+) -> Iterator[str]:
+    """CSV rows (header first, unless `header` is false; without line ends), as integrations.output.csv_lines writes them.
 
     `lines` are dicts whose first keys are `fields`, in order (as raw_log_lines makes them).
     Most rows need neither quoting nor neutralizing: those are joined directly, since the
@@ -167,8 +175,9 @@ def csv_rows(lines: Iterable[dict[str, Any]], fields: tuple[str, ...] = RAW_LOG_
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(fields)
-    yield buffer.getvalue()[:-2]
+    if header:
+        writer.writerow(fields)
+        yield buffer.getvalue()[:-2]
     count = len(fields)
     checked = False
     for line in lines:
@@ -210,18 +219,34 @@ def csv_rows(lines: Iterable[dict[str, Any]], fields: tuple[str, ...] = RAW_LOG_
         yield buffer.getvalue()[:-2]
 
 
-def csv_chunks(lines: Iterable[dict[str, Any]], fields: tuple[str, ...] = RAW_LOG_COLUMNS) -> Iterator[bytes]:
+def csv_header(fields: tuple[str, ...] = RAW_LOG_COLUMNS) -> bytes:
+    """The CSV header row, with its line end."""
+    return (next(csv_rows((), fields)) + "\r\n").encode()
+
+
+def csv_chunks(
+    lines: Iterable[dict[str, Any]], fields: tuple[str, ...] = RAW_LOG_COLUMNS, *, header: bool = True
+) -> Iterator[bytes]:
     """Spreadsheet-safe CSV (UTF-8, CRLF) of the raw-log columns, without `raw`."""
-    return _chunks((text.encode("utf-8", "backslashreplace") for text in csv_rows(lines, fields)), b"\r\n")
+    rows = csv_rows(lines, fields, header=header)
+    return _chunks((text.encode("utf-8", "backslashreplace") for text in rows), b"\r\n")
 
 
 def export_chunks(
-    conn, fmt: str, *, meeting: str | None = None, since: str | None = None, until: str | None = None
+    conn,
+    fmt: str,
+    *,
+    meeting: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    first_id: int | None = None,
+    last_id: int | None = None,
+    header: bool = True,
 ) -> Iterator[bytes]:
-    """The raw join log in `fmt` (jsonl or csv) as byte chunks."""
-    lines = raw_log_lines(conn, meeting=meeting, since=since, until=until)
+    """The raw join log in `fmt` (jsonl or csv) as byte chunks (`header`: the CSV header row)."""
+    lines = raw_log_lines(conn, meeting=meeting, since=since, until=until, first_id=first_id, last_id=last_id)
     if fmt == "jsonl":
         return jsonl_chunks(lines)
     if fmt == "csv":
-        return csv_chunks(lines)
+        return csv_chunks(lines, header=header)
     raise ValueError(f"unknown format {fmt!r}: use one of {', '.join(FORMATS)}")

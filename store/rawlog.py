@@ -8,7 +8,7 @@ bodies are flattened in integrations/zoom/rawlog.py, not here.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import sqlite_utils
@@ -28,8 +28,6 @@ RAW_RECORD_COLUMNS = (
     "meeting_uuid",
     "pending",  # webhook not normalized yet: its meeting columns are still empty
 )
-
-_FETCH = 2000
 
 _SELECT = f"""
 SELECT r.id, r.source, r.received_at, r.body, r.sha256, r.chain_hash, r.stale_timestamp, r.url,
@@ -52,35 +50,54 @@ _MEETING = f"""(
 )"""
 
 
-def raw_records(
-    conn,
-    *,
-    meeting: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    sources: Sequence[str] | None = None,
-) -> Iterator[tuple]:
-    """Raw records in id order, as tuples in RAW_RECORD_COLUMNS order.
-
-    `since` (inclusive) and `until` (exclusive) compare with `received_at` (canonical UTC ISO).
-    """
+def _filters(
+    meeting: str | None, since: str | None, until: str | None, first_id: int | None, last_id: int | None
+) -> tuple[str, dict[str, Any]]:
     where: list[str] = []
-    params: dict[str, Any] = {"meeting": meeting, "since": since, "until": until}
     if meeting is not None:
         where.append(_MEETING)
     if since is not None:
         where.append("r.received_at >= :since")
     if until is not None:
         where.append("r.received_at < :until")
-    if sources is not None:
-        names = [f":source{i}" for i in range(len(sources))]
-        params.update({f"source{i}": s for i, s in enumerate(sources)})
-        where.append(f"r.source IN ({', '.join(names)})")
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.id"
-    cursor = conn.execute(sql, params)
+    if first_id is not None:
+        where.append("r.id >= :first_id")
+    if last_id is not None:
+        where.append("r.id <= :last_id")
+    params = {"meeting": meeting, "since": since, "until": until, "first_id": first_id, "last_id": last_id}
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def raw_records(
+    conn,
+    *,
+    meeting: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    first_id: int | None = None,
+    last_id: int | None = None,
+) -> Iterator[tuple]:
+    """Raw records in id order, as tuples in RAW_RECORD_COLUMNS order.
+
+    `since` (inclusive) and `until` (exclusive) compare with `received_at` (canonical UTC ISO);
+    `first_id` and `last_id` (both inclusive) bound the record ids.
+    """
+    where, params = _filters(meeting, since, until, first_id, last_id)
+    cursor = conn.execute(_SELECT + where + " ORDER BY r.id", params)
     try:
-        while rows := cursor.fetchmany(_FETCH):
-            yield from rows
+        yield from cursor
+    finally:
+        cursor.close()
+
+
+def record_sizes(
+    conn, *, meeting: str | None = None, since: str | None = None, until: str | None = None
+) -> Iterator[tuple[int, int]]:
+    """(id, body length) of the records `raw_records` would give, without reading the bodies."""
+    where, params = _filters(meeting, since, until, None, None)
+    cursor = conn.execute("SELECT r.id, length(r.body) FROM raw_records r" + where + " ORDER BY r.id", params)
+    try:
+        yield from cursor
     finally:
         cursor.close()
 
@@ -145,7 +162,6 @@ def evidence_pages(conn, *, instance_uuid: str, meeting_id: str | None) -> Itera
         {"uuid": instance_uuid, "meeting_id": meeting_id},
     )
     try:
-        while rows := cursor.fetchmany(_FETCH):
-            yield from rows
+        yield from cursor
     finally:
         cursor.close()

@@ -7,14 +7,16 @@ import csv
 import hashlib
 import io
 import json
+import os
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from integrations import raw_export_parallel
 from integrations.normalize import normalize_pending
 from integrations.output import csv_lines
-from integrations.raw_export import csv_rows, parse_bound, raw_log_lines
+from integrations.raw_export import csv_rows, export_chunks, parse_bound, raw_log_lines
 from integrations.zoom.rawlog import JSONL_COLUMNS, RAW_LOG_COLUMNS, top_level_arrays
 from store.evidence import store_delivery
 from store.reports import save_instances
@@ -271,3 +273,21 @@ def test_top_level_arrays_give_each_item_with_its_exact_text(other, items, inden
 def test_top_level_arrays_refuse_what_is_not_one_json_object(document):
     with pytest.raises(ValueError):
         top_level_arrays(document, ("participants",))
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+@pytest.mark.parametrize("meeting", [None, INSTANCE])
+def test_export_in_worker_processes_writes_exactly_the_sequential_export(
+    db, config, posted, pages, monkeypatch, tmp_path, fmt, meeting
+):
+    monkeypatch.setattr(raw_export_parallel, "SLICE_RECORDS", 3)  # many slices from a small log
+    expected = b"".join(export_chunks(db.conn, fmt, meeting=meeting))
+    out = tmp_path / f"out.{fmt}"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        written = raw_export_parallel.export_to_fd(config.database_path, fmt, fd, workers=2, meeting=meeting)
+    finally:
+        os.close(fd)
+    assert out.read_bytes() == expected
+    assert written == len(expected)
+    assert len(list(raw_export_parallel.slices(db.conn, meeting=meeting))) > 2

@@ -6,13 +6,13 @@ import json
 import os
 import shlex
 import sqlite3
+import sys
 import time
-from typing import BinaryIO
 
 import click
 
 from integrations.config import ConfigError, load_config
-from integrations.raw_export import FORMATS, export_chunks, parse_bound
+from integrations.raw_export import FORMATS, parse_bound
 from store.audit import ChainError, open_readonly, verify_chain
 from store.backup import BackupError, backup_database
 
@@ -45,24 +45,6 @@ def readonly_db(database: str | None):
     except sqlite3.Error as e:
         raise click.ClickException(f"cannot read {path} as an attendance-worker database: {e}") from None
     return db
-
-
-def write_chunks(chunks, output: str | None) -> int:
-    """Write byte chunks to `output` (owner-only file) or stdout; returns bytes written."""
-    written = 0
-    if output in (None, "-"):
-        out: BinaryIO = click.get_binary_stream("stdout")
-        for chunk in chunks:
-            out.write(chunk)
-            written += len(chunk)
-        out.flush()
-        return written
-    fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        for chunk in chunks:
-            out.write(chunk)
-            written += len(chunk)
-    return written
 
 
 @click.command()
@@ -112,23 +94,43 @@ def verify(database: str | None, expect_head: str | None, as_json: bool) -> None
 @click.option("--until", metavar="T", help="Only records received before T")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
 @click.option("--output", "-o", metavar="FILE", help="Write to FILE (owner-only) instead of stdout")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=16),
+    help="Processes formatting the log (default: the cores available, at most 4; 1 = this process only)",
+)
 def export_raw(
-    database: str | None, meeting: str | None, since: str | None, until: str | None, fmt: str, output: str | None
+    database: str | None,
+    meeting: str | None,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+    output: str | None,
+    workers: int | None,
 ) -> None:
     """Export the raw join log: every stored delivery and report row, with `raw` as received (JSONL) or as CSV."""
+    from integrations.raw_export_parallel import export_to_fd
+
     try:
         since_at = parse_bound(since) if since else None
         until_at = parse_bound(until) if until else None
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    db = readonly_db(database)
+    readonly_db(database).close()  # one clear line if it cannot be read
     started = time.monotonic()
+    filters = {"meeting": meeting, "since": since_at, "until": until_at}
     try:
-        written = write_chunks(export_chunks(db.conn, fmt, meeting=meeting, since=since_at, until=until_at), output)
+        if output in (None, "-"):
+            sys.stdout.flush()
+            written = export_to_fd(database_path(database), fmt, sys.stdout.fileno(), workers=workers, **filters)
+        else:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                written = export_to_fd(database_path(database), fmt, fd, workers=workers, **filters)
+            finally:
+                os.close(fd)
     except OSError as e:
-        raise click.ClickException(f"cannot write {output}: {e}") from None
-    finally:
-        db.close()
+        raise click.ClickException(f"cannot write {output or 'stdout'}: {e}") from None
     if output not in (None, "-"):
         click.echo(f"wrote {written:,} bytes of {fmt} to {output} in {time.monotonic() - started:.1f}s", err=True)
 

@@ -4,6 +4,7 @@ do not block the writer), and a write lock held past the bound gives 503 before 
 
 from __future__ import annotations
 
+import http.client
 import sqlite3
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def timed_posts(port: int, bodies: list[bytes], *, workers: int) -> list[tuple[i
         start = time.monotonic()
         try:
             status = post_signed(port, body, timeout=15)[0]
-        except OSError:
+        except (OSError, http.client.HTTPException):
             status = -1
         return status, time.monotonic() - start
 

@@ -3,6 +3,7 @@ process under load loses nothing it acknowledged, and it keeps accepting after a
 
 from __future__ import annotations
 
+import http.client
 import math
 import random
 import threading
@@ -57,7 +58,7 @@ class Posters:
             n += 1
             try:
                 status, answer = post_signed(self.port, body, timeout=10)
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 with self._lock:
                     self.transport_errors += 1
                 time.sleep(0.01)

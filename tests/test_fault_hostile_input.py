@@ -318,7 +318,8 @@ def test_every_field_with_every_wrong_type_is_stored_and_normalized(tmp_path):
     client = create_app(config).test_client()
     db = open_db(config.database_path)
     bodies = set()
-    for name in EVENT_NAMES:
+    # One of each shape the parser treats differently: participant, instance, other.
+    for name in ("meeting.participant_joined", "webinar.participant_left", "webinar.ended", "meeting.unknown_thing"):
         template = participant_event(name)
         for path in paths(template):
             for value in WRONG_VALUES:

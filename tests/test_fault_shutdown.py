@@ -69,7 +69,7 @@ def normalize_cursor(database) -> int:
 
 def test_sigterm_to_worker_lets_the_running_job_finish(tmp_path):
     database = tmp_path / "attendance.db"
-    total = 20_000  # a few seconds of normalization on this machine
+    total = 10_000  # 20 batches: seconds of normalization on this machine
     insert_deliveries(database, [participant_body(n, run="sigterm") for n in range(total)])
     worker = start_procfile(procfile_line("worker"), process_env(database))
     try:

@@ -11,6 +11,7 @@ db, expect_head=...)` fails unless that exact head is still in the chain.
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,6 @@ import sqlite_utils
 
 from store.evidence import GENESIS
 
-# Rows per fetch: large enough that SQLite's per-call cost vanishes, small enough to stay flat.
-_FETCH = 2000
-
 
 class ChainError(Exception):
     "The hash chain does not match the stored records"
@@ -29,6 +27,10 @@ class ChainError(Exception):
     def __init__(self, message: str, *, record_id: int | None = None):
         super().__init__(message)
         self.record_id = record_id
+
+    def __reduce__(self):
+        # Raised in a worker process, it crosses back pickled: keep the record id.
+        return (_rebuild_chain_error, (type(self), str(self), self.record_id))
 
 
 class ContentMismatch(ChainError):
@@ -41,6 +43,10 @@ class LinkMismatch(ChainError):
 
 class HeadNotFound(ChainError):
     "A chain head recorded earlier is no longer in the chain"
+
+
+def _rebuild_chain_error(cls: type[ChainError], message: str, record_id: int | None) -> ChainError:
+    return cls(message, record_id=record_id)
 
 
 @dataclass(frozen=True)
@@ -62,15 +68,42 @@ def _link_problem(row: tuple, previous_id: int | None) -> str:
     record_id = row[0]
     after = "the genesis" if previous_id is None else f"record {previous_id}"
     message = f"{_describe(row)}: chain hash does not follow from {after}"
-    expected_previous = record_id - 1
-    if previous_id is not None and previous_id < expected_previous:
-        gap = (
-            f"record {expected_previous}"
-            if previous_id + 1 == expected_previous
-            else f"records {previous_id + 1}-{expected_previous}"
-        )
+    first_missing, last_missing = (previous_id or 0) + 1, record_id - 1
+    if first_missing <= last_missing:
+        gap = f"record {last_missing}" if first_missing == last_missing else f"records {first_missing}-{last_missing}"
         return f"{message}; {gap} missing (deleted?)"
     return f"{message}: a record was inserted, deleted, edited or moved at or just before it"
+
+
+def _verify_rows(
+    rows, previous_hash: str, previous_id: int | None, expect_head: str | None
+) -> tuple[int, int | None, str, bool]:
+    """Check rows (id order) following a record with `previous_hash`; (count, last id, last hash, head seen)."""
+    count, head_seen = 0, False
+    sha256 = hashlib.sha256
+    for row in rows:
+        record_id, _, received_at, body, stored_sha, stored_chain = row
+        if body.__class__ is not bytes:  # edited by hand into TEXT: hash what it now says
+            body = str(body).encode("utf-8", "surrogatepass")
+        if sha256(body).hexdigest() != stored_sha:
+            raise ContentMismatch(f"{_describe(row)}: body does not match its SHA-256 (edited?)", record_id=record_id)
+        if sha256(f"{previous_hash}:{stored_sha}:{received_at}".encode()).hexdigest() != stored_chain:
+            raise LinkMismatch(_link_problem(row, previous_id), record_id=record_id)
+        if stored_chain == expect_head:
+            head_seen = True
+        previous_hash, previous_id = stored_chain, record_id
+        count += 1
+    return count, previous_id, previous_hash, head_seen
+
+
+_ROWS = "SELECT id, source, received_at, body, sha256, chain_hash FROM raw_records"
+
+
+def _head_not_found(expect_head: str, count: int, head: str) -> HeadNotFound:
+    return HeadNotFound(
+        f"chain head {expect_head} is not in the chain (checked {count} records, head now {head}): "
+        "records up to it were changed or removed"
+    )
 
 
 def verify_chain(db: sqlite_utils.Database, *, expect_head: str | None = None) -> ChainHead:
@@ -80,35 +113,76 @@ def verify_chain(db: sqlite_utils.Database, *, expect_head: str | None = None) -
     were neither changed nor removed since it was recorded).
     """
     # One SELECT is one read snapshot: writers may append meanwhile, the check sees a fixed log.
-    cursor = db.conn.execute("SELECT id, source, received_at, body, sha256, chain_hash FROM raw_records ORDER BY id")
-    previous_hash, previous_id, count = GENESIS, None, 0
-    head_seen = expect_head is None
-    sha256 = hashlib.sha256
+    cursor = db.conn.execute(_ROWS + " ORDER BY id")
     try:
-        while rows := cursor.fetchmany(_FETCH):
-            for row in rows:
-                record_id, _, received_at, body, stored_sha, stored_chain = row
-                if body.__class__ is not bytes:  # edited by hand into TEXT: hash what it now says
-                    body = str(body).encode("utf-8", "surrogatepass")
-                if sha256(body).hexdigest() != stored_sha:
-                    raise ContentMismatch(
-                        f"{_describe(row)}: body does not match its SHA-256 (edited?)", record_id=record_id
-                    )
-                link = sha256(f"{previous_hash}:{stored_sha}:{received_at}".encode()).hexdigest()
-                if link != stored_chain:
-                    raise LinkMismatch(_link_problem(row, previous_id), record_id=record_id)
-                if not head_seen and stored_chain == expect_head:
-                    head_seen = True
-                previous_hash, previous_id = stored_chain, record_id
-                count += 1
+        count, last_id, last_hash, head_seen = _verify_rows(cursor, GENESIS, None, expect_head)
     finally:
         cursor.close()
-    if not head_seen:
-        raise HeadNotFound(
-            f"chain head {expect_head} is not in the chain (checked {count} records, head now {previous_hash}): "
-            "records up to it were changed or removed"
-        )
-    return ChainHead(count, previous_id, previous_hash)
+    if expect_head is not None and not head_seen:
+        raise _head_not_found(expect_head, count, last_hash)
+    return ChainHead(count, last_id, last_hash)
+
+
+def verify_range(
+    conn, first_id: int, last_id: int, expect_head: str | None = None
+) -> tuple[int, int | None, str, bool]:
+    """Check the records with ids first_id..last_id, linking the first to the record stored before it.
+
+    Every link is checked against the *stored* chain hash of the record before it, so
+    ranges checked apart, in any order, prove exactly what one pass in id order proves.
+    """
+    before = conn.execute(
+        "SELECT id, chain_hash FROM raw_records WHERE id < ? ORDER BY id DESC LIMIT 1", (first_id,)
+    ).fetchone()
+    previous_id, previous_hash = before if before else (None, GENESIS)
+    cursor = conn.execute(_ROWS + " WHERE id BETWEEN ? AND ? ORDER BY id", (first_id, last_id))
+    try:
+        return _verify_rows(cursor, previous_hash, previous_id, expect_head)
+    finally:
+        cursor.close()
+
+
+# Ids per range checked by one worker process.
+VERIFY_SPAN = 50_000
+_worker_dbs: dict[str, sqlite_utils.Database] = {}
+
+
+def _verify_span(span: tuple[str, int, int, str | None]) -> tuple[int, int | None, str, bool]:
+    path, first_id, last_id, expect_head = span
+    db = _worker_dbs.get(path)
+    if db is None:
+        db = _worker_dbs[path] = open_readonly(path)
+    return verify_range(db.conn, first_id, last_id, expect_head)
+
+
+def verify_file(path: str, *, expect_head: str | None = None, workers: int = 1) -> ChainHead:
+    """verify_chain over the database file at `path`, in id ranges checked by `workers` processes.
+
+    Raises the ChainError of the first record, in id order, that does not match.
+    """
+    db = open_readonly(path)
+    try:
+        low, high = db.execute("SELECT min(id), max(id) FROM raw_records").fetchone()
+        if workers <= 1 or low is None or high - low < VERIFY_SPAN:
+            return verify_chain(db, expect_head=expect_head)
+    finally:
+        db.close()
+    spans = [
+        (path, first, min(first + VERIFY_SPAN - 1, high), expect_head) for first in range(low, high + 1, VERIFY_SPAN)
+    ]
+    count, head_seen, last = 0, False, (None, GENESIS)
+    # fork: workers start at once; each opens its own connection and never touches ours.
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with context.Pool(workers) as pool:
+        # imap yields in id order and raises where a range failed: the first mismatch wins.
+        for n, last_id, last_hash, seen in pool.imap(_verify_span, spans):
+            count += n
+            head_seen |= seen
+            if last_id is not None:
+                last = (last_id, last_hash)
+    if expect_head is not None and not head_seen:
+        raise _head_not_found(expect_head, count, last[1])
+    return ChainHead(count, last[0], last[1])
 
 
 def chain_head(conn) -> ChainHead:

@@ -6,7 +6,8 @@ import sqlite3
 
 import pytest
 
-from store.audit import ContentMismatch, HeadNotFound, LinkMismatch, open_readonly, verify_chain
+from store import audit
+from store.audit import ContentMismatch, HeadNotFound, LinkMismatch, open_readonly, verify_chain, verify_file
 from store.evidence import GENESIS, chain_hash, content_hash
 from tests.audit_support import joined, report_page, report_row, run_worker, store_report_page
 from tests.conftest import post_event
@@ -33,12 +34,21 @@ def tamper(path: str, *statements: tuple[str, tuple]) -> None:
         conn.close()
 
 
-def verify(path: str, **kwargs):
-    db = open_readonly(path)
-    try:
-        return verify_chain(db, **kwargs)
-    finally:
-        db.close()
+@pytest.fixture(params=["one pass", "ranges in processes"])
+def verify(request, monkeypatch):
+    """verify_chain in one pass, and verify_file with ranges of 2 ids in 2 processes: same answers."""
+    if request.param == "one pass":
+
+        def one_pass(path: str, **kwargs):
+            db = open_readonly(path)
+            try:
+                return verify_chain(db, **kwargs)
+            finally:
+                db.close()
+
+        return one_pass
+    monkeypatch.setattr(audit, "VERIFY_SPAN", 2)
+    return lambda path, **kwargs: verify_file(path, workers=2, **kwargs)
 
 
 def row(path: str, record_id: int) -> dict:
@@ -50,7 +60,7 @@ def row(path: str, record_id: int) -> dict:
         conn.close()
 
 
-def test_untouched_chain_verifies_with_count_and_head(stored):
+def test_untouched_chain_verifies_with_count_and_head(stored, verify):
     head = verify(stored)
     assert head.count == 7
     assert head.record_id == 7
@@ -58,12 +68,12 @@ def test_untouched_chain_verifies_with_count_and_head(stored):
     assert verify(stored, expect_head=row(stored, 3)["chain_hash"]).count == 7
 
 
-def test_empty_database_verifies_at_genesis(db, config):
+def test_empty_database_verifies_at_genesis(db, config, verify):
     head = verify(config.database_path)
     assert (head.count, head.record_id, head.chain_hash) == (0, None, GENESIS)
 
 
-def test_edited_body_names_the_record(stored):
+def test_edited_body_names_the_record(stored, verify):
     tamper(stored, ("UPDATE raw_records SET body = replace(body, 'Attendee 3', 'Attendee X') WHERE id = 4", ()))
     with pytest.raises(
         ContentMismatch, match=r"^record 4 \(webhook, received .*\): body does not match its SHA-256"
@@ -72,7 +82,7 @@ def test_edited_body_names_the_record(stored):
     assert e.value.record_id == 4
 
 
-def test_edited_body_with_recomputed_sha256_breaks_the_link(stored):
+def test_edited_body_with_recomputed_sha256_breaks_the_link(stored, verify):
     forged = row(stored, 4)["body"].replace(b"Attendee 3", b"Attendee X")
     tamper(stored, ("UPDATE raw_records SET body = ?, sha256 = ? WHERE id = 4", (forged, content_hash(forged))))
     with pytest.raises(LinkMismatch, match=r"^record 4 .*chain hash does not follow from record 3") as e:
@@ -80,14 +90,14 @@ def test_edited_body_with_recomputed_sha256_breaks_the_link(stored):
     assert e.value.record_id == 4
 
 
-def test_deleted_row_names_the_next_record_and_the_gap(stored):
+def test_deleted_row_names_the_next_record_and_the_gap(stored, verify):
     tamper(stored, ("DELETE FROM raw_records WHERE id = 4", ()))
     with pytest.raises(LinkMismatch, match=r"^record 5 .*does not follow from record 3; record 4 missing") as e:
         verify(stored)
     assert e.value.record_id == 5
 
 
-def test_deleted_last_rows_are_caught_by_the_recorded_head(stored):
+def test_deleted_last_rows_are_caught_by_the_recorded_head(stored, verify):
     head = verify(stored).chain_hash
     tamper(stored, ("DELETE FROM raw_records WHERE id >= 6", ()))
     assert verify(stored).count == 5  # the chain alone cannot see a cut-off tail...
@@ -95,7 +105,7 @@ def test_deleted_last_rows_are_caught_by_the_recorded_head(stored):
         verify(stored, expect_head=head)
 
 
-def test_inserted_row_with_a_made_up_chain_hash_is_named(stored):
+def test_inserted_row_with_a_made_up_chain_hash_is_named(stored, verify):
     body = b'{"event":"webinar.participant_joined","payload":{}}'
     tamper(
         stored,
@@ -109,7 +119,7 @@ def test_inserted_row_with_a_made_up_chain_hash_is_named(stored):
     assert e.value.record_id == 8
 
 
-def test_row_inserted_in_the_middle_with_a_valid_link_breaks_the_next(stored):
+def test_row_inserted_in_the_middle_with_a_valid_link_breaks_the_next(stored, verify):
     # A careful forger makes room after record 3 and chains the forgery to it correctly.
     body = joined(99, name="Never Attended")
     forged = repr(body).encode()
@@ -128,7 +138,7 @@ def test_row_inserted_in_the_middle_with_a_valid_link_breaks_the_next(stored):
     assert e.value.record_id == 104
 
 
-def test_reordered_rows_are_named(stored):
+def test_reordered_rows_are_named(stored, verify):
     four, five = row(stored, 4), row(stored, 5)
     names = COLUMNS.split(", ")
     assignments = ", ".join(f"{n} = ?" for n in names)
@@ -143,7 +153,7 @@ def test_reordered_rows_are_named(stored):
     assert e.value.record_id == 4
 
 
-def test_rewritten_history_passes_the_chain_but_not_the_recorded_head(stored):
+def test_rewritten_history_passes_the_chain_but_not_the_recorded_head(stored, verify):
     head = verify(stored).chain_hash
     # Someone edits record 2 and recomputes every hash after it: internally consistent...
     conn = sqlite3.connect(stored, isolation_level=None)
@@ -161,7 +171,7 @@ def test_rewritten_history_passes_the_chain_but_not_the_recorded_head(stored):
         verify(stored, expect_head=head)
 
 
-def test_verify_command_prints_ok_count_and_head(stored):
+def test_verify_command_prints_ok_count_and_head(stored, verify):
     head = verify(stored).chain_hash
     result = run_worker("verify", "--database", stored, "--head", head)
     assert result.returncode == 0, result.stderr

@@ -66,8 +66,12 @@ def _find(parent: list[int], x: int) -> int:
     return x
 
 
+def _looks_like_a_number(name: str) -> bool:
+    return not any(c.isalpha() for c in name)  # a dial-in shows its phone number as its name
+
+
 def canonical_name(names: Iterable[str | None]) -> str | None:
-    """The display name seen most often; ties go to the alphabetically first."""
+    """The display name seen most often; ties go to a name over a phone number, then alphabetically."""
     names = [n for n in names if n]
     if not names:
         return None
@@ -76,7 +80,7 @@ def canonical_name(names: Iterable[str | None]) -> str | None:
     counts = Counter(names)
     if not counts:
         return None
-    return min(counts, key=lambda n: (-counts[n], n))
+    return min(counts, key=lambda n: (-counts[n], _looks_like_a_number(n), n))
 
 
 def group_people(

@@ -288,6 +288,7 @@ def test_webinar_dial_in_registrants_and_absentees(webinar, config):
         "registrant:R-jo": 0,  # registered, never came
     }
     assert people["registrant:R-ivy"]["identity"] == "registrant" and people["registrant:R-ivy"]["segments"] == 2
+    assert people["registrant:R-ivy"]["name"] == "Ivy"  # her name, not her phone number
     assert people["email:lea@x.org"]["registrant_id"] == "R-lea"  # matched by email
     assert people["registrant:R-jo"] | {"eligible": False} == people["registrant:R-jo"]
     assert people["registrant:R-jo"]["sources"] == [] and people["registrant:R-jo"]["name"] == "Jo Park"

@@ -134,3 +134,16 @@ def test_no_two_people_share_a_strong_identifier(items):
             assert seen.setdefault(token, p.key) == p.key
         if p.identity == NAME:
             assert not any(items[i].strong for i in p.members)
+
+
+def test_a_name_wins_over_a_phone_number_at_equal_counts():
+    people = group_people([conn("web", rid="R1", name="Ivy"), conn("phone", rid="R1", name="+1 555 0100")])
+    assert people[0].name == "Ivy"
+    twice = group_people(
+        [
+            conn("a", rid="R1", name="+1 555 0100"),
+            conn("b", rid="R1", name="+1 555 0100"),
+            conn("c", rid="R1", name="Ivy"),
+        ]
+    )
+    assert twice[0].name == "+1 555 0100"  # seen most often

@@ -207,10 +207,10 @@ def summary(
     else:
         click.echo(_heading(result["meeting"]) + "\n")
         row = summary_row(result)
-        pairs = [{"field": k, "value": row[k]} for k in SUMMARY_FIELDS[2:]]
         for k in ("median_attended_seconds", "total_attended_seconds"):
-            pairs.append({"field": k.replace("_seconds", ""), "value": hms(row[k])})
-        _table(pairs, ["field", "value"])
+            if row[k] is not None:
+                row[k] = f"{row[k]} ({hms(row[k])})"
+        _table([{"field": k, "value": row[k]} for k in SUMMARY_FIELDS[2:]], ["field", "value"])
         for name, people in result["reconciliation"].items():
             if people:
                 click.echo(f"\n{name.replace('_', ' ')}:")

@@ -76,6 +76,7 @@ DISCOVER_EVERY = timedelta(hours=1)  # how often a meeting tracked by hand has i
 # Meetings that send webhooks announce their ends; their lists are read only to catch a lost one.
 WEBHOOK_DISCOVER_EVERY = timedelta(hours=6)
 CLAIM_FOR = timedelta(hours=1)  # a claimed fetch is retried by another worker after this
+AUTH_PAUSE = timedelta(minutes=15)  # after Zoom refuses the credentials, before the next token request
 HISTORY_MARGIN = timedelta(days=1)  # instances started this long before tracking began are polled too
 FETCHES_PER_RUN = 20
 DISCOVERIES_PER_RUN = 20
@@ -455,6 +456,7 @@ class PollResult:
     fetched: list[FetchSummary] = field(default_factory=list)
     paused_until: datetime | None = None
     error: str | None = None
+    auth_failed: bool = False
 
 
 def poll_reports(
@@ -485,7 +487,7 @@ def poll_reports(
         result.paused_until, result.error = until, _one_line(e)
         log.warning("Zoom's daily limit reached: report polling paused until %s", to_iso(until))
     except (ZoomAuthError, Unauthorized) as e:
-        result.error = _one_line(e)
+        result.error, result.auth_failed = _one_line(e), True
         log.error("report polling stopped for this run: %s", e)
     except SyncInterrupted as e:
         result.error = _one_line(e)
@@ -509,6 +511,7 @@ class ReportPoller:
         self.stopping = stopping
         self.client: ZoomClient | None = None
         self._warned = False
+        self._auth_retry_at = 0.0  # monotonic time before which Zoom is not asked for a token
 
     def sleep(self, seconds: float) -> None:
         """The client's waits (backoff, Retry-After, pacing), cut short when the worker stops."""
@@ -532,8 +535,14 @@ class ReportPoller:
         if self.stopping():
             return None
         db = open_db(self.config.database_path, lock_timeout=self.config.db_lock_timeout_seconds)
+        # Refused credentials do not get better each minute: plan only until the pause ends.
+        client = self._client() if time.monotonic() >= self._auth_retry_at else None
         try:
-            return poll_reports(db, self._client(), report_delays=self.config.report_delays, stopping=self.stopping)
+            result = poll_reports(db, client, report_delays=self.config.report_delays, stopping=self.stopping)
+            if result.auth_failed:
+                self._auth_retry_at = time.monotonic() + AUTH_PAUSE.total_seconds()
+                log.error("Zoom API calls paused for %d minutes: fix the credentials", AUTH_PAUSE.total_seconds() // 60)
+            return result
         except DatabaseUnavailable as e:
             log.warning("report polling postponed, database unavailable: %s", e)
             return None

@@ -516,3 +516,15 @@ def test_a_stopping_worker_cuts_a_long_retry_wait_short(client, db, tmp_path, si
     assert "SyncInterrupted" in result.error and "waiting left" in result.error
     assert schedule_row(db, UUID)["status"] == "pending"
     assert poller() is None  # a stopped worker starts no new run
+
+
+def test_refused_credentials_pause_the_poller_instead_of_asking_every_minute(client, db, tmp_path, sim, caplog):
+    post_event(client, webinar_ended(datetime.now(UTC) - timedelta(hours=1)))
+    normalize_pending(db)
+    config = make_config(tmp_path, **(sim.environ() | {"ZOOM_CLIENT_SECRET": "wrong"}))
+    poller = ReportPoller(config)
+    first = poller()
+    assert first.auth_failed and "ZoomAuthError" in first.error
+    assert poller().error is None  # the next minute: planning only, Zoom not asked
+    assert sim.calls == {"token": 1}
+    assert "Zoom API calls paused for 15 minutes" in caplog.text

@@ -78,6 +78,7 @@ def test_incremental_refreshes_equal_a_rebuild(client, config, db, worker_job):
     worker_job()
     live = table_dump(db)
     assert live["people"] and is_current(db, MEETING_UUID)
+    assert cli(config, "rebuild", MEETING)["instances"] == 1 and table_dump(db) == live  # before the report too
     sc.report(MEETING_REPORT)  # the report sync refreshes the instance itself
     incremental = table_dump(db)
     assert incremental != live and is_current(db, MEETING_UUID)

@@ -267,10 +267,23 @@ def dirty_instances(db: sqlite_utils.Database) -> list[str]:
 
 
 def stale_instances(db: sqlite_utils.Database, instance_uuids: Iterable[str] | None = None) -> list[str]:
-    """Instances (all when None) whose derived rows are missing or older than their evidence."""
-    if instance_uuids is None:
-        instance_uuids = [r[0] for r in db.execute("SELECT instance_uuid FROM instances ORDER BY instance_uuid")]
-    return [u for u in instance_uuids if not is_current(db, u)]
+    """Instances whose derived rows are missing or older than their evidence.
+
+    Given uuids, each is checked against its evidence's fingerprint; without, every stored
+    instance is checked in one query: no rows yet, being rewritten, or marked by the
+    triggers of m009 (what any process stored since the last refresh).
+    """
+    if instance_uuids is not None:
+        return [u for u in instance_uuids if not is_current(db, u)]
+    return [
+        r[0]
+        for r in db.execute(
+            "SELECT i.instance_uuid FROM instances i "
+            "LEFT JOIN attendance_instances a ON a.instance_uuid = i.instance_uuid "
+            "WHERE a.instance_uuid IS NULL OR a.evidence IS NULL "
+            "UNION SELECT instance_uuid FROM derived_dirty ORDER BY 1"
+        )
+    ]
 
 
 def _existing(db: sqlite_utils.Database, table: str, uuid: str) -> dict[tuple, tuple]:
@@ -405,12 +418,15 @@ class RefreshPacer:
     An instance whose refresh took `c` seconds waits `c / share` seconds from the start of
     that refresh before the next, so a 20,000-person webinar never takes more than `share`
     of the worker's time while its own tables still lag its deliveries by seconds.
-    Instances that could not be refreshed (lock busy) stay pending for the next call.
+    Instances that could not be refreshed (lock busy) stay pending for the next call, and so
+    do those left when a call has used its `budget` seconds (after an upgrade marks every
+    stored instance, normalization must not wait for all of them).
     """
 
-    def __init__(self, share: float = 0.25, lock_timeout: float = 0.5, clock=time.monotonic):
+    def __init__(self, share: float = 0.25, lock_timeout: float = 0.5, budget: float = 5.0, clock=time.monotonic):
         self.share = share
         self.lock_timeout = lock_timeout
+        self.budget = budget
         self.clock = clock
         self.pending: set[str] = set()
         self.not_before: dict[str, float] = {}
@@ -419,9 +435,13 @@ class RefreshPacer:
         """Refresh what is due among `affected` and what was left pending; returns those refreshed."""
         self.pending.update(affected)
         self.pending.update(dirty_instances(db))  # changed by another process (CLI, API, poller)
-        done = []
+        done: list[str] = []
+        run_start = None
         for uuid in sorted(self.pending):
             started = self.clock()
+            run_start = started if run_start is None else run_start
+            if started - run_start > self.budget:
+                break
             if self.not_before.get(uuid, 0.0) > started:
                 continue
             try:

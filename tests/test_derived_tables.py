@@ -323,3 +323,15 @@ def test_report_rows_of_an_incomplete_fetch_are_not_used(client, config, db):
     save_report_page(db, fetch, MEETING_UUID, body=b"{}", url="test://page", rows=[participant_to_row(row)])
     (ann,) = cli(config, "attendance", MEETING)["attendees"]
     assert (ann["attended_seconds"], ann["sources"]) == (50 * 60, ["webhook"])  # still running: webhooks only
+
+
+def test_pacer_leaves_what_exceeds_its_budget_for_the_next_run(client, config, db):
+    for uuid in ("a==", "b==", "c=="):
+        Scenario(client, config, meeting_id=MEETING, uuid=uuid).joined("1", "Ann", "10:00", email="ann@x.org")
+    normalize_pending(db)
+    assert derived.dirty_instances(db) == ["a==", "b==", "c=="]
+    readings = iter([0.0, 3.0, 3.0, 6.0, 6.0, 100.0, 100.0, 101.0])  # each refresh "takes" 3 s
+    pacer = RefreshPacer(budget=5.0, clock=lambda: next(readings))
+    assert pacer.run(db, []) == ["a==", "b=="]  # c would start past the 5 s budget
+    assert derived.dirty_instances(db) == ["c=="] and pacer.pending == {"c=="}
+    assert pacer.run(db, []) == ["c=="] and derived.dirty_instances(db) == []

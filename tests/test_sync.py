@@ -132,7 +132,7 @@ def test_expired_page_token_restarts_and_stores_each_row_once(db, sim, zoom, web
 def test_sync_rides_out_429_500_timeout_and_expired_token(db, webinar):
     with ZoomSimulator(webinar) as sim:
         clock = FakeClock()
-        client = simulator_client(sim, clock, timeout=0.5)
+        client = simulator_client(sim, clock, timeout=1.5)
         sim.add_fault("participants", "rate_limit", page=1, retry_after="3")
         sim.add_fault("participants", "server_error", page=2)
         sim.add_fault("participants", "slow", page=3, delay=5)

@@ -310,7 +310,7 @@ def test_500_past_the_retries_gives_up(sim, clock):
 
 def test_timeout_is_retried(sim, clock):
     sim.add_fault("participants", "slow", delay=5)
-    client = simulator_client(sim, clock, timeout=0.3)
+    client = simulator_client(sim, clock, timeout=1.0)
     started = time.monotonic()
     assert client.get(report_path()).status == 200
     assert time.monotonic() - started < 4
@@ -338,13 +338,28 @@ def test_every_call_carries_connect_and_read_timeouts(sim, clock):
     assert seen == [(10.0, 12), (10.0, 12)]  # token, then the report
 
 
-def test_pacing_spaces_calls_at_the_configured_rate(sim):
-    client = simulator_client(sim, None, requests_per_second=20)
-    for _ in range(5):
+def test_pacing_spaces_calls_at_the_configured_rate(sim, clock):
+    client = simulator_client(sim, clock, requests_per_second=20)
+    for _ in range(4):
         client.get(report_path())
-    times = [c.at for c in sim.log if c.endpoint == "participants"]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert len(gaps) == 4 and min(gaps) >= 0.045
+    # Token, then four calls: each waits out the rest of its 1/20 s (the fake clock only
+    # moves when the client sleeps, so every wait is the whole interval).
+    assert clock.sleeps == [0.05] * 4
+
+
+def test_pacing_holds_in_real_time(sim):
+    starts = []
+
+    class RecordingSession(requests.Session):
+        def request(self, method, url, **kwargs):
+            starts.append(time.monotonic())
+            return super().request(method, url, **kwargs)
+
+    client = simulator_client(sim, None, requests_per_second=20, session=RecordingSession())
+    for _ in range(4):
+        client.get(report_path())
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert len(gaps) == 4 and min(gaps) >= 0.049  # measured where we send, not where it lands
 
 
 # -- typed errors ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ every `report_every` records, as a sync of a large webinar stores them.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -153,24 +154,53 @@ def build_raw_database(
     }
 
 
-def run_measured(command: list[str], *, stdout=None) -> tuple[float, float, float, int]:
-    """Run `command`; returns (wall seconds, CPU seconds, peak RSS in MB of that process, exit code)."""
-    import os
-    import subprocess
+def _tree_rss_kb(pid: int) -> int:
+    """Resident memory of `pid` and all its descendants, in KB (Linux /proc)."""
+    total, stack = 0, [pid]
+    while stack:
+        current = stack.pop()
+        try:
+            with open(f"/proc/{current}/status") as f:
+                total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    stack.extend(int(child) for child in f.read().split())
+        except (FileNotFoundError, ProcessLookupError, StopIteration):
+            continue
+    return total
 
+
+def run_measured(command: list[str], *, stdout=None) -> tuple[float, float, float, int]:
+    """Run `command`; returns (wall seconds, CPU seconds of it and its children, peak summed RSS in MB of
+    its process tree sampled every 20 ms, exit code)."""
+    import subprocess
+    import threading
+
+    peak = 0
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=stdout, cwd=str(Path(__file__).resolve().parents[1]))
-    _, status, usage = os.wait4(process.pid, 0)
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss_kb(process.pid))
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    before = os.times()
+    process.wait()
+    after = os.times()
+    done.set()
+    sampler.join()
     seconds = time.monotonic() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    cpu = usage.ru_utime + usage.ru_stime
-    return seconds, cpu, usage.ru_maxrss / 1024, process.returncode  # ru_maxrss is in KB on Linux
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return seconds, cpu, peak / 1024, process.returncode
 
 
 def database_for_bench(path: str | None, records: int, report_every: int, keep_dir: str) -> tuple[str, dict | None]:
     """The database to measure: `path` if it exists (reused as is), else one built in `keep_dir`."""
-    import os
-
     if path and os.path.exists(path):
         return path, None
     target = path or os.path.join(keep_dir, f"raw-{records}.db")

@@ -1,4 +1,7 @@
-"""Derived attendance tables (issue 8): schema, refresh from the evidence, rebuild.
+"""Derived attendance tables (issue 8): refresh from the evidence, rebuild, worker pacing.
+
+The schema is in store/derived_schema.py; triggers there mark the instances whose evidence
+changed (`derived_dirty`), whoever stored it, and the worker's pacer refreshes them.
 
 The tables are a function of the stored evidence alone (store/attendance.py never reads
 the clock), recomputed per instance when its evidence changes. Writes go through
@@ -39,7 +42,7 @@ CHUNK_ROWS = 500  # measured: 500 changed rows commit in about 20 ms on this mac
 REFRESH_LOCK_TIMEOUT = 60.0
 
 
-# Derived tables, their primary keys and columns, in the order rows are written.
+# Derived tables and their primary keys, parents first (the order rows are upserted in).
 TABLES: dict[str, tuple[str, ...]] = {
     "people": ("instance_uuid", "person_key"),
     "attendance": ("instance_uuid", "person_key"),

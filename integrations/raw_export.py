@@ -26,6 +26,7 @@ from integrations.zoom.rawlog import (
     stored_bytes,
 )
 from integrations.zoom.webhooks import text
+from store.attendance_queries import meeting_number
 from store.rawlog import raw_records
 
 FORMATS = ("jsonl", "csv")
@@ -47,6 +48,13 @@ def parse_bound(value: str) -> str:
         parsed = parsed.replace(tzinfo=UTC)
     # store.evidence.utc_now's format, so string order is time order.
     return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def meeting_filter(value: str | None) -> str | None:
+    """A --meeting value as stored: a meeting number without its spaces or dashes ("812 3456 7890")."""
+    if not value:
+        return None
+    return meeting_number(value) or value.strip()
 
 
 def raw_log_lines(

@@ -63,6 +63,9 @@ def test_raw_events_stream_jsonl_like_the_cli(client, config, stored):
 def test_raw_events_filter_by_meeting_and_time(client, stored):
     lines = jsonl(client.get(f"/api/raw-events?meeting={INSTANCE.replace('=', '%3D')}", headers=AUTH).get_data())
     assert [(line["record_id"], line["item"]) for line in lines] == [(2, None), (4, None), (6, None), (7, 0), (7, 1)]
+    spaced = client.get("/api/raw-events?meeting=812%203456%207890", headers=AUTH).get_data()
+    assert spaced == client.get("/api/raw-events?meeting=81234567890", headers=AUTH).get_data()
+    assert len(jsonl(spaced)) == 6  # the meeting number as people write it: every webhook of both instances
     assert jsonl(client.get("/api/raw-events?since=2999-01-01", headers=AUTH).get_data()) == []
     assert len(jsonl(client.get("/api/raw-events?until=2999-01-01T00:00:00Z", headers=AUTH).get_data())) == 8
 

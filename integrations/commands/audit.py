@@ -12,7 +12,7 @@ import time
 import click
 
 from integrations.config import ConfigError, load_config
-from integrations.raw_export import FORMATS, parse_bound
+from integrations.raw_export import FORMATS, meeting_filter, parse_bound
 from store.audit import ChainError, open_readonly, verify_file
 from store.backup import BackupError, backup_database
 
@@ -123,7 +123,7 @@ def export_raw(
         raise click.ClickException(str(e)) from None
     readonly_db(database).close()  # one clear line if it cannot be read
     started = time.monotonic()
-    filters = {"meeting": meeting, "since": since_at, "until": until_at}
+    filters = {"meeting": meeting_filter(meeting), "since": since_at, "until": until_at}
     try:
         if output in (None, "-"):
             sys.stdout.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from integrations.raw_export import CONTENT_TYPES, FORMATS, export_chunks, parse_bound
+from integrations.raw_export import CONTENT_TYPES, FORMATS, export_chunks, meeting_filter, parse_bound
 from integrations.web.api import require_token
 from integrations.web.dbconn import settings
 from integrations.web.webhooks import error
@@ -27,7 +27,7 @@ def raw_events() -> Response:
             bounds[name] = parse_bound(value) if value else None
         except ValueError as e:
             return error(400, f"bad_{name}", str(e))
-    meeting = request.args.get("meeting") or None
+    meeting = meeting_filter(request.args.get("meeting"))
     # Its own read-only connection: the stream may outlive other requests on this thread's
     # connection, and a long read must never hold a write transaction.
     db = open_readonly(settings().database_path)

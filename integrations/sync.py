@@ -431,6 +431,11 @@ def fetch_due(
         except (ZoomError, DatabaseUnavailable) as e:
             log.warning("report fetch of %s failed, rescheduled: %s", uuid, _one_line(e))
             continue
+        except Exception:
+            # A bug or an input we did not foresee: the fetch is recorded failed and retried
+            # with growing waits (then given up); the other due instances still get fetched.
+            log.exception("report fetch of %s failed unexpectedly, rescheduled", uuid)
+            continue
         done.append(summary)
         if current["kind"] == "webinar" and current["meeting_id"]:
             _refresh_roster(db, client, current["meeting_id"])

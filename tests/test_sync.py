@@ -528,3 +528,25 @@ def test_refused_credentials_pause_the_poller_instead_of_asking_every_minute(cli
     assert poller().error is None  # the next minute: planning only, Zoom not asked
     assert sim.calls == {"token": 1}
     assert "Zoom API calls paused for 15 minutes" in caplog.text
+
+
+def test_an_unexpected_error_on_one_instance_does_not_stop_the_others(
+    client, db, sim, zoom, webinar, monkeypatch, caplog
+):
+    post_event(client, webinar_ended(END))
+    post_event(client, webinar_ended(END, uuid="other==", ts=2))
+    normalize_pending(db)
+    sim.dataset.add_instance(WEBINAR_ID, "other==", "2026-03-02T09:30:00Z", [report_row(i) for i in range(3)])
+    real = sync_module.participant_to_row
+
+    def poisoned(participant):
+        if participant["user_id"] == webinar.participants[UUID][0]["user_id"]:
+            raise RuntimeError("unforeseen")
+        return real(participant)
+
+    monkeypatch.setattr(sync_module, "participant_to_row", poisoned)
+    result = poll(db, zoom, Now(END), END + timedelta(minutes=31))
+    assert [f.instance_uuid for f in result.fetched] == ["other=="]
+    row = schedule_row(db, UUID)
+    assert (row["status"], row["attempts"], row["claimed_by"]) == ("pending", 1, None)
+    assert "RuntimeError: unforeseen" in row["last_error"] and "failed unexpectedly" in caplog.text

@@ -134,6 +134,10 @@ def export_raw(
                 written = export_to_fd(database_path(database), fmt, fd, workers=workers, **filters)
             finally:
                 os.close(fd)
+    except BrokenPipeError:
+        # The reader went away (`export-raw | head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     except OSError as e:
         raise click.ClickException(f"cannot write {output or 'stdout'}: {e}") from None
     if output not in (None, "-"):

@@ -105,11 +105,20 @@ def m001_evidence_and_events(db: sqlite_utils.Database) -> None:
     )
 
 
-def migrate(db: sqlite_utils.Database) -> None:
-    """Apply pending migrations once, even when several processes start together."""
+def ordered_migrations() -> list:
+    """Every registered migration, in the order of their m0NN names."""
     # Importing the modules that own tables registers their migrations.
     import store.registry  # noqa: F401
 
+    # Registration follows import order, which an early import elsewhere can change; the
+    # m0NN prefixes are the order we mean, so sort by them.
+    migrations._migrations.sort(key=lambda m: m.name)
+    return list(migrations._migrations)
+
+
+def migrate(db: sqlite_utils.Database) -> None:
+    """Apply pending migrations once, even when several processes start together."""
+    ordered_migrations()
     if not migrations.pending(db):
         return
     with write_lock(db.path).hold(timeout=60):  # type: ignore[attr-defined]

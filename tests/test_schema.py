@@ -8,7 +8,7 @@ from pathlib import Path
 
 import store.registry  # noqa: F401  (registers every migration)
 from store.db import open_db
-from store.schema import migrate, migrations
+from store.schema import migrate, migrations, ordered_migrations
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,8 @@ def test_concurrent_starts_apply_each_migration_once(tmp_path):
     assert [p.returncode for p in procs] == [0] * 6, errors
     db = open_db(str(path))
     applied = [row["name"] for row in db.query("select name from _sqlite_migrations order by rowid")]
-    assert applied == [m.name for m in migrations._migrations]
+    assert applied == [m.name for m in ordered_migrations()]
+    assert applied == sorted(applied) and applied[0].startswith("m001_")
     assert migrations.pending(db) == []
 
 
@@ -38,3 +39,10 @@ def test_database_file_is_private_to_its_owner(tmp_path):
     path = tmp_path / "private.db"
     migrate(open_db(str(path)))
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_migration_names_are_unique_and_numbered():
+    names = [m.name for m in ordered_migrations()]
+    prefixes = [name.split("_", 1)[0] for name in names]
+    assert all(p.startswith("m") and p[1:].isdigit() and len(p) == 4 for p in prefixes), names
+    assert len(set(prefixes)) == len(prefixes), names

@@ -32,6 +32,7 @@ from store.rawlog import raw_records
 FORMATS = ("jsonl", "csv")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
 CHUNK_BYTES = 64 * 1024
+CSV_ROWS_PER_CHUNK = 256  # raw-log CSV rows are 300-600 bytes: chunks of about 100 KB
 
 # JSON allows these raw inside strings; tools that split on Unicode line breaks (Python's
 # str.splitlines) would cut a record in two, so they are written escaped.
@@ -128,22 +129,6 @@ def _json_line(line: dict[str, Any]) -> bytes:
     return data
 
 
-def _chunks(parts: Iterable[bytes], terminator: bytes) -> Iterator[bytes]:
-    """Join parts, each followed by `terminator`, into chunks of about CHUNK_BYTES."""
-    buffer: list[bytes] = []
-    size = 0
-    for part in parts:
-        buffer.append(part)
-        size += len(part)
-        if size >= CHUNK_BYTES:
-            buffer.append(b"")
-            yield terminator.join(buffer)
-            buffer, size = [], 0
-    if buffer:
-        buffer.append(b"")
-        yield terminator.join(buffer)
-
-
 def jsonl_chunks(lines: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     """JSON Lines: one object per line, UTF-8, keys in JSONL_COLUMNS order."""
     # _chunks inlined, with orjson called directly: this loop runs once per line.
@@ -236,8 +221,16 @@ def csv_chunks(
     lines: Iterable[dict[str, Any]], fields: tuple[str, ...] = RAW_LOG_COLUMNS, *, header: bool = True
 ) -> Iterator[bytes]:
     """Spreadsheet-safe CSV (UTF-8, CRLF) of the raw-log columns, without `raw`."""
-    rows = csv_rows(lines, fields, header=header)
-    return _chunks((text.encode("utf-8", "backslashreplace") for text in rows), b"\r\n")
+    batch: list[str] = []
+    for row in csv_rows(lines, fields, header=header):
+        batch.append(row)
+        if len(batch) >= CSV_ROWS_PER_CHUNK:
+            batch.append("")  # the last row's line end
+            yield "\r\n".join(batch).encode("utf-8", "backslashreplace")
+            batch = []
+    if batch:
+        batch.append("")
+        yield "\r\n".join(batch).encode("utf-8", "backslashreplace")
 
 
 def export_chunks(

@@ -3,9 +3,10 @@ processes, written in record order.
 
 One Python process formats about 60,000 to 100,000 records a second (parsing each body and
 writing its line is the cost, see bench/bench_export.py); worker processes share that work.
-The parent cuts the log into slices of consecutive record ids, bounded in records and
-stored bytes, hands each to a worker and writes the results in order, keeping only a few
-slices in flight, so memory stays flat whatever the size of the log.
+The parent cuts the log into slices of consecutive record ids and hands each to a worker,
+which streams its slice into a spool file; the parent copies the spooled slices to the
+output in order with sendfile (the output never passes through Python) and keeps only a
+few slices in flight, so memory and spool space stay flat whatever the size of the log.
 
 Slices read at different moments agree with one snapshot: records are append-only (ids
 are given under the write lock, so every id up to the last one the parent saw is
@@ -25,10 +26,9 @@ from typing import Any
 
 from integrations.raw_export import csv_header, export_chunks
 from store.audit import open_readonly
-from store.rawlog import record_sizes
+from store.rawlog import record_ids
 
 SLICE_RECORDS = 5000
-SLICE_BYTES = 4 << 20  # stored bytes: a slice's output is a few times that at most
 
 _worker_dbs: dict[str, Any] = {}
 
@@ -39,20 +39,22 @@ def default_workers() -> int:
 
 
 def slices(conn, **filters: Any) -> Iterator[tuple[int, int]]:
-    """(first id, last id) of consecutive slices of the records `filters` select."""
-    first = last = None
-    records = size = 0
-    for record_id, length in record_sizes(conn, **filters):
-        if first is None:
-            first = record_id
-        elif records >= SLICE_RECORDS or size + (length or 0) > SLICE_BYTES:
-            yield first, last  # type: ignore[misc]
-            first, records, size = record_id, 0, 0
-        last = record_id
-        records += 1
-        size += length or 0
-    if first is not None:
-        yield first, last  # type: ignore[misc]
+    """(first id, last id) of consecutive slices of the records `filters` select, SLICE_RECORDS ids at most."""
+    if not any(value is not None for value in filters.values()):
+        # The whole log: cut the id range, no need to read it first.
+        low, high = conn.execute("SELECT min(id), max(id) FROM raw_records").fetchone()
+        if low is not None:
+            for first in range(low, high + 1, SLICE_RECORDS):
+                yield first, min(first + SLICE_RECORDS - 1, high)
+        return
+    batch: list[int] = []
+    for record_id in record_ids(conn, **filters):
+        batch.append(record_id)
+        if len(batch) == SLICE_RECORDS:
+            yield batch[0], batch[-1]
+            batch = []
+    if batch:
+        yield batch[0], batch[-1]
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -90,14 +90,15 @@ def raw_records(
         cursor.close()
 
 
-def record_sizes(
+def record_ids(
     conn, *, meeting: str | None = None, since: str | None = None, until: str | None = None
-) -> Iterator[tuple[int, int]]:
-    """(id, body length) of the records `raw_records` would give, without reading the bodies."""
+) -> Iterator[int]:
+    """The ids of the records `raw_records` would give, without reading the records."""
     where, params = _filters(meeting, since, until, None, None)
-    cursor = conn.execute("SELECT r.id, length(r.body) FROM raw_records r" + where + " ORDER BY r.id", params)
+    cursor = conn.execute("SELECT r.id FROM raw_records r" + where + " ORDER BY r.id", params)
     try:
-        yield from cursor
+        for (record_id,) in cursor:
+            yield record_id
     finally:
         cursor.close()
 

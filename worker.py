@@ -34,6 +34,11 @@ def gunicorn_command(config: Config, *, bind: str | None = None, workers: int | 
         "gunicorn",
         "--workers",
         str(workers),
+        # Threads let a process's concurrent webhooks share one commit and fsync (issue 6).
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "16",
         "--bind",
         bind or f"0.0.0.0:{config.port}",
         "--graceful-timeout",
@@ -53,7 +58,7 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on")
 @click.option("--port", type=int, help="Port (default: PORT, else 8000)")
-@click.option("--workers", type=int, help="gunicorn worker processes (default: WEB_CONCURRENCY, else 4)")
+@click.option("--workers", type=int, help="gunicorn worker processes (default: WEB_CONCURRENCY, else 2)")
 def serve(host: str, port: int | None, workers: int | None) -> None:
     """Run the web app (webhooks, read API) under gunicorn."""
     config = get_config()

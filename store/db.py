@@ -169,20 +169,22 @@ def _begin_immediate(conn: sqlite3.Connection, *, remaining: float, timeout: flo
 
 
 @contextlib.contextmanager
-def durable_write(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+def durable_write(db: sqlite_utils.Database, *, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
     """A write transaction that is on disk when the block exits without error.
 
+    `timeout` bounds the wait for the lock (default: the connection's lock_timeout).
     Raises DatabaseUnavailable when the lock is not had in time or SQLite cannot write.
     """
     path: str = db.path  # type: ignore[attr-defined]
     conn = db.conn
-    timeout: float = db.lock_timeout  # type: ignore[attr-defined]
+    default: float = db.lock_timeout  # type: ignore[attr-defined]
+    timeout = default if timeout is None else timeout
     deadline = time.monotonic() + timeout
     try:
         with write_lock(path).hold(timeout):
             # The flock wait and SQLite's busy wait (for a writer that skips our lock) share
             # one bound; added up they took twice as long, past Zoom's 3 s (issue 7).
-            _begin_immediate(conn, remaining=deadline - time.monotonic(), timeout=timeout)
+            _begin_immediate(conn, remaining=deadline - time.monotonic(), timeout=default)
             try:
                 yield conn
                 conn.execute("COMMIT")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlite_utils
 
@@ -21,7 +21,7 @@ GENESIS = "0" * 64
 
 def utc_now() -> str:
     """The current UTC time as ISO 8601 with microseconds and `Z`."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def content_hash(body: bytes) -> str:
@@ -47,14 +47,27 @@ def _append(conn, source: str, body: bytes, sha256: str, received_at: str, colum
     ).fetchone()
     if existing:
         return StoredRecord(existing[0], False, sha256)
-    last = conn.execute("SELECT chain_hash FROM raw_records ORDER BY id DESC LIMIT 1").fetchone()
-    chained = chain_hash(last[0] if last else GENESIS, sha256, received_at)
+    last = conn.execute(_HEAD_SQL).fetchone()
+    chained = chain_hash(last[1] if last else GENESIS, sha256, received_at)
     names = ["source", "received_at", "body", "sha256", "chain_hash", *columns]
     cursor = conn.execute(
         f"INSERT INTO raw_records ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
         (source, received_at, body, sha256, chained, *columns.values()),
     )
     return StoredRecord(cursor.lastrowid, True, sha256)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook delivery: the raw body and the headers kept with it."""
+
+    body: bytes
+    timestamp: str | None
+    signature: str | None
+    request_id: str | None = None
+    tracking_id: str | None = None
+    stale_timestamp: bool = False
+    received_at: str | None = None
 
 
 def store_delivery(
@@ -69,16 +82,65 @@ def store_delivery(
     received_at: str | None = None,
 ) -> StoredRecord:
     """Store one webhook delivery durably (on disk when this returns); idempotent by body."""
-    sha256 = content_hash(body)
-    columns = {
-        "zm_request_timestamp": timestamp,
-        "zm_signature": signature,
-        "zm_request_id": request_id,
-        "zm_trackingid": tracking_id,
-        "stale_timestamp": int(stale_timestamp),
-    }
+    delivery = Delivery(body, timestamp, signature, request_id, tracking_id, stale_timestamp, received_at)
     with durable_write(db) as conn:
-        return _append(conn, "webhook", body, sha256, received_at or utc_now(), columns)
+        return append_deliveries(conn, [delivery])[0]
+
+
+_DELIVERY_COLUMNS = (
+    "id",
+    "source",
+    "received_at",
+    "body",
+    "sha256",
+    "chain_hash",
+    "zm_request_timestamp",
+    "zm_signature",
+    "zm_request_id",
+    "zm_trackingid",
+    "stale_timestamp",
+)
+_INSERT_DELIVERY_SQL = (
+    f"INSERT INTO raw_records ({', '.join(_DELIVERY_COLUMNS)}) VALUES ({', '.join('?' * len(_DELIVERY_COLUMNS))})"
+)
+_HEAD_SQL = "SELECT id, chain_hash FROM raw_records ORDER BY id DESC LIMIT 1"
+
+
+def append_deliveries(conn, deliveries: list[Delivery]) -> list[StoredRecord]:
+    """Append deliveries in order inside the caller's `durable_write` transaction.
+
+    Idempotent by body: a delivery stored before (or earlier in the list) is not stored
+    again and comes back with `created=False` and the first copy's id.
+    """
+    # Three statements per batch, whatever its size (the delivery writer's batches are the
+    # ingest hot path, issue 6): the chain head, one dedupe lookup, one executemany.
+    # Under the write lock nobody else appends meanwhile, so the ids are known in advance.
+    head = conn.execute(_HEAD_SQL).fetchone()
+    last_id, previous = head if head else (0, GENESIS)
+    hashes = [content_hash(d.body) for d in deliveries]
+    known: dict[str, int] = {}
+    for start in range(0, len(hashes), 500):  # SQLite's limit on bound parameters
+        chunk = hashes[start : start + 500]
+        sql = f"SELECT sha256, id FROM raw_records WHERE source = 'webhook' AND sha256 IN ({','.join('?' * len(chunk))})"
+        known.update(conn.execute(sql, chunk).fetchall())
+    now = utc_now()
+    records, rows = [], []
+    for d, sha256 in zip(deliveries, hashes, strict=True):
+        if sha256 in known:
+            records.append(StoredRecord(known[sha256], False, sha256))
+            continue
+        received_at = d.received_at or now
+        previous = chain_hash(previous, sha256, received_at)
+        last_id += 1
+        known[sha256] = last_id
+        records.append(StoredRecord(last_id, True, sha256))
+        rows.append(
+            (last_id, "webhook", received_at, d.body, sha256, previous, d.timestamp, d.signature)
+            + (d.request_id, d.tracking_id, int(d.stale_timestamp))
+        )
+    if rows:
+        conn.executemany(_INSERT_DELIVERY_SQL, rows)
+    return records
 
 
 def append_report_page(conn, body: bytes, *, url: str, meeting_uuid: str | None, received_at: str | None = None) -> StoredRecord:

@@ -45,6 +45,8 @@ def create_app(config: Config | None = None) -> Flask:
     from integrations.web import raw_events  # GET /api/raw-events (issue 5)
 
     app.register_blueprint(raw_events.bp)
+    # POST /webhooks/zoom skips Flask's request machinery: the ingest hot path (issue 6).
+    app.wsgi_app = webhooks.WebhookEndpoint(app.wsgi_app, config, MAX_BODY_BYTES)  # type: ignore[method-assign]
 
     @app.errorhandler(HTTPException)
     def json_error(error: HTTPException):

@@ -2,6 +2,11 @@
 
 Zoom retries only 5xx and timeouts, never a 4xx (../shared/zoom/NOTES.md, "Delivery"):
 our own trouble is always a 503, and a 2xx leaves only once the delivery is on disk.
+
+The endpoint is the hot path of a live webinar's first minutes (issue 6): `WebhookEndpoint`
+answers POST /webhooks/zoom as plain WSGI in front of Flask, whose request and response
+objects cost more than verifying and storing (bench/README.md). Everything else, the
+same path's other methods included (405), goes on to Flask.
 """
 
 from __future__ import annotations
@@ -9,20 +14,26 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable, Iterable
 
 from flask import Blueprint, Response, request
 
-from integrations.web.dbconn import get_db, settings
+from integrations.config import Config
+from integrations.web.dbconn import settings
+from integrations.web.ingest import store_webhook
 from integrations.zoom.signature import ZoomSignatureError, is_stale, url_validation_response, verify_signature
 from integrations.zoom.webhooks import URL_VALIDATION, ZoomPayloadError, event_name, parse_json, url_validation_token
 from store.db import DatabaseUnavailable
-from store.evidence import store_delivery
+from store.evidence import Delivery
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
 
+PATH = "/webhooks/zoom"
 _STORED = b'{"status":"stored"}'
 _DUPLICATE = b'{"status":"duplicate"}'
+_REASONS = {200: "200 OK", 401: "401 UNAUTHORIZED", 413: "413 REQUEST ENTITY TOO LARGE", 503: "503 SERVICE UNAVAILABLE"}
+_TOO_LARGE = {"error": "Request Entity Too Large", "message": "The data value transmitted exceeds the capacity limit."}
 
 
 def json_response(body: dict | bytes, status: int = 200) -> Response:
@@ -34,48 +45,104 @@ def error(status: int, code: str, message: str) -> Response:
     return json_response({"error": code, "message": message}, status)
 
 
-@bp.post("/webhooks/zoom")
-def zoom_webhook() -> Response:
-    """Receive one Zoom webhook delivery."""
-    config = settings()
+def _error_body(code: str, message: str) -> bytes:
+    return json.dumps({"error": code, "message": message}).encode()
+
+
+def receive(
+    body: bytes, header: Callable[[str], str | None], config: Config, remote_addr: str | None
+) -> tuple[int, bytes]:
+    """Verify and store one delivery; the status and JSON body to answer with."""
     secret = config.webhook_secret_token
     if not secret:
         # Fail closed: never accept unsigned events; 503 so Zoom retries once configured.
         log.error("ZOOM_WEBHOOK_SECRET_TOKEN is not set: refusing webhook with 503")
-        return error(503, "not_configured", "webhook secret token is not configured")
-    body = request.get_data(cache=False)
-    timestamp = request.headers.get("x-zm-request-timestamp")
-    signature = request.headers.get("x-zm-signature")
+        return 503, _error_body("not_configured", "webhook secret token is not configured")
+    timestamp = header("x-zm-request-timestamp")
+    signature = header("x-zm-signature")
     try:
         verify_signature(body, timestamp=timestamp, signature=signature, secret=secret)
     except ZoomSignatureError as e:
-        log.warning("rejected webhook from %s: %s", request.remote_addr, e)
-        return error(401, "invalid_signature", str(e))
+        log.warning("rejected webhook from %s: %s", remote_addr, e)
+        return 401, _error_body("invalid_signature", str(e))
 
     validation = _url_validation(body, secret)
     stale = is_stale(timestamp or "", now=time.time(), tolerance_seconds=config.webhook_tolerance_seconds)
+    delivery = Delivery(
+        body,
+        timestamp,
+        signature,
+        request_id=header("x-zm-request-id"),
+        tracking_id=header("x-zm-trackingid"),
+        stale_timestamp=stale,
+    )
     try:
-        stored = store_delivery(
-            get_db(),
-            body,
-            timestamp=timestamp,
-            signature=signature,
-            request_id=request.headers.get("x-zm-request-id"),
-            tracking_id=request.headers.get("x-zm-trackingid"),
-            stale_timestamp=stale,
-        )
+        stored = store_webhook(delivery, config)
     except DatabaseUnavailable as e:
         if validation is not None:
             # A challenge is not attendance evidence; failing it would get the subscription disabled.
             log.error("could not store url_validation delivery (%s); answering the challenge anyway", e)
-            return json_response(validation)
+            return 200, json.dumps(validation).encode()
         log.error("cannot store webhook, answering 503 so Zoom retries: %s", e)
-        return error(503, "storage_unavailable", "delivery could not be stored; retry later")
+        return 503, _error_body("storage_unavailable", "delivery could not be stored; retry later")
     if stale:
         log.warning("stored webhook %s with a stale timestamp %r", stored.id, timestamp)
     if validation is not None:
-        return json_response(validation)
-    return json_response(_STORED if stored.created else _DUPLICATE)
+        return 200, json.dumps(validation).encode()
+    return 200, _STORED if stored.created else _DUPLICATE
+
+
+@bp.post(PATH)
+def zoom_webhook() -> Response:
+    """Receive one Zoom webhook delivery (when the app runs without WebhookEndpoint)."""
+    status, answer = receive(request.get_data(cache=False), request.headers.get, settings(), request.remote_addr)
+    return json_response(answer, status)
+
+
+class WebhookEndpoint:
+    """WSGI middleware: POST /webhooks/zoom without Flask; every other request to `app`."""
+
+    def __init__(self, app: Callable, config: Config, max_body_bytes: int):
+        self.app = app
+        self.config = config
+        self.max_body_bytes = max_body_bytes
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
+            return self.app(environ, start_response)
+        body = self._read_body(environ)
+        if body is None:
+            status, answer = 413, json.dumps(_TOO_LARGE).encode()
+        else:
+            status, answer = receive(body, _environ_header(environ), self.config, environ.get("REMOTE_ADDR"))
+        start_response(
+            _REASONS.get(status) or f"{status} ERROR",
+            [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],
+        )
+        return [answer]
+
+    def _read_body(self, environ: dict) -> bytes | None:
+        """The request body, or None when it is over the limit (as Flask's MAX_CONTENT_LENGTH)."""
+        stream = environ["wsgi.input"]
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or "")
+        except ValueError:
+            length = -1
+        if length > self.max_body_bytes:
+            return None
+        if length >= 0:
+            return stream.read(length) if length else b""
+        if not environ.get("wsgi.input_terminated"):
+            return b""  # no length and a stream that may not end: read nothing (werkzeug's rule)
+        body = stream.read(self.max_body_bytes + 1)
+        return None if len(body) > self.max_body_bytes else body
+
+
+def _environ_header(environ: dict) -> Callable[[str], str | None]:
+    def header(name: str) -> str | None:
+        return environ.get("HTTP_" + name.upper().replace("-", "_"))
+
+    return header
 
 
 def _url_validation(body: bytes, secret: str) -> dict | None:

@@ -8,6 +8,8 @@ import hashlib
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -16,14 +18,14 @@ import pytest
 
 from integrations.raw_export import raw_log_lines
 from store.audit import open_readonly, verify_chain
-from tests.audit_support import run_worker
+from tests.audit_support import ROOT, run_worker
 from tests.conftest import API_TOKEN
 from tests.fault_support import get, participant_body, post_signed, process_env, start_web
 
 pytestmark = pytest.mark.slow
 
 WRITERS = 3
-MAX_POSTS_PER_WRITER = 400  # a bound; the test stops the writers once it has checked enough
+MAX_POSTS_PER_WRITER = 1500  # a bound; the test stops the writers once it has checked enough
 
 
 class Posters:
@@ -74,6 +76,23 @@ class Posters:
         assert not self.running(), "posters did not finish"
 
 
+PARALLEL_EXPORT = """
+import os, sys
+from integrations import raw_export_parallel
+raw_export_parallel.SLICE_RECORDS = 7
+raw_export_parallel.export_to_fd(sys.argv[1], "jsonl", sys.stdout.fileno(), workers=2)
+"""
+
+
+def parallel_export(database: Path) -> list[dict]:
+    """export_to_fd with two worker processes and small slices, run in its own process (as the CLI does)."""
+    result = subprocess.run(
+        [sys.executable, "-c", PARALLEL_EXPORT, str(database)], cwd=ROOT, capture_output=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
 def assert_consistent_log(lines: list[dict]) -> int:
     """An export taken mid-ingestion is a gapless prefix of the log, each raw matching its hash."""
     ids = [line["record_id"] for line in lines]
@@ -105,6 +124,8 @@ def test_exports_and_verify_stay_consistent_while_several_workers_write(tmp_path
                     verified.append(verify_chain(db).count)
                 finally:
                     db.close()
+                # And export-raw's worker processes, in slices of 7 records.
+                exports.append(assert_consistent_log(parallel_export(database)))
             still_writing = posters.running()
             if still_writing:
                 posters.wait_for(max(exports) + 1)  # deliveries went on after the last check

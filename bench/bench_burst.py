@@ -18,12 +18,12 @@ import shlex
 import sqlite3
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness  # noqa: E402
+from integrations.demo import send_plan  # noqa: E402
 from integrations.zoom.simulated_webhooks import instance_deliveries  # noqa: E402
 from integrations.zoom.simulator import synthetic_webinar  # noqa: E402
 
@@ -42,20 +42,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not (0 < args.scale <= 2 and 1 <= args.duration <= 600 and 1 <= args.tail <= 600):
         parser.error("keep it bounded: --scale in (0, 2], --duration and --tail 1-600 s")
     return args
-
-
-def send_plan(deliveries, duration: float, tail: float) -> list[tuple[float, bytes]]:
-    """Offsets for the deliveries Zoom sends: the join phase over `duration`, the rest over `tail`."""
-    sent = [d for d in deliveries if not d.lost]
-    joins = [d.at for d in sent if d.event.endswith("participant_joined")]
-    first, last_join, end = sent[0].at, max(joins), sent[-1].at
-
-    def offset(at: datetime) -> float:
-        if at <= last_join:
-            return (at - first).total_seconds() / max(1.0, (last_join - first).total_seconds()) * duration
-        return duration + (at - last_join).total_seconds() / max(1.0, (end - last_join).total_seconds()) * tail
-
-    return [(offset(d.at), d.body) for d in sent]
 
 
 def normalized_up_to(database: Path) -> tuple[int, int]:
@@ -78,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = synthetic_webinar(attendees, seed=args.seed, webinar_id=WEBINAR_ID, absentees=0)
     [instance] = dataset.instances[WEBINAR_ID]
     deliveries = instance_deliveries(dataset, WEBINAR_ID, instance["uuid"], lost=0.0, seed=args.seed)
-    plan = send_plan(deliveries, args.duration, args.tail)
+    plan = [(offset, d.body) for offset, d in send_plan(deliveries, join_seconds=args.duration, rest_seconds=args.tail)]
     joins = sum(1 for d in deliveries if d.event.endswith("participant_joined"))
     print(
         f"webinar: {attendees:,} attendees, {joins:,} joins (rejoins and second devices included), "
@@ -98,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"worker: {worker_line}")
                 worker = harness.start_process("worker", worker_line, env, tmp_path)
             try:
+                # A server that has been up: threads started, connections open (not measured).
+                warm = [harness.participant_event("webinar.participant_joined", run="warm", n=n) for n in range(300)]
+                harness.run_schedule(web.port, harness.constant_rate_plan(warm, 300))
                 result = harness.run_schedule(web.port, plan, progress=_progress)
                 sent_by = time.monotonic()
                 stored = harness.wait_for_stable_count(database)
@@ -108,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
                 if worker is not None:
                     worker.stop()
     print()
-    print(f"sent {result.sent:,} in {result.seconds:.1f} s; 2xx {len(result.ok_bodies):,}; rows stored {stored:,}")
+    print(
+        f"sent {result.sent:,} in {result.seconds:.1f} s; 2xx {len(result.ok_bodies):,}; rows stored {stored:,} (300 of them warm-up)"
+    )
     print(
         f"latency from planned send: p50 {result.percentile(50):.1f} ms, p99 {result.percentile(99):.1f} ms, "
         f"max {max(result.latencies_ms, default=float('nan')):.1f} ms (generator lag max {result.max_lateness_ms:.1f} ms)"

@@ -33,6 +33,7 @@ PATH = "/webhooks/zoom"
 _STORED = b'{"status":"stored"}'
 _DUPLICATE = b'{"status":"duplicate"}'
 _REASONS = {200: "200 OK", 401: "401 UNAUTHORIZED", 413: "413 REQUEST ENTITY TOO LARGE", 503: "503 SERVICE UNAVAILABLE"}
+_URL_VALIDATION_BYTES = URL_VALIDATION.encode()
 _TOO_LARGE = {"error": "Request Entity Too Large", "message": "The data value transmitted exceeds the capacity limit."}
 
 
@@ -147,7 +148,7 @@ def _environ_header(environ: dict) -> Callable[[str], str | None]:
 
 def _url_validation(body: bytes, secret: str) -> dict | None:
     """The challenge answer when `body` is an endpoint.url_validation, else None."""
-    if URL_VALIDATION.encode() not in body:
+    if _URL_VALIDATION_BYTES not in body:
         return None  # skip JSON parsing on the hot path: every other event is parsed later
     try:
         data = parse_json(body)

@@ -167,3 +167,15 @@ def test_body_without_length_on_an_unterminated_stream_is_not_read(app, database
     status, answer = wsgi_post(app, participant_body(2, run="open"), length=False, terminated=False)
     assert status.startswith("401") and answer["error"] == "invalid_signature"
     assert stored_hashes(database) == {}
+
+
+def test_checkpoints_run_outside_the_lock_every_so_many_deliveries(database, tmp_path):
+    group = new_group(database)
+    group.CHECKPOINT_EVERY = 50
+    for start in range(0, 200, 20):
+        store_concurrently(group, [delivery(n, run="ckpt") for n in range(start, start + 20)])
+    # The database file alone, without its WAL, already holds most rows: they were copied back.
+    copy = tmp_path / "main-file-only.db"
+    copy.write_bytes(database.read_bytes())
+    in_main_file = sqlite3.connect(copy).execute("SELECT count(*) FROM raw_records").fetchone()[0]
+    assert 150 <= in_main_file <= 200

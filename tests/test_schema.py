@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_concurrent_starts_apply_each_migration_once(tmp_path):
     path = tmp_path / "a.db"
-    code = "from store.db import open_db; from store.schema import migrate; migrate(open_db(%r))" % str(path)
+    code = f"from store.db import open_db; from store.schema import migrate; migrate(open_db({str(path)!r}))"
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(6)]
     errors = [p.communicate(timeout=60)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, errors

@@ -64,11 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     dataset = synthetic_webinar(attendees, seed=args.seed, webinar_id=WEBINAR_ID, absentees=0)
     [instance] = dataset.instances[WEBINAR_ID]
     deliveries = instance_deliveries(dataset, WEBINAR_ID, instance["uuid"], lost=0.0, seed=args.seed)
-    plan = [(offset, d.body) for offset, d in send_plan(deliveries, join_seconds=args.duration, rest_seconds=args.tail)]
+    # The earliest `attendees` joins (nearly all first joins) over --duration; the rest over --tail.
+    planned = send_plan(deliveries, burst_joins=attendees, join_seconds=args.duration, rest_seconds=args.tail)
+    plan = [(offset, d.body) for offset, d in planned]
     joins = sum(1 for d in deliveries if d.event.endswith("participant_joined"))
     print(
-        f"webinar: {attendees:,} attendees, {joins:,} joins (rejoins and second devices included), "
-        f"{len(plan):,} deliveries: joins over {args.duration:g} s, the rest over {args.tail:g} s"
+        f"webinar: {attendees:,} attendees, {joins:,} joins (rejoins and second devices included), {len(plan):,} "
+        f"deliveries: the first {attendees:,} joins over {args.duration:g} s, the rest of the webinar over {args.tail:g} s"
     )
     with harness.temp_dir("bench-burst-") as tmp:
         tmp_path = Path(tmp)

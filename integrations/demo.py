@@ -105,7 +105,10 @@ def run_demo(
         progress(f"Zoom API simulator on {zoom.url}")
         with web_app(database_path, secret) as port:
             progress(f"web app (Procfile web) on http://127.0.0.1:{port}, database {database_path}")
-            sent = send_deliveries(port, deliveries, secret=secret, speed=speed, progress=progress)
+            # The earliest joins (nearly everyone's first) come in the burst; most rejoins and second devices later.
+            sent = send_deliveries(
+                port, deliveries, secret=secret, speed=speed, progress=progress, burst_joins=attendees
+            )
         webhook_people = _people(database_path, uuid)
         progress(f"webhooks stored and normalized: {webhook_people:,} people seen so far; syncing the report")
         pages, report_rows, api_calls = _sync_report(database_path, zoom, progress)
@@ -207,30 +210,47 @@ def _free_port() -> int:
 
 
 def send_plan(
-    deliveries: list[SimulatedDelivery], *, join_seconds: float = JOIN_SECONDS, rest_seconds: float = REST_SECONDS
+    deliveries: list[SimulatedDelivery],
+    *,
+    burst_joins: int | None = None,
+    join_seconds: float = JOIN_SECONDS,
+    rest_seconds: float = REST_SECONDS,
 ) -> list[tuple[float, SimulatedDelivery]]:
-    """When to send each delivery Zoom sends (not the lost ones): the join phase compressed
-    into `join_seconds`, the rest of the webinar (drops, rejoins, leaves) into `rest_seconds`."""
+    """When to send each delivery Zoom sends (not the lost ones).
+
+    The time up to the `burst_joins`-th join (default: the last) is compressed into
+    `join_seconds`, the rest of the webinar (rejoins, second devices, drops, leaves) into
+    `rest_seconds`; within each, deliveries keep their relative timing.
+    """
     sent = [d for d in deliveries if not d.lost]
-    joins = [d.at for d in sent if d.event.endswith("participant_joined")] or [sent[0].at]
-    first, last_join, end = sent[0].at, max(joins), sent[-1].at
-    join_span = max(1.0, (last_join - first).total_seconds())
-    rest_span = max(1.0, (end - last_join).total_seconds())
+    joins = sorted(d.at for d in sent if d.event.endswith("participant_joined")) or [sent[0].at]
+    first, end = sent[0].at, sent[-1].at
+    burst_end = joins[min(len(joins), burst_joins or len(joins)) - 1]
+    join_span = max(1.0, (burst_end - first).total_seconds())
+    rest_span = max(1.0, (end - burst_end).total_seconds())
     plan = []
     for d in sent:
-        if d.at <= last_join:
+        if d.at <= burst_end:
             offset = (d.at - first).total_seconds() / join_span * join_seconds
         else:
-            offset = join_seconds + (d.at - last_join).total_seconds() / rest_span * rest_seconds
+            offset = join_seconds + (d.at - burst_end).total_seconds() / rest_span * rest_seconds
         plan.append((offset, d))
     return plan
 
 
 def send_deliveries(
-    port: int, deliveries: list[SimulatedDelivery], *, secret: str, speed: float, progress: Progress
+    port: int,
+    deliveries: list[SimulatedDelivery],
+    *,
+    secret: str,
+    speed: float,
+    progress: Progress,
+    burst_joins: int | None = None,
 ) -> Sent:
     """POST the deliveries Zoom sends, signed, each no earlier than its planned moment."""
-    plan = send_plan(deliveries, join_seconds=JOIN_SECONDS / speed, rest_seconds=REST_SECONDS / speed)
+    plan = send_plan(
+        deliveries, burst_joins=burst_joins, join_seconds=JOIN_SECONDS / speed, rest_seconds=REST_SECONDS / speed
+    )
     sent = Sent(generated=len(deliveries), lost=len(deliveries) - len(plan))
     guard = threading.Lock()
     items = iter(plan)

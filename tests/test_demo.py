@@ -40,7 +40,7 @@ def test_small_demo_end_to_end_matches_the_simulated_webinar(tmp_path, monkeypat
     uuid = instance["uuid"]
     rows = dataset.participants[uuid]
     deliveries = instance_deliveries(dataset, WEBINAR_ID, uuid, lost=0.01, seed=SEED)
-    delivered = send_plan(deliveries)
+    delivered = send_plan(deliveries, burst_joins=ATTENDEES)
     lost = len(deliveries) - len(delivered)
     approved = sum(1 for r in dataset.registrants[WEBINAR_ID] if r["status"] == "approved")
 

@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     # The earliest `attendees` joins (nearly all first joins) over --duration; the rest over --tail.
     planned = send_plan(deliveries, burst_joins=attendees, join_seconds=args.duration, rest_seconds=args.tail)
     plan = [(offset, d.body) for offset, d in planned]
+    peak, peak_at = harness.peak_rate(plan)
     joins = sum(1 for d in deliveries if d.event.endswith("participant_joined"))
     print(
         f"webinar: {attendees:,} attendees, {joins:,} joins (rejoins and second devices included), {len(plan):,} "
@@ -106,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         f"latency from planned send: p50 {result.percentile(50):.1f} ms, p99 {result.percentile(99):.1f} ms, "
         f"max {max(result.latencies_ms, default=float('nan')):.1f} ms (generator lag max {result.max_lateness_ms:.1f} ms)"
     )
+    joins_p99 = result.percentile(99, until=args.duration)
+    rest_p99 = result.percentile(99, since=args.duration)
+    print(
+        f"  p99 while the first joins arrive: {joins_p99:.1f} ms; during the rest (rejoins, leaves): {rest_p99:.1f} ms"
+    )
+    print(f"  peak planned rate: {peak:,} requests in the second from {peak_at} s (new connection each)")
     errors = result.failed
     print(f"errors: {errors} (statuses {dict(sorted(result.statuses.items()))}, transport {result.errors or 'none'})")
     print(f"lost (2xx answered, not stored): {lost}")

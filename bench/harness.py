@@ -333,6 +333,7 @@ class ScheduleResult:
     sent: int
     ok_bodies: list[bytes] = field(default_factory=list)  # bodies answered 2xx
     latencies_ms: list[float] = field(default_factory=list)  # of 2xx answers, from planned time
+    offsets: list[float] = field(default_factory=list)  # planned offset of each of those answers
     statuses: dict[int, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)  # transport errors and timeouts
     seconds: float = 0.0
@@ -342,8 +343,9 @@ class ScheduleResult:
     def failed(self) -> int:
         return self.sent - len(self.ok_bodies)
 
-    def percentile(self, p: float) -> float:
-        return percentile(self.latencies_ms, p)
+    def percentile(self, p: float, *, since: float = 0.0, until: float = float("inf")) -> float:
+        """The p-th percentile latency of 2xx answers planned within [since, until) seconds."""
+        return percentile([ms for ms, o in zip(self.latencies_ms, self.offsets, strict=True) if since <= o < until], p)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -387,6 +389,7 @@ async def _run_schedule(
         if 200 <= status < 300:
             result.ok_bodies.append(body)
             result.latencies_ms.append((loop.time() - planned) * 1000)
+            result.offsets.append(planned - start)
 
     tasks = []
     next_progress = 0.0
@@ -418,6 +421,15 @@ def run_schedule(
     now = int(time.time())
     prepared = [(offset, body, signed_request(body, secret=secret, timestamp=now)) for offset, body in plan]
     return asyncio.run(_run_schedule(port, prepared, timeout, max_inflight, progress))
+
+
+def peak_rate(plan: Sequence[tuple[float, bytes]]) -> tuple[int, int]:
+    """The most requests planned within one second, and that second's start."""
+    per_second: dict[int, int] = {}
+    for offset, _ in plan:
+        per_second[int(offset)] = per_second.get(int(offset), 0) + 1
+    second = max(per_second, key=per_second.__getitem__, default=0)
+    return per_second.get(second, 0), second
 
 
 def constant_rate_plan(bodies: Sequence[bytes], rate: float) -> list[tuple[float, bytes]]:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 
 class ConfigError(Exception):
@@ -29,7 +29,7 @@ class Config:
     api_token: str | None = field(default=None, repr=False)
     webhook_tolerance_seconds: int = 300
     port: int = 8000
-    web_concurrency: int = 4
+    web_concurrency: int = 2
     # How long a webhook request may wait for the database write lock before it answers 503.
     # Zoom gives up on an answer after 3 seconds, so the bound stays well below that.
     db_lock_timeout_seconds: float = 2.0
@@ -115,7 +115,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         api_token=text("API_TOKEN"),
         webhook_tolerance_seconds=int(number("WEBHOOK_TOLERANCE_SECONDS", 300, int)),
         port=int(number("PORT", 8000, int)),
-        web_concurrency=max(1, int(number("WEB_CONCURRENCY", 4, int))),
+        web_concurrency=max(1, int(number("WEB_CONCURRENCY", 2, int))),
         db_lock_timeout_seconds=number("DB_LOCK_TIMEOUT_SECONDS", 2.0),
         zoom_requests_per_second=number("ZOOM_REQUESTS_PER_SECOND", 2.0),
         zoom_max_retries=int(number("ZOOM_MAX_RETRIES", 5, int)),

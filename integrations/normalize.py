@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC
 
 import sqlite_utils
 
@@ -54,9 +55,9 @@ def instance_facts(parsed: ParsedEvent) -> dict:
 def _ms_to_iso(ms: int | None) -> str | None:
     if ms is None:
         return None
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def normalize_pending(db: sqlite_utils.Database, *, batch: int = 500) -> list[str]:

@@ -6,7 +6,7 @@ Shapes: ../shared/zoom/NOTES.md ("Webhooks") and meetings-webhooks.openapi.json.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from integrations.zoom import jsontext
@@ -108,8 +108,8 @@ def parse_time(value: Any) -> str | None:
         return None
     parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    parsed = parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    parsed = parsed.astimezone(UTC)
     fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if parsed.microsecond else "%Y-%m-%dT%H:%M:%SZ"
     return parsed.strftime(fmt)
 

@@ -46,8 +46,10 @@ def set_state(conn, key: str, value: str) -> None:
 def pending_deliveries(db: sqlite_utils.Database, *, limit: int = 1000) -> list[tuple[int, bytes]]:
     """Webhook records not yet normalized, oldest first."""
     cursor = int(get_state(db, NORMALIZE_CURSOR, "0") or 0)
+    # `+source` keeps SQLite on the rowid range: the UNIQUE(source, sha256) index would
+    # visit every webhook ever stored and sort them (14 ms at 120,000 records, each second).
     return db.execute(
-        "SELECT id, body FROM raw_records WHERE source = 'webhook' AND id > ? ORDER BY id LIMIT ?",
+        "SELECT id, body FROM raw_records WHERE id > ? AND +source = 'webhook' ORDER BY id LIMIT ?",
         [cursor, limit],
     ).fetchall()
 

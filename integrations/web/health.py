@@ -25,7 +25,7 @@ def healthz() -> Response:
         last_id = db.execute("SELECT max(id) FROM raw_records").fetchone()[0] or 0
         cursor = int(get_state(db, NORMALIZE_CURSOR, "0") or 0)
         pending = db.execute(
-            "SELECT count(*) FROM raw_records WHERE source = 'webhook' AND id > ?", [cursor]
+            "SELECT count(*) FROM raw_records WHERE id > ? AND +source = 'webhook'", [cursor]
         ).fetchone()[0]
     except (sqlite3.Error, OSError) as e:
         log.error("health check failed: %s", e)

@@ -7,7 +7,7 @@ sent over `--duration` seconds, the rest of the webinar (drops, rejoins, leaves)
 Procfile `web` process with the Procfile `worker` normalizing alongside, as deployed.
 Prints p50/p99, errors and lost = 2xx answered but not stored (must be 0).
 
-    python bench/bench_burst.py                      # 18,000 attendees, 120 s + 60 s
+    python bench/bench_burst.py                      # 18,000 attendees, 120 s + 120 s
     python bench/bench_burst.py --scale 0.1 --duration 20 --tail 10
 """
 
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 18,000 attendees (default 1)")
     parser.add_argument("--duration", type=float, default=120, help="seconds over which the joins arrive (default 120)")
-    parser.add_argument("--tail", type=float, default=60, help="seconds for the rest of the webinar (default 60)")
+    parser.add_argument("--tail", type=float, default=120, help="seconds for the rest of the webinar (default 120)")
     parser.add_argument("--no-worker", action="store_true", help="do not run the Procfile worker alongside")
     parser.add_argument("--seed", type=int, default=6)
     args = parser.parse_args(argv)

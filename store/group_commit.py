@@ -63,7 +63,8 @@ class GroupCommit:
         self._guard = threading.Lock()
         self._queue: list[_Waiter] = []
         self._leading = False
-        self._configured: set[int] = set()  # connections whose automatic checkpoint is off
+        # ids of connections whose automatic checkpoint is off (thread_db keeps them alive)
+        self._configured: set[int] = set()
         self._checkpointed = 0  # `stored` at the last checkpoint
         self.batches = self.stored = 0
 

@@ -158,17 +158,9 @@ def start_server(
     name: str, command: str, port: int, env: dict[str, str], log_dir: Path, *, timeout: float = 30
 ) -> Server:
     """Run `command` in bash (as a Procfile runner does) and wait until it answers."""
-    log_path = log_dir / f"{name}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            ["bash", "-c", "exec " + command],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    server = Server(name, command, port, process, log_path)
+    server = start_process(name, command, env, log_dir)
+    server.port = port
+    process = server.process
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from integrations.zoom.webhooks import PARTICIPANT_FIELDS, TIME_FIELDS
+
 # Columns of the raw join log, in order. JSONL lines add `raw` and `raw_encoding`.
 RAW_LOG_COLUMNS = (
     "record_id",
@@ -88,20 +90,8 @@ COLUMN_DOCS = {
     "raw_encoding": "JSONL only: `utf-8`, or `base64` when the stored bytes were not UTF-8 text",
 }
 
-WEBHOOK_PARTICIPANT_FIELDS = (
-    "user_id",
-    "participant_uuid",
-    "participant_user_id",
-    "registrant_id",
-    "user_name",
-    "email",
-    "phone_number",
-    "customer_key",
-    "join_time",
-    "leave_time",
-    "date_time",
-    "leave_reason",
-)
+# The participant fields a webhook carries, as the webhook parser knows them.
+WEBHOOK_PARTICIPANT_FIELDS = PARTICIPANT_FIELDS + TIME_FIELDS
 # Report row key -> raw-log column (../shared/zoom/NOTES.md, "Participant reports").
 REPORT_ROW_FIELDS = {
     "user_id": "user_id",

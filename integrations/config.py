@@ -38,6 +38,7 @@ class Config:
     zoom_timeout_seconds: float = 30.0
     report_delays: str = DEFAULT_REPORT_DELAYS
     normalize_interval_seconds: float = 1.0
+    webhook_import_delay_seconds: float = 1.0
     log_level: str = "INFO"
 
     def require_zoom_api(self) -> None:
@@ -122,6 +123,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         zoom_timeout_seconds=number("ZOOM_TIMEOUT_SECONDS", 30.0),
         report_delays=text("REPORT_FETCH_DELAYS") or DEFAULT_REPORT_DELAYS,
         normalize_interval_seconds=number("NORMALIZE_INTERVAL_SECONDS", 1.0),
+        webhook_import_delay_seconds=number("WEBHOOK_IMPORT_DELAY_SECONDS", 1.0),
         log_level=(text("LOG_LEVEL") or "INFO").upper(),
     )
     if errors:

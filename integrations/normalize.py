@@ -9,6 +9,7 @@ import sqlite_utils
 
 from integrations.zoom.webhooks import ParsedEvent, ZoomPayloadError, parse_event, participant_event_row
 from store.events import NormalizedDelivery, pending_deliveries, save_normalized
+from store.spool import import_spool
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,12 @@ def _ms_to_iso(ms: int | None) -> str | None:
 
 
 def normalize_pending(db: sqlite_utils.Database, *, batch: int = 500) -> list[str]:
-    """Normalize every stored delivery not yet normalized; returns affected instance uuids."""
+    """Import spooled deliveries, then normalize every stored delivery not yet normalized.
+
+    Returns the affected instance uuids. Every reader catches up through here, so a read
+    sees each delivery that was answered 200, even one a stopped web process left spooled.
+    """
+    import_spool(db)
     affected: set[str] = set()
     while True:
         rows = pending_deliveries(db, limit=batch)

@@ -169,10 +169,14 @@ def _begin_immediate(conn: sqlite3.Connection, *, remaining: float, timeout: flo
 
 
 @contextlib.contextmanager
-def durable_write(db: sqlite_utils.Database, *, timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+def durable_write(
+    db: sqlite_utils.Database, *, timeout: float | None = None, sync: bool = True
+) -> Iterator[sqlite3.Connection]:
     """A write transaction that is on disk when the block exits without error.
 
     `timeout` bounds the wait for the lock (default: the connection's lock_timeout).
+    `sync=False` skips the fdatasync: for writes whose source is already durable (spool
+    imports, store/spool.py), where a later `sync_wal` or the next sync covers them.
     Raises DatabaseUnavailable when the lock is not had in time or SQLite cannot write.
     """
     path: str = db.path  # type: ignore[attr-defined]
@@ -192,7 +196,8 @@ def durable_write(db: sqlite_utils.Database, *, timeout: float | None = None) ->
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        sync_wal(path)
+        if sync:
+            sync_wal(path)
     except (sqlite3.OperationalError, OSError) as e:
         if is_unavailable_error(e):
             raise DatabaseUnavailable(str(e)) from e

@@ -8,9 +8,11 @@ stays linear however many gunicorn workers write at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import sqlite_utils
 
@@ -57,8 +59,7 @@ def _append(conn, source: str, body: bytes, sha256: str, received_at: str, colum
     return StoredRecord(cursor.lastrowid, True, sha256)
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """One webhook delivery: the raw body and the headers kept with it."""
 
     body: bytes
@@ -100,9 +101,6 @@ _DELIVERY_COLUMNS = (
     "zm_trackingid",
     "stale_timestamp",
 )
-_INSERT_DELIVERY_SQL = (
-    f"INSERT INTO raw_records ({', '.join(_DELIVERY_COLUMNS)}) VALUES ({', '.join('?' * len(_DELIVERY_COLUMNS))})"
-)
 _HEAD_SQL = "SELECT id, chain_hash FROM raw_records ORDER BY id DESC LIMIT 1"
 
 
@@ -134,13 +132,25 @@ def append_deliveries(conn, deliveries: list[Delivery]) -> list[StoredRecord]:
         last_id += 1
         known[sha256] = last_id
         records.append(StoredRecord(last_id, True, sha256))
-        rows.append(
-            (last_id, "webhook", received_at, d.body, sha256, previous, d.timestamp, d.signature)
-            + (d.request_id, d.tracking_id, int(d.stale_timestamp))
-        )
-    if rows:
-        conn.executemany(_INSERT_DELIVERY_SQL, rows)
+        rows.extend((last_id, "webhook", received_at, d.body, sha256, previous, d.timestamp, d.signature))
+        rows.extend((d.request_id, d.tracking_id, int(d.stale_timestamp)))
+    # Multi-row INSERTs: one statement per chunk instead of one per row (each statement is
+    # a round trip through the GIL, which request threads contend for).
+    width = len(_DELIVERY_COLUMNS)
+    per_statement = _ROWS_PER_INSERT * width
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start : start + per_statement]
+        conn.execute(_insert_rows_sql(len(chunk) // width), chunk)
     return records
+
+
+_ROWS_PER_INSERT = 256  # 2,816 bound parameters, well under SQLite's 32,766
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_rows_sql(count: int) -> str:
+    one = f"({', '.join('?' * len(_DELIVERY_COLUMNS))})"
+    return f"INSERT INTO raw_records ({', '.join(_DELIVERY_COLUMNS)}) VALUES {', '.join([one] * count)}"
 
 
 def append_report_page(conn, body: bytes, *, url: str, meeting_uuid: str | None, received_at: str | None = None) -> StoredRecord:

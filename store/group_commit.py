@@ -1,33 +1,26 @@
-"""Group commit inside one process: concurrent request threads share a transaction and
-an fsync.
+"""Group commit inside one process: concurrent request threads share one write and one sync.
 
 Each thread queues its delivery. A thread that finds no commit in progress becomes the
-leader: it takes everything queued, appends it in one `durable_write` (one commit, one
-fdatasync of the WAL), hands every thread its result, and passes the lead to the first
-thread that queued meanwhile. Deliveries that arrive while a sync runs form the next
-batch, so the busier the endpoint the more requests share each fsync; a thread is
-answered only after the sync that covers its row, as with `store_delivery`. Across
-processes the write lock serializes the leaders (store/db.py).
+leader: it takes everything queued, hands it to `commit` in one call (for webhooks: one
+append and one fdatasync of this process's spool file, store/spool.py), tells every thread
+of the batch how it went, and passes the lead to the first thread that queued meanwhile.
+Deliveries that arrive while a sync runs form the next batch, so the busier the endpoint
+the more requests share each sync; a thread returns only after the sync that covers its
+delivery.
 """
 
 from __future__ import annotations
 
-import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 
-import sqlite_utils
-
-from store.db import DatabaseUnavailable, durable_write
-from store.evidence import Delivery, StoredRecord, append_deliveries
-
-log = logging.getLogger(__name__)
+from store.db import DatabaseUnavailable
+from store.evidence import Delivery
 
 
 class _Waiter:
-    __slots__ = ("delivery", "deadline", "wake", "result", "error", "lead")
+    __slots__ = ("delivery", "deadline", "wake", "done", "error", "lead")
 
     def __init__(self, delivery: Delivery, deadline: float):
         self.delivery = delivery
@@ -36,7 +29,7 @@ class _Waiter:
         # what threading.Event costs, and the leader wakes one per delivery (issue 6).
         self.wake = threading.Lock()
         self.wake.acquire()
-        self.result: StoredRecord | None = None
+        self.done = False
         self.error: BaseException | None = None
         self.lead = False
 
@@ -46,30 +39,25 @@ class _Waiter:
 
 
 class GroupCommit:
-    """Store deliveries durably, sharing commits and fsyncs among this process's threads.
+    """Make deliveries durable through `commit`, one call per batch of concurrent deliveries.
 
-    `timeout` bounds each delivery's wait for the write lock, counted from its arrival,
-    however many batches are ahead of it (Zoom gives up after 3 s: issue 7).
+    `commit(deliveries)` returns once all are durable or raises; DatabaseUnavailable (or an
+    OSError, turned into one) means "answer 503". `timeout` bounds each delivery's wait,
+    counted from its arrival, however many batches are ahead of it (Zoom gives up after 3 s).
     """
 
-    MAX_BATCH = 512  # deliveries per transaction, so the write lock is never held long
-    # Deliveries (a WAL page or two each) between this process's checkpoints; 0 leaves
-    # checkpoints to SQLite. Below SQLite's 1,000 pages, so other writers seldom need one.
-    CHECKPOINT_EVERY = 250
+    MAX_BATCH = 512  # deliveries per commit call
 
-    def __init__(self, connect: Callable[[], sqlite_utils.Database], *, timeout: float):
-        self._connect = connect
+    def __init__(self, commit: Callable[[list[Delivery]], None], *, timeout: float):
+        self._commit = commit
         self.timeout = timeout
         self._guard = threading.Lock()
         self._queue: list[_Waiter] = []
         self._leading = False
-        # ids of connections whose automatic checkpoint is off (thread_db keeps them alive)
-        self._configured: set[int] = set()
-        self._checkpointed = 0  # `stored` at the last checkpoint
         self.batches = self.stored = 0
 
-    def store(self, delivery: Delivery) -> StoredRecord:
-        """Store `delivery`: on disk when this returns; DatabaseUnavailable if it cannot be."""
+    def store(self, delivery: Delivery) -> None:
+        """Make `delivery` durable: on disk when this returns; DatabaseUnavailable if it cannot be."""
         me = _Waiter(delivery, time.monotonic() + self.timeout)
         with self._guard:
             self._queue.append(me)
@@ -77,25 +65,20 @@ class GroupCommit:
             self._leading = True
         if not lead:
             self._follow(me)
-        led = False
-        while me.result is None and me.error is None:
+        while not me.done and me.error is None:
             self._lead_one_batch()
-            led = True
-        if led and self._checkpoint_due():
-            self._checkpoint()
         if me.error is not None:
             raise me.error
-        return me.result  # type: ignore[return-value]
 
     def _follow(self, me: _Waiter) -> None:
         """Wait until our batch is done or the lead passes to us."""
-        # The batch ahead ends within its lock bound plus a sync; a queued waiter whose
-        # deadline passed leaves the queue itself, unstored (its 503 is the truth).
-        while not me.wake.acquire(timeout=max(0.01, me.deadline - time.monotonic()) + 1.0):
+        # The batch ahead ends within a sync; a queued waiter whose deadline passed leaves
+        # the queue itself, unstored (its 503 is the truth).
+        while not me.wake.acquire(timeout=max(0.01, me.deadline - time.monotonic())):
             with self._guard:
                 if me in self._queue and not me.lead:
                     self._queue.remove(me)
-                    me.error = DatabaseUnavailable(f"database write not done within {self.timeout:g}s")
+                    me.error = DatabaseUnavailable(f"delivery not stored within {self.timeout:g}s")
                     return
 
     def _lead_one_batch(self) -> None:
@@ -105,13 +88,20 @@ class GroupCommit:
             now = time.monotonic()
             for waiter in batch:
                 if waiter.deadline <= now:
-                    waiter.error = DatabaseUnavailable(f"database write lock not acquired within {self.timeout:g}s")
+                    waiter.error = DatabaseUnavailable(f"delivery not stored within {self.timeout:g}s")
             live = [w for w in batch if w.error is None]
             if live:
-                self._commit(live, budget=min(w.deadline for w in live) - now)
+                try:
+                    self._commit([w.delivery for w in live])
+                except OSError as e:  # disk full, file too large, I/O error: Zoom retries a 503
+                    raise DatabaseUnavailable(f"delivery could not be written: {e}") from e
+                for waiter in live:
+                    waiter.done = True
+                self.batches += 1
+                self.stored += len(live)
         except BaseException as e:  # every waiter of the batch gets the error (a 503)
             for waiter in batch:
-                if waiter.result is None and waiter.error is None:
+                if not waiter.done and waiter.error is None:
                     waiter.error = e if isinstance(e, Exception) else DatabaseUnavailable(repr(e))
             if not isinstance(e, Exception):
                 raise
@@ -126,39 +116,3 @@ class GroupCommit:
                     successor.lead = True
             if successor is not None:
                 successor.set()
-
-    def _commit(self, batch: list[_Waiter], *, budget: float) -> None:
-        # The leader's own connection (the app's, for this thread), and a lock wait only
-        # as long as the batch's earliest arrival may still wait.
-        db = self._connect()
-        if self.CHECKPOINT_EVERY and id(db) not in self._configured:
-            db.execute("PRAGMA wal_autocheckpoint = 0")  # ours run outside the lock: _checkpoint
-            self._configured.add(id(db))
-        with durable_write(db, timeout=budget) as conn:
-            records = append_deliveries(conn, [w.delivery for w in batch])
-        for waiter, record in zip(batch, records, strict=True):
-            waiter.result = record
-        self.batches += 1
-        self.stored += len(batch)
-
-    def _checkpoint_due(self) -> bool:
-        with self._guard:
-            if not self.CHECKPOINT_EVERY or self.stored - self._checkpointed < self.CHECKPOINT_EVERY:
-                return False
-            self._checkpointed = self.stored
-            return True
-
-    def _checkpoint(self) -> None:
-        """Copy the WAL into the database file, outside the write lock.
-
-        SQLite's automatic checkpoint runs inside a COMMIT, under the lock every writer
-        waits for, and syncs the WAL and the database file there: a stall of every webhook
-        each thousand pages. This one runs after the leader has handed on the lead (and
-        answered its batch); other threads and processes go on committing meanwhile
-        (PASSIVE never waits). In NORMAL mode a checkpoint syncs the WAL before copying
-        and the database after, so every frame stays durable somewhere.
-        """
-        try:
-            self._connect().execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as e:  # nothing is lost: the WAL just stays longer
-            log.warning("WAL checkpoint failed: %s", e)

@@ -8,3 +8,4 @@ import store.audit_schema  # noqa: F401  (m005: raw_records meeting_id index, is
 import store.derived_schema  # noqa: F401  (m008-m010: derived attendance tables, issue 8)
 import store.reports  # noqa: F401  (m002, m003: report fetches, rows, registrants, schedule)
 import store.schema  # noqa: F401  (m001: evidence, events, instances)
+import store.spool_schema  # noqa: F401  (m011: spool import progress, issue 6)

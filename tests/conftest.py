@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 
 from integrations.config import load_config
 from integrations.web import create_app
@@ -18,12 +20,31 @@ API_TOKEN = "test-api-token"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+class ServerLikeClient(FlaskClient):
+    """A test client that closes each response once it is read, as a WSGI server does.
+
+    PEP 3333 servers call the body's close() after sending it, and the webhook endpoint
+    imports its spooled delivery there (integrations/web/ingest.py); werkzeug's client
+    calls it only for buffered responses.
+    """
+
+    def open(self, *args, **kwargs):
+        # GETs stay unbuffered: the read API's streamed answers are tested as streams.
+        kwargs.setdefault("buffered", kwargs.get("method", "GET") != "GET")
+        return super().open(*args, **kwargs)
+
+
+Flask.test_client_class = ServerLikeClient
+
+
 def make_config(tmp_path: Path, **overrides: str):
     """A Config for tests, built through load_config like production's."""
     env = {
         "ZOOM_WEBHOOK_SECRET_TOKEN": SECRET,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'attendance.db'}",
         "API_TOKEN": API_TOKEN,
+        # Import each spooled delivery right after its answer, so a test reads it at once.
+        "WEBHOOK_IMPORT_DELAY_SECONDS": "0",
     }
     env.update(overrides)
     return load_config({k: v for k, v in env.items() if v is not None}, dotenv=False)

@@ -264,7 +264,9 @@ def verify_chain(database: Path) -> int:
 
 
 def stored_hashes(database: Path, source: str = "webhook") -> dict[str, bytes]:
-    """sha256 -> raw body of every stored record of `source`."""
+    """sha256 -> raw body of every stored record of `source`, after importing the spool (as
+    every reader does: a delivery answered 200 may still wait there, store/spool.py)."""
+    import_spooled(database)
     conn = connect(database)
     try:
         return {
@@ -273,6 +275,35 @@ def stored_hashes(database: Path, source: str = "webhook") -> dict[str, bytes]:
         }
     finally:
         conn.close()
+
+
+def wait_for_records(database: Path, count: int, *, timeout: float = 15) -> int:
+    """Wait until raw_records holds at least `count` webhook records (the web processes
+    import their spool within WEBHOOK_IMPORT_DELAY_SECONDS); how many it holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = connect(database)
+        try:
+            have = conn.execute("SELECT count(*) FROM raw_records WHERE source = 'webhook'").fetchone()[0]
+        finally:
+            conn.close()
+        if have >= count or time.monotonic() > deadline:
+            return have
+        time.sleep(0.05)
+
+
+def import_spooled(database: Path) -> None:
+    """Move every spooled delivery into raw_records, as the worker and every reader do."""
+    from store.db import open_db
+    from store.schema import migrate
+    from store.spool import import_spool
+
+    db = open_db(str(database))
+    try:
+        migrate(db)
+        import_spool(db)
+    finally:
+        db.close()
 
 
 def percentile(values: list[float], fraction: float) -> float:

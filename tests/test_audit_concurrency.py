@@ -20,7 +20,7 @@ from integrations.raw_export import raw_log_lines
 from store.audit import open_readonly, verify_chain
 from tests.audit_support import ROOT, run_worker
 from tests.conftest import API_TOKEN
-from tests.fault_support import get, participant_body, post_signed, process_env, start_web
+from tests.fault_support import get, participant_body, post_signed, process_env, start_web, wait_for_records
 
 pytestmark = pytest.mark.slow
 
@@ -104,11 +104,13 @@ def assert_consistent_log(lines: list[dict]) -> int:
 
 def test_exports_and_verify_stay_consistent_while_several_workers_write(tmp_path):
     database = tmp_path / "live.db"
-    web = start_web(database, WEB_CONCURRENCY="3")
+    # Imports every 50 ms, so the readers below see the log grow while deliveries arrive.
+    web = start_web(database, WEB_CONCURRENCY="3", WEBHOOK_IMPORT_DELAY_SECONDS="0.05")
     try:
         exports, verified = [], []
         with Posters(web.port, "x") as posters:
             posters.wait_for(20)
+            assert wait_for_records(database, 1) >= 1
             deadline = time.monotonic() + 60
             while len(verified) < 4 and posters.running() and time.monotonic() < deadline:
                 # Over HTTP, streamed by one of the workers that are taking the posts.
@@ -134,6 +136,7 @@ def test_exports_and_verify_stay_consistent_while_several_workers_write(tmp_path
         total = len(posters.acknowledged)
         assert exports == sorted(exports) and verified == sorted(verified)  # each sees a later prefix
         assert 0 < exports[0] and exports[-1] < total
+        assert wait_for_records(database, total) == total  # the web processes' last imports
 
         result = run_worker("verify", "--database", str(database))
         assert result.returncode == 0, result.stderr
@@ -147,12 +150,13 @@ def test_exports_and_verify_stay_consistent_while_several_workers_write(tmp_path
 
 def test_backup_while_writing_is_a_consistent_owner_only_copy(tmp_path):
     database = tmp_path / "live.db"
-    web = start_web(database)
+    web = start_web(database, WEBHOOK_IMPORT_DELAY_SECONDS="0.05")
     env = process_env(database)
     try:
         backups: list[tuple[Path, int]] = []
         with Posters(web.port, "b") as posters:
             posters.wait_for(20)
+            assert wait_for_records(database, 1) >= 1
             while posters.running() and len(backups) < 3:
                 with contextlib.closing(sqlite3.connect(database)) as conn:
                     count_before = conn.execute("SELECT count(*) FROM raw_records").fetchone()[0]
@@ -164,6 +168,7 @@ def test_backup_while_writing_is_a_consistent_owner_only_copy(tmp_path):
             still_writing = posters.running()
         assert posters.failures == []
         assert still_writing and len(backups) == 3, "the backups did not all run while deliveries were arriving"
+        assert wait_for_records(database, len(posters.acknowledged)) == len(posters.acknowledged)
         with contextlib.closing(sqlite3.connect(database)) as final:
             live = dict(final.execute("SELECT id, chain_hash FROM raw_records"))
         assert len(live) == len(posters.acknowledged)

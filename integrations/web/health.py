@@ -12,6 +12,7 @@ from integrations.web.webhooks import json_response
 from store.db import DatabaseUnavailable
 from store.events import NORMALIZE_CURSOR, get_state
 from store.health import write_probe
+from store.spool import spool_status
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -19,9 +20,13 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """200 with counts when the database answers and commits a write, 503 when it does not."""
+    """200 with counts when the database answers and commits a write, 503 when it does not.
+
+    `spool` tells how much acknowledged webhook data waits to be imported (store/spool.py).
+    """
     try:
         db = get_db()
+        spool = spool_status(db)
         last_id = db.execute("SELECT max(id) FROM raw_records").fetchone()[0] or 0
         cursor = int(get_state(db, NORMALIZE_CURSOR, "0") or 0)
         pending = db.execute(
@@ -35,5 +40,7 @@ def healthz() -> Response:
         write_probe(db)
     except (DatabaseUnavailable, sqlite3.Error, OSError) as e:
         log.error("health check failed: database cannot take writes: %s", e)
-        return json_response({"status": "unavailable", "database": "ok", "writes": str(e)}, 503)
-    return json_response({"status": "ok", "database": "ok", "records": last_id, "pending_normalization": pending})
+        return json_response({"status": "unavailable", "database": "ok", "writes": str(e), "spool": spool}, 503)
+    return json_response(
+        {"status": "ok", "database": "ok", "records": last_id, "pending_normalization": pending, "spool": spool}
+    )

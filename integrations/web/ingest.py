@@ -1,36 +1,84 @@
-"""How a webhook request stores its delivery: through this process's group commit, so
-concurrent request threads share one transaction and one fsync (store/group_commit.py).
+"""How a webhook request stores its delivery (issue 6).
+
+Before the answer: this process's group commit appends it to the process's spool file and
+syncs (store/spool.py, store/group_commit.py), one write and one fdatasync shared by the
+threads that arrived together; no lock is shared with the other web processes.
+After the answer: `after_response` has what was spooled moved into raw_records, in one
+transaction for everything that arrived within WEBHOOK_IMPORT_DELAY_SECONDS.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from dataclasses import dataclass
 
 from integrations.config import Config
 from store.db import thread_db
-from store.evidence import Delivery, StoredRecord
+from store.evidence import Delivery, utc_now
 from store.group_commit import GroupCommit
+from store.spool import Importer, SpoolWriter, encode, spool_dir
 
-_groups: dict[tuple[int, str], GroupCommit] = {}
+
+@dataclass
+class Ingest:
+    """One process's spool writer, group commit and importer for one database."""
+
+    writer: SpoolWriter
+    group: GroupCommit
+    importer: Importer
+
+
+_ingests: dict[tuple[int, str], Ingest] = {}
 _guard = threading.Lock()
 
 
-def store_webhook(delivery: Delivery, config: Config) -> StoredRecord:
-    """Store `delivery` durably; raises DatabaseUnavailable when it cannot be stored now."""
-    return group_commit(config).store(delivery)
-
-
-def group_commit(config: Config) -> GroupCommit:
-    """This process's GroupCommit for the configured database (a forked worker gets its own)."""
+def ingest(config: Config) -> Ingest:
+    """This process's Ingest for the configured database (a forked worker gets its own)."""
     key = (os.getpid(), config.database_path)
-    group = _groups.get(key)
-    if group is None:
+    found = _ingests.get(key)
+    if found is None:
         with _guard:
-            group = _groups.get(key)
-            if group is None:
-                group = _groups[key] = GroupCommit(
-                    lambda: thread_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds),
-                    timeout=config.db_lock_timeout_seconds,
-                )
-    return group
+            found = _ingests.get(key)
+            if found is None:
+                found = _ingests[key] = _new_ingest(config)
+    return found
+
+
+def _new_ingest(config: Config) -> Ingest:
+    writer = SpoolWriter(spool_dir(config.database_path))
+
+    def commit(deliveries: list[Delivery]) -> None:
+        received_at = utc_now()
+        writer.append(b"".join([encode(d, received_at) for d in deliveries]))
+
+    def connect():
+        return thread_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
+
+    return Ingest(
+        writer,
+        GroupCommit(commit, timeout=config.db_lock_timeout_seconds),
+        # The lock wait of an import is paid by a thread whose answer is already sent;
+        # short, so a long lock holder delays imports, not that thread's next request.
+        Importer(
+            connect,
+            writer,
+            timeout=min(0.5, config.db_lock_timeout_seconds),
+            delay_seconds=config.webhook_import_delay_seconds,
+        ),
+    )
+
+
+def store_webhook(delivery: Delivery, config: Config) -> None:
+    """Make `delivery` durable; raises DatabaseUnavailable when it cannot be stored now."""
+    ingest(config).group.store(delivery)
+
+
+def after_response(config: Config) -> None:
+    """Move what this process spooled into raw_records: called once the answer is sent.
+
+    With WEBHOOK_IMPORT_DELAY_SECONDS > 0 (the default) a background thread does it within
+    that delay, for everything that arrived meanwhile in one transaction; at 0, this thread
+    does it now.
+    """
+    ingest(config).importer.kick()

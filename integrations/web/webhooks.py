@@ -20,7 +20,7 @@ from flask import Blueprint, Response, request
 
 from integrations.config import Config
 from integrations.web.dbconn import settings
-from integrations.web.ingest import store_webhook
+from integrations.web.ingest import after_response, store_webhook
 from integrations.zoom.signature import ZoomSignatureError, is_stale, url_validation_response, verify_signature
 from integrations.zoom.webhooks import URL_VALIDATION, ZoomPayloadError, event_name, parse_json, url_validation_token
 from store.db import DatabaseUnavailable
@@ -31,7 +31,6 @@ bp = Blueprint("webhooks", __name__)
 
 PATH = "/webhooks/zoom"
 _STORED = b'{"status":"stored"}'
-_DUPLICATE = b'{"status":"duplicate"}'
 _REASONS = {200: "200 OK", 401: "401 UNAUTHORIZED", 413: "413 REQUEST ENTITY TOO LARGE", 503: "503 SERVICE UNAVAILABLE"}
 _URL_VALIDATION_BYTES = URL_VALIDATION.encode()
 _TOO_LARGE = {"error": "Request Entity Too Large", "message": "The data value transmitted exceeds the capacity limit."}
@@ -78,7 +77,7 @@ def receive(
         stale_timestamp=stale,
     )
     try:
-        stored = store_webhook(delivery, config)
+        store_webhook(delivery, config)
     except DatabaseUnavailable as e:
         if validation is not None:
             # A challenge is not attendance evidence; failing it would get the subscription disabled.
@@ -87,17 +86,21 @@ def receive(
         log.error("cannot store webhook, answering 503 so Zoom retries: %s", e)
         return 503, _error_body("storage_unavailable", "delivery could not be stored; retry later")
     if stale:
-        log.warning("stored webhook %s with a stale timestamp %r", stored.id, timestamp)
+        log.warning("stored webhook %s with a stale timestamp %r", header("x-zm-request-id") or "(no request id)", timestamp)
     if validation is not None:
         return 200, json.dumps(validation).encode()
-    return 200, _STORED if stored.created else _DUPLICATE
+    return 200, _STORED
 
 
 @bp.post(PATH)
 def zoom_webhook() -> Response:
     """Receive one Zoom webhook delivery (when the app runs without WebhookEndpoint)."""
-    status, answer = receive(request.get_data(cache=False), request.headers.get, settings(), request.remote_addr)
-    return json_response(answer, status)
+    config = settings()
+    status, answer = receive(request.get_data(cache=False), request.headers.get, config, request.remote_addr)
+    response = json_response(answer, status)
+    if status == 200:
+        response.call_on_close(lambda: after_response(config))
+    return response
 
 
 class WebhookEndpoint:
@@ -116,6 +119,9 @@ class WebhookEndpoint:
             status, answer = 413, json.dumps(_TOO_LARGE).encode()
         else:
             status, answer = receive(body, _environ_header(environ), self.config, environ.get("REMOTE_ADDR"))
+            if status == 200:
+                start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
+                return _Answer(answer, self.config)
         start_response(
             _REASONS.get(status) or f"{status} ERROR",
             [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],
@@ -137,6 +143,23 @@ class WebhookEndpoint:
             return b""  # no length and a stream that may not end: read nothing (werkzeug's rule)
         body = stream.read(self.max_body_bytes + 1)
         return None if len(body) > self.max_body_bytes else body
+
+
+class _Answer:
+    """The response body; its close(), which the server calls once the answer is sent,
+    imports the spooled delivery into raw_records (PEP 3333: close() after the response)."""
+
+    __slots__ = ("body", "config")
+
+    def __init__(self, body: bytes, config: Config):
+        self.body = body
+        self.config = config
+
+    def __iter__(self):
+        yield self.body
+
+    def close(self) -> None:
+        after_response(self.config)
 
 
 def _environ_header(environ: dict) -> Callable[[str], str | None]:

@@ -439,8 +439,9 @@ def stored_webhook_count(database_path: Path) -> int:
 
 
 def wait_for_stable_count(database_path: Path, *, settle: float = 0.5, timeout: float = 15) -> int:
-    """The stored count once it stops changing (in-flight requests have finished)."""
+    """The stored count once the spool is imported and the count stops changing."""
     deadline = time.monotonic() + timeout
+    wait_for_import(database_path, timeout=timeout)
     previous = -1
     while True:
         current = stored_webhook_count(database_path)
@@ -448,6 +449,25 @@ def wait_for_stable_count(database_path: Path, *, settle: float = 0.5, timeout: 
             return current
         previous = current
         time.sleep(settle)
+
+
+def wait_for_import(database_path: Path, *, timeout: float = 15) -> float:
+    """Wait until the web processes have imported everything they spooled (store/spool.py);
+    the seconds it took. Webhooks are answered from the spool and imported up to
+    WEBHOOK_IMPORT_DELAY_SECONDS later, so that work belongs to the round that caused it."""
+    from store.db import open_db
+    from store.spool import spool_status
+
+    started = time.monotonic()
+    if not database_path.exists():
+        return 0.0
+    db = open_db(str(database_path))
+    try:
+        while spool_status(db)["pending_bytes"] and time.monotonic() - started < timeout:
+            time.sleep(0.05)
+    finally:
+        db.close()
+    return time.monotonic() - started
 
 
 def missing_bodies(database_path: Path, bodies: Iterable[bytes]) -> int:

@@ -310,35 +310,40 @@ def spool_status(db: sqlite_utils.Database) -> dict:
 
 
 class Importer:
-    """Moves one process's own spool file into raw_records, one thread at a time.
+    """Moves the spool into raw_records from one web process at a time: the importer.
 
-    `kick()` after each answer. With `delay_seconds` > 0 a background thread imports, at
-    most that long after the first kick, everything that arrived meanwhile in one
-    transaction: under load a few large transactions instead of one per request, and no
-    request thread spends time on it. With 0 the kicking thread imports at once. Files of
-    other processes (a crashed web worker's, this process's rotated ones) are swept every
-    `sweep_seconds`; the worker process sweeps every second (integrations/normalize.py).
+    The first process to take `<spool>/import.lock` imports every spool file, its own and
+    the other web processes', every `delay_seconds` while there is anything to import: one
+    transaction per file for everything that arrived meanwhile, from a background thread,
+    so no request thread spends time on it. One importer means one writer of raw_records
+    among the web processes: its page cache stays valid between imports and the others
+    never wait for the write lock. When it stops, its lock is free and the next process
+    that answers a webhook takes over. Every process imports what it spooled when it stops.
+
+    With `delay_seconds` 0 the thread that answered imports at once (each answer's
+    delivery is in raw_records before the next request: tests, very low traffic).
     """
 
-    def __init__(
-        self, connect, writer: SpoolWriter, *, timeout: float, delay_seconds: float, sweep_seconds: float = 5.0
-    ):
+    LOCK_NAME = "import.lock"
+
+    def __init__(self, connect, writer: SpoolWriter, *, timeout: float, delay_seconds: float):
+        self._pid = os.getpid()
         self._connect = connect
         self.writer = writer
         self.timeout = timeout
         self.delay_seconds = delay_seconds
-        self.sweep_seconds = sweep_seconds
         self._guard = threading.Lock()
         self._running = False
         self._pending = False
-        self._next_sweep = 0.0
         self._retry_after = 0.0
+        self._lock_fd: int | None = None
+        self._stopped = False
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.imported = 0
 
     def kick(self) -> None:
-        """Import what this process spooled: now, or within `delay_seconds`."""
+        """A delivery was spooled: import it now, or see that the importer will."""
         if self.delay_seconds <= 0:
             self.drain()
             return
@@ -349,17 +354,27 @@ class Importer:
                     self._thread.start()
                     # A web process that stops (SIGTERM, a restart) imports what it took.
                     atexit.register(self._at_exit)
-        self._wake.set()
+        if self._lock_fd is None:
+            self._wake.set()  # not the importer (yet): try to become it
 
-    def _at_exit(self) -> None:
-        if self._wake.is_set():
-            self.drain()
+    def is_importer(self) -> bool:
+        """True once this process holds the import lock (kept until it exits)."""
+        if self._lock_fd is not None and self._pid == os.getpid():
+            return True
+        os.makedirs(self.writer.directory, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(self.writer.directory, self.LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd, self._pid = fd, os.getpid()
+        return True
 
     def drain(self) -> None:
-        """Import until nothing this process spooled before the call is left (unless the
-        database refuses: then the deliveries wait in the spool and a later kick retries)."""
-        # Whoever runs loops again for every kick made meanwhile, so nothing spooled
-        # before a kick waits for the next request.
+        """Import until nothing spooled before the call is left (unless the database
+        refuses: then the deliveries wait in the spool and the next round retries)."""
+        # Whoever runs loops again for every call made meanwhile.
         with self._guard:
             self._pending = True
             if self._running:
@@ -378,31 +393,35 @@ class Importer:
                 self._running = False
             raise
 
+    def stop(self) -> None:
+        """End the background thread (tests; a web process just exits)."""
+        self._stopped = True
+        atexit.unregister(self._at_exit)
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
     def _deferred(self) -> None:
-        while True:
-            self._wake.wait()
-            time.sleep(self.delay_seconds)  # let the batch gather
-            self._wake.clear()
-            self.drain()
+        while not self._stopped:
+            if self.is_importer():
+                time.sleep(self.delay_seconds)  # let the next batch gather
+                self.drain()
+            else:
+                self._wake.wait()  # the next answer: try to take over
+                self._wake.clear()
+
+    def _at_exit(self) -> None:
+        self.writer.close()  # our file has no writer now: imported to its end, it goes
+        self.drain()
 
     def _run_once(self) -> None:
         now = time.monotonic()
         if now < self._retry_after:
             return
         try:
-            db = self._connect()
-            path = self.writer.path
-            if now >= self._next_sweep:
-                self._next_sweep = now + self.sweep_seconds
-                import_spool(db, timeout=self.timeout, skip=os.path.basename(path) if path else None)
-            if path is not None:
-                moved, _ = import_file(db, self.writer.directory, os.path.basename(path), timeout=self.timeout)
-                self.imported += moved
-            if self.writer.path != path:  # rotated meanwhile: sweep the old file now
-                self._next_sweep = 0.0
-                with self._guard:
-                    self._pending = True
+            result = import_spool(self._connect(), timeout=self.timeout)
+            self.imported += result.deliveries
         except (DatabaseUnavailable, sqlite3.Error, OSError) as e:
-            # The deliveries stay in the spool, on disk; retry in a second, not per request.
+            # The deliveries stay in the spool, on disk; retry in a second.
             self._retry_after = time.monotonic() + 1.0
             log.warning("spool import postponed: %s", e)

@@ -184,6 +184,7 @@ def test_the_deferred_importer_moves_a_burst_in_one_go(database, tmp_path):
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and len(raw_bodies(database)) < 30:
         time.sleep(0.05)
+    importer.stop()
     assert raw_bodies(database) == bodies
     assert importer.imported == 30
     assert {content_hash(b) for b in bodies} == {r[0] for r in database.execute("SELECT sha256 FROM raw_records")}

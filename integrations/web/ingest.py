@@ -67,8 +67,9 @@ def _new_ingest(config: Config) -> Ingest:
     return Ingest(
         writer,
         GroupCommit(commit, timeout=config.db_lock_timeout_seconds),
-        # The lock wait of an import is paid by a thread whose answer is already sent;
-        # short, so a long lock holder delays imports, not that thread's next request.
+        # A short lock wait per import: a long lock holder only postpones the import (it
+        # is retried a second later), and with the delay at 0 it is paid by a request
+        # thread whose answer is already sent, before that thread's next request.
         Importer(
             connect,
             writer,

@@ -119,14 +119,11 @@ class WebhookEndpoint:
             status, answer = 413, json.dumps(_TOO_LARGE).encode()
         else:
             status, answer = receive(body, _environ_header(environ), self.config, environ.get("REMOTE_ADDR"))
-            if status == 200:
-                start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
-                return _Answer(answer, self.config)
         start_response(
             _REASONS.get(status) or f"{status} ERROR",
             [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],
         )
-        return [answer]
+        return _Answer(answer, self.config) if status == 200 else [answer]
 
     def _read_body(self, environ: dict) -> bytes | None:
         """The request body, or None when it is over the limit (as Flask's MAX_CONTENT_LENGTH)."""

@@ -154,12 +154,19 @@ class SpoolWriter:
         # Names sort by creation time, so importers take older files first.
         name = f"{int(time.time() * 1000):013d}-{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
         path = os.path.join(self.directory, name)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        # Created under another name and locked before it is named `*.spool`: an importer
+        # must never see a spool file without its writer's lock, or it would take it for
+        # an abandoned empty file and delete it under the writer.
+        creating = path + ".new"
+        fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)  # "a writer has this file"; released when we close
+            os.rename(creating, path)
             _fsync_dir(self.directory)  # the new name must survive a crash with its contents
         except OSError:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(creating)
             raise
         self._fd, self.path, self.size, self._pid = fd, path, 0, os.getpid()
 
@@ -236,6 +243,8 @@ def import_file(
             with durable_write(db, timeout=timeout, sync=False) as conn:
                 # Read again under the lock: another process may have imported meanwhile.
                 offset = imported_bytes(db, name)
+                if offset >= size:
+                    continue  # it did, to where we looked: look again
                 f.seek(offset)
                 deliveries, used = decode(f.read(min(size - offset, IMPORT_CHUNK_BYTES)))
                 if deliveries:

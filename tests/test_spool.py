@@ -149,6 +149,29 @@ def test_a_file_without_writer_is_deleted_once_imported_and_a_torn_one_kept_asid
     assert import_spool(database).deleted == 1 and spool_files(directory) == []
 
 
+def test_a_file_another_importer_finished_meanwhile_is_deleted_not_set_aside(database, monkeypatch):
+    import store.spool as spool
+
+    writer = SpoolWriter(spool_dir(database.path))
+    writer.append(encode(delivery(1, run="race"), RECEIVED))
+    name = os.path.basename(writer.path)
+    writer.close()
+    assert import_file(database, writer.directory, name) == (1, True)  # the other importer
+    real, stale = spool.imported_bytes, [True]
+
+    def first_read_stale(db, file_name):  # our look before taking the lock saw 0 bytes done
+        if stale[0]:
+            stale[0] = False
+            return 0
+        return real(db, file_name)
+
+    monkeypatch.setattr(spool, "imported_bytes", first_read_stale)
+    assert import_file(database, writer.directory, name, finished=True) == (0, True)
+    assert spool_files(writer.directory) == []
+    assert not os.path.exists(os.path.join(writer.directory, name + TORN_SUFFIX))
+    assert raw_bodies(database) == [delivery(1, run="race").body]
+
+
 def test_a_failed_write_is_cut_away_and_the_next_frames_go_to_a_new_file(database):
     writer = SpoolWriter(spool_dir(database.path))
     ok = encode(delivery(1, run="fsize"), RECEIVED)

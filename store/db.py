@@ -3,8 +3,9 @@
 Durability without an fsync per request: writers commit in WAL mode with
 `synchronous=NORMAL` under a short exclusive lock, then call `fdatasync` on the WAL file
 *after* releasing the lock. One fsync makes every frame written before it durable, so
-concurrent requests in several gunicorn processes share fsyncs instead of queueing
-behind each other's (a cross-process group commit; figures in bench/README.md).
+concurrent writers in several processes (spool imports, normalization, report sync, the
+health probe) share fsyncs instead of queueing behind each other's. Webhook requests
+never wait here: they are durable in the spool first (store/spool.py).
 Checkpoints in NORMAL mode sync the WAL before copying it and the database after, so a
 frame is durable in the WAL or in the main file at every moment after our fdatasync.
 """

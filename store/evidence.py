@@ -110,9 +110,9 @@ def append_deliveries(conn, deliveries: list[Delivery]) -> list[StoredRecord]:
     Idempotent by body: a delivery stored before (or earlier in the list) is not stored
     again and comes back with `created=False` and the first copy's id.
     """
-    # Three statements per batch, whatever its size (the delivery writer's batches are the
-    # ingest hot path, issue 6): the chain head, one dedupe lookup, one executemany.
-    # Under the write lock nobody else appends meanwhile, so the ids are known in advance.
+    # A few statements per batch, whatever its size (spool imports bring thousands of rows,
+    # issue 6): the chain head, a dedupe lookup per 500 hashes, a multi-row INSERT per 256
+    # rows. Under the write lock nobody else appends meanwhile, so the ids are known in advance.
     head = conn.execute(_HEAD_SQL).fetchone()
     last_id, previous = head if head else (0, GENESIS)
     hashes = [content_hash(d.body) for d in deliveries]
@@ -134,8 +134,8 @@ def append_deliveries(conn, deliveries: list[Delivery]) -> list[StoredRecord]:
         records.append(StoredRecord(last_id, True, sha256))
         rows.extend((last_id, "webhook", received_at, d.body, sha256, previous, d.timestamp, d.signature))
         rows.extend((d.request_id, d.tracking_id, int(d.stale_timestamp)))
-    # Multi-row INSERTs: one statement per chunk instead of one per row (each statement is
-    # a round trip through the GIL, which request threads contend for).
+    # One statement per chunk, not per row: each is a round trip through the GIL, which the
+    # importing web process's request threads contend for.
     width = len(_DELIVERY_COLUMNS)
     per_statement = _ROWS_PER_INSERT * width
     for start in range(0, len(rows), per_statement):

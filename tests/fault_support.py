@@ -263,10 +263,12 @@ def verify_chain(database: Path) -> int:
         conn.close()
 
 
-def stored_hashes(database: Path, source: str = "webhook") -> dict[str, bytes]:
+def stored_hashes(database: Path, source: str = "webhook", *, import_first: bool = True) -> dict[str, bytes]:
     """sha256 -> raw body of every stored record of `source`, after importing the spool (as
-    every reader does: a delivery answered 200 may still wait there, store/spool.py)."""
-    import_spooled(database)
+    every reader does: a delivery answered 200 may still wait there, store/spool.py);
+    `import_first=False` reads raw_records as the web processes have left it."""
+    if import_first:
+        import_spooled(database)
     conn = connect(database)
     try:
         return {

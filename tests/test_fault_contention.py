@@ -125,9 +125,9 @@ def test_write_lock_held_long_does_not_hold_up_answers_and_loses_nothing(tmp_pat
             results += timed_posts(web.port, bodies[:4], workers=2)
             time.sleep(1.5)  # the deferred import runs, waits for the lock, gives up, logs
             results += timed_posts(web.port, bodies[4:], workers=2)
-            assert stored_hashes_without_import(database) == set()
+            assert stored_hashes(database, import_first=False) == {}
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and len(stored_hashes_without_import(database)) < len(bodies):
+        while time.monotonic() < deadline and len(stored_hashes(database, import_first=False)) < len(bodies):
             time.sleep(0.2)  # the web process imports by itself once the lock is free
     finally:
         web.stop()
@@ -135,11 +135,6 @@ def test_write_lock_held_long_does_not_hold_up_answers_and_loses_nothing(tmp_pat
     assert [s for s, _ in results] == [200] * 8
     assert max(t for _, t in results) < 1.0, results
     assert "spool import postponed" in web.log()
-    assert len(stored_hashes_without_import(database)) == len(bodies), "the web process did not import once the lock was free"
+    assert len(stored_hashes(database, import_first=False)) == len(bodies), "the web process did not import once the lock was free"
     assert verify_chain(database) == len(bodies)
 
-
-def stored_hashes_without_import(database) -> set[str]:
-    """sha256 of the webhook records in raw_records now (the spool left as it is)."""
-    with sqlite3.connect(database) as conn:
-        return {r[0] for r in conn.execute("SELECT sha256 FROM raw_records WHERE source = 'webhook'")}

@@ -69,7 +69,7 @@ def serve(host: str, port: int | None, workers: int | None) -> None:
 @cli.command()
 def schedule() -> None:
     """Run the scheduler (normalization, report polling): the Procfile `worker`."""
-    from integrations.scheduler import run_scheduler
+    from integrations.jobs.scheduler import run_scheduler
     from integrations.web import configure_logging
 
     config = get_config()
@@ -82,7 +82,7 @@ def schedule() -> None:
 @click.option("--port", type=int, help="Port (default: PORT, else 8000)")
 def run(host: str, port: int | None) -> None:
     """Run web app and scheduler together: the embedded single-machine default."""
-    from integrations.scheduler import run_scheduler
+    from integrations.jobs.scheduler import run_scheduler
     from integrations.web import configure_logging
 
     config = get_config()
@@ -101,9 +101,9 @@ def run(host: str, port: int | None) -> None:
 @cli.command()
 def normalize() -> None:
     """Normalize stored webhook deliveries now (the worker does this every second)."""
-    from integrations.normalize import normalize_pending
+    from integrations.ingest.normalize import normalize_pending
     from store.db import open_db
-    from store.schema import migrate
+    from store.migrations import migrate
 
     config = get_config()
     db = open_db(config.database_path)
@@ -117,10 +117,10 @@ def normalize() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Output JSON")
 def problems(limit: int, as_json: bool) -> None:
     """List deliveries operators should look at: unparseable bodies, stale timestamps."""
-    from integrations.normalize import normalize_pending
+    from integrations.ingest.normalize import normalize_pending
     from store.db import open_db
     from store.events import problems as list_problems
-    from store.schema import migrate
+    from store.migrations import migrate
 
     config = get_config()
     db = open_db(config.database_path)
@@ -139,7 +139,7 @@ def problems(limit: int, as_json: bool) -> None:
 
 
 def _add_area_commands() -> None:
-    from integrations.commands import attendance, audit, demo, reports
+    from integrations.cli import attendance, audit, demo, reports
 
     for module in (reports, attendance, audit, demo):
         for command in module.commands:

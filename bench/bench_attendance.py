@@ -32,13 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from integrations.derived.refresh import refresh_instances  # noqa: E402
 from integrations.zoom.reports import participant_to_row  # noqa: E402
 from store.db import durable_write, open_db  # noqa: E402
-from store.derived import RefreshStats, refresh_instances  # noqa: E402
+from store.derived import RefreshStats  # noqa: E402
 from store.events import upsert_instance  # noqa: E402
 from store.evidence import GENESIS, chain_hash, content_hash  # noqa: E402
+from store.migrations import migrate  # noqa: E402
 from store.reports import complete_fetch, save_registrants, save_report_page, start_fetch  # noqa: E402
-from store.schema import migrate  # noqa: E402
 
 WEBINAR = "91234567890"
 UUID = "bench/Inst//ance+uuid=="
@@ -235,8 +236,9 @@ def run_cli(args: list[str], env: dict[str, str]) -> tuple[float, int, int]:
 REFRESH = """
 import json, sys, time
 sys.path.insert(0, '.')
+from integrations.derived.refresh import refresh_instances
 from store.db import open_db
-from store.derived import RefreshStats, refresh_instances
+from store.derived import RefreshStats
 db = open_db(sys.argv[1], lock_timeout=30)
 stats = RefreshStats()
 started, cpu = time.perf_counter(), time.process_time()

@@ -1,7 +1,7 @@
 """The first minutes of a big webinar: 18,000 joins in 2 minutes, then drops, rejoins and leaves.
 
-The deliveries come from the simulator's webinar (integrations/zoom/simulator.py: rejoins,
-second devices; integrations/zoom/simulated_webhooks.py: what Zoom sends for it). Joins are
+The deliveries come from the simulator's webinar (integrations/simulator/zoom_api.py: rejoins,
+second devices; integrations/simulator/webhooks.py: what Zoom sends for it). Joins are
 sent over `--duration` seconds, the rest of the webinar (drops, rejoins, leaves) over
 `--tail` seconds, each request at its planned time on a new connection (open loop), to the
 Procfile `web` process with the Procfile `worker` normalizing alongside, as deployed.
@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import harness  # noqa: E402
-from integrations.demo import send_plan  # noqa: E402
-from integrations.zoom.simulated_webhooks import instance_deliveries  # noqa: E402
-from integrations.zoom.simulator import synthetic_webinar  # noqa: E402
+from integrations.demo.webinar import send_plan  # noqa: E402
+from integrations.simulator.webhooks import instance_deliveries  # noqa: E402
+from integrations.simulator.zoom_api import synthetic_webinar  # noqa: E402
 
 ATTENDEES = 18_000
 WEBINAR_ID = "95551230000"

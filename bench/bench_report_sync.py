@@ -1,6 +1,6 @@
 """Report sync throughput and memory: one participant report of N rows from the simulator.
 
-The simulator (integrations/zoom/simulator.py) runs in its own process on 127.0.0.1 so
+The simulator (integrations/simulator/zoom_api.py) runs in its own process on 127.0.0.1 so
 the figures are the sync's alone. The sync is the production path: ZoomClient over HTTP,
 `fetch_participants` (page_size 300, next_page_token), `save_report_page` (one durable
 transaction per page: raw page in the hash chain, rows upserted), `complete_fetch`.
@@ -10,7 +10,7 @@ transaction per page: raw page in the hash chain, rows upserted), `complete_fetc
 
 Prints rows/s, API calls (should be pages + 1 token), peak memory (tracemalloc peaks of a
 separate traced run, and the process's peak RSS), and a re-sync that must add nothing.
-Time and memory of `store.derived.refresh_instances` (the attendance engine, run after
+Time and memory of `integrations.derived.refresh.refresh_instances` (the attendance engine, run after
 each complete fetch) are shown apart from the fetch and store.
 """
 
@@ -36,7 +36,7 @@ UUID = "/bench+Instance//Uuid=="  # needs double encoding, like some real ones
 
 def serve(rows: int, pipe) -> None:
     """Child process: build the dataset, serve it, report the call counts when told to stop."""
-    from integrations.zoom.simulator import ZoomSimulator, synthetic_webinar
+    from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
 
     dataset = synthetic_webinar(rows=rows, webinar_id=WEBINAR_ID, uuid=UUID, seed=42)
     with ZoomSimulator(dataset) as sim:
@@ -48,14 +48,14 @@ def serve(rows: int, pipe) -> None:
 
 
 class RefreshMeter:
-    """Wraps store.derived.refresh_instances (the attendance engine, called after each
+    """Wraps integrations.derived.refresh.refresh_instances (the attendance engine, called after each
     complete fetch) so its time and memory are reported apart from the sync's own."""
 
     def __init__(self):
-        import integrations.sync
+        import integrations.reports.sync
 
-        self.module = integrations.sync
-        self.real = integrations.sync.refresh_instances
+        self.module = integrations.reports.sync
+        self.real = integrations.reports.sync.refresh_instances
         self.seconds = 0.0
         self.sync_peak = 0  # tracemalloc peak before the refresh started
         self.refresh_peak = 0
@@ -74,10 +74,10 @@ class RefreshMeter:
 
 def sync_once(env: dict[str, str], db_path: str, rps: float):
     """One sync_instance of the benchmark report into `db_path`: (summary, seconds, (api calls, tokens))."""
-    from integrations.sync import sync_instance
+    from integrations.reports.sync import sync_instance
     from integrations.zoom.client import ZoomClient
     from store.db import open_db
-    from store.schema import migrate
+    from store.migrations import migrate
 
     db = open_db(db_path)
     migrate(db)
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"fetch + store:  {fetch_store:.2f} s, {rows / fetch_store:,.0f} rows/s ({summary.rows:,} rows stored, {summary.new_rows:,} new)"
     )
-    print(f"derived tables: {refresh_seconds:.2f} s in store.derived.refresh_instances after the fetch completed")
+    print(f"derived tables: {refresh_seconds:.2f} s in integrations.derived.refresh.refresh_instances after the fetch completed")
     print(f"total:          {elapsed:.2f} s, {rows / elapsed:,.0f} rows/s")
     print(
         f"API calls:      {api_calls} report pages + {tokens} token = {api_calls + tokens} (simulator counted {served})"

@@ -452,11 +452,11 @@ def wait_for_stable_count(database_path: Path, *, settle: float = 0.5, timeout: 
 
 
 def wait_for_import(database_path: Path, *, timeout: float = 15) -> float:
-    """Wait until the web processes have imported everything they spooled (store/spool.py);
+    """Wait until the web processes have imported everything they spooled (integrations/ingest/spool.py);
     the seconds it took. Webhooks are answered from the spool and imported up to
     WEBHOOK_IMPORT_DELAY_SECONDS later, so that work belongs to the round that caused it."""
+    from integrations.ingest.spool import spool_status
     from store.db import open_db
-    from store.spool import spool_status
 
     started = time.monotonic()
     if not database_path.exists():

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from store.db import open_db  # noqa: E402
 from store.evidence import GENESIS, chain_hash, content_hash  # noqa: E402
-from store.schema import migrate  # noqa: E402
+from store.migrations import migrate  # noqa: E402
 
 MEETING_ID = "81234567890"
 INSTANCES = ("4444AAAiAAAAAiAiAiiAii==", "5555BBBjBBBBBjBjBjjBjj==", "6666CCC/CCCCCkCkCkkCkk==")

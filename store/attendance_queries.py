@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
-from store.intervals import OPEN, concurrency, epoch_seconds, iso_time, present_at, steps
+from integrations.attendance.intervals import OPEN, concurrency, epoch_seconds, iso_time, present_at, steps
 
 MAX_TIMELINE_POINTS = 100_000  # a 30-hour meeting at one point a second is 108,000: refuse finer steps
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from store.db import Store
 from store.evidence import GENESIS
 
 
@@ -194,9 +195,7 @@ def chain_head(conn) -> ChainHead:
     return ChainHead(count, row[0], row[1])
 
 
-def open_readonly(path: str) -> sqlite_utils.Database:
+def open_readonly(path: str) -> Store:
     """Open a database file for reading only (verify and exports never write, even by accident)."""
     uri = Path(path).absolute().as_uri() + "?mode=ro"
-    db = sqlite_utils.Database(sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False))
-    db.path = path  # type: ignore[attr-defined]
-    return db
+    return Store(sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False), path=path, lock_timeout=2.0)

@@ -30,7 +30,7 @@ def backup_database(db: sqlite_utils.Database, target: str) -> ChainHead:
     meanwhile, and nothing they commit during the copy is half in it (a stepwise backup
     would restart on every write and might never finish under load).
     """
-    source_path = os.path.abspath(db.path)  # type: ignore[attr-defined]
+    source_path = os.path.abspath(db.path)
     target = os.path.abspath(target)
     if os.path.isdir(target):
         raise BackupError(f"{target} is a directory: name the backup file")

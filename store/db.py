@@ -5,7 +5,7 @@ Durability without an fsync per request: writers commit in WAL mode with
 *after* releasing the lock. One fsync makes every frame written before it durable, so
 concurrent writers in several processes (spool imports, normalization, report sync, the
 health probe) share fsyncs instead of queueing behind each other's. Webhook requests
-never wait here: they are durable in the spool first (store/spool.py).
+never wait here: they are durable in the spool first (integrations/ingest/spool.py).
 Checkpoints in NORMAL mode sync the WAL before copying it and the database after, so a
 frame is durable in the WAL or in the main file at every moment after our fdatasync.
 """
@@ -59,25 +59,36 @@ def create_private_file(path: str) -> None:
         os.close(dir_fd)
 
 
-def open_db(path: str, *, lock_timeout: float = 2.0) -> sqlite_utils.Database:
+class Store(sqlite_utils.Database):
+    """The SQLite database: a sqlite-utils Database that knows its file and its write lock."""
+
+    def __init__(self, conn: sqlite3.Connection, *, path: str, lock_timeout: float):
+        super().__init__(conn)
+        self.path = path
+        self.lock_timeout = lock_timeout
+
+    @property
+    def write_lock(self) -> WriteLock:
+        """The lock every writer of this database file holds (see `durable_write`)."""
+        return write_lock(self.path)
+
+
+def open_db(path: str, *, lock_timeout: float = 2.0) -> Store:
     """Open the database at `path` in WAL mode, creating it owner-only if it is new."""
     create_private_file(path)
     # SQLite's own busy handler is the fallback for writers that skip our lock (an
     # operator's sqlite-utils, a backup); ours wakes waiters sooner.
     conn = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
-    db = sqlite_utils.Database(conn)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    db.path = path  # type: ignore[attr-defined]
-    db.lock_timeout = lock_timeout  # type: ignore[attr-defined]
-    return db
+    return Store(conn, path=path, lock_timeout=lock_timeout)
 
 
 _local = threading.local()
 
 
-def thread_db(path: str, *, lock_timeout: float = 2.0) -> sqlite_utils.Database:
+def thread_db(path: str, *, lock_timeout: float = 2.0) -> Store:
     """A connection reused by this thread of this process (opening one per request costs)."""
     key = (os.getpid(), path, lock_timeout)
     cache = getattr(_local, "dbs", None)
@@ -171,18 +182,18 @@ def _begin_immediate(conn: sqlite3.Connection, *, remaining: float, timeout: flo
 
 @contextlib.contextmanager
 def durable_write(
-    db: sqlite_utils.Database, *, timeout: float | None = None, sync: bool = True
+    db: Store, *, timeout: float | None = None, sync: bool = True
 ) -> Iterator[sqlite3.Connection]:
     """A write transaction that is on disk when the block exits without error.
 
     `timeout` bounds the wait for the lock (default: the connection's lock_timeout).
     `sync=False` skips the fdatasync: for writes whose source is already durable (spool
-    imports, store/spool.py), where a later `sync_wal` or the next sync covers them.
+    imports, integrations/ingest/spool.py), where a later `sync_wal` or the next sync covers them.
     Raises DatabaseUnavailable when the lock is not had in time or SQLite cannot write.
     """
-    path: str = db.path  # type: ignore[attr-defined]
+    path = db.path
     conn = db.conn
-    default: float = db.lock_timeout  # type: ignore[attr-defined]
+    default = db.lock_timeout
     timeout = default if timeout is None else timeout
     deadline = time.monotonic() + timeout
     try:

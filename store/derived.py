@@ -3,7 +3,7 @@
 The schema is in store/derived_schema.py; triggers there mark the instances whose evidence
 changed (`derived_dirty`), whoever stored it, and the worker's pacer refreshes them.
 
-The tables are a function of the stored evidence alone (store/attendance.py never reads
+The tables are a function of the stored evidence alone (integrations/attendance/compute.py never reads
 the clock), recomputed per instance when its evidence changes. Writes go through
 `durable_write` in short transactions of at most `CHUNK_ROWS` changed rows, because
 webhook requests wait on the same lock (Zoom gives up after 3 s); only rows that changed
@@ -28,11 +28,8 @@ from typing import Any
 
 import sqlite_utils
 
-from store.attendance import InstanceAttendance, InstanceFacts, compute_attendance
-from store.db import DatabaseUnavailable, durable_write, write_lock
+from store.db import durable_write, write_lock
 from store.evidence import utc_now
-from store.intervals import epoch_seconds
-from store.segments import report_segments, webhook_segments
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +51,8 @@ TABLES: dict[str, tuple[str, ...]] = {
 class Evidence:
     """Everything one instance's attendance is computed from, read in one snapshot."""
 
-    facts: InstanceFacts
+    instance: dict[str, Any]
+    webhook_events: int
     events: list[dict[str, Any]]
     report_rows: list[dict[str, Any]]
     registrants: list[dict[str, Any]]
@@ -80,11 +78,9 @@ def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _seconds_or_none(value: str | None) -> int | None:
-    try:
-        return epoch_seconds(value) if value else None
-    except (ValueError, OverflowError):
-        return None
+def report_is_complete(instance: dict[str, Any]) -> bool:
+    """True when the instance points at a complete report fetch (only then are its rows read)."""
+    return bool(instance.get("report_complete")) and instance.get("report_fetch_id") is not None
 
 
 def fingerprint(db: sqlite_utils.Database, uuid: str) -> str | None:
@@ -115,7 +111,7 @@ def load_evidence(db: sqlite_utils.Database, uuid: str) -> Evidence | None:
         if print_ is None:
             return None
         inst = _dicts(db.execute("SELECT * FROM instances WHERE instance_uuid = ?", [uuid]))[0]
-        complete = bool(inst.get("report_complete")) and inst.get("report_fetch_id") is not None
+        complete = report_is_complete(inst)
         events = _dicts(
             db.execute(
                 "SELECT event, user_id, participant_uuid, participant_user_id, registrant_id, email, user_name, "
@@ -147,31 +143,7 @@ def load_evidence(db: sqlite_utils.Database, uuid: str) -> Evidence | None:
         webhook_events = db.execute(
             "SELECT count(*) FROM raw_records WHERE meeting_uuid = ? AND source = 'webhook'", [uuid]
         ).fetchone()[0]
-    facts = InstanceFacts(
-        instance_uuid=uuid,
-        meeting_id=inst.get("meeting_id"),
-        kind=inst.get("kind"),
-        topic=inst.get("topic"),
-        # Issue 4: the window starts at the started event, ends at the ended event.
-        started_at=_seconds_or_none(inst.get("start_time")) if inst.get("started_event_ts") is not None else None,
-        ended_at=_seconds_or_none(inst.get("end_time")) if inst.get("ended_event_ts") is not None else None,
-        report_complete=complete,
-        webhook_events=webhook_events,
-        report_rows=len(rows),
-    )
-    return Evidence(facts, events, rows, registrants, print_)
-
-
-def compute(evidence: Evidence) -> InstanceAttendance:
-    """The derived rows of one instance, by the one implementation of the rules.
-
-    Consumes `evidence.events` and `evidence.report_rows`: the rows of a 20,000-person
-    webinar are freed once they are segments, before the result rows are built.
-    """
-    webhook = webhook_segments(evidence.events)
-    report = report_segments(evidence.report_rows)
-    evidence.events, evidence.report_rows = [], []
-    return compute_attendance(evidence.facts, webhook, report, evidence.registrants)
+    return Evidence(inst, webhook_events, events, rows, registrants, print_)
 
 
 def stored_fingerprint(db: sqlite_utils.Database, uuid: str) -> str | None:
@@ -189,7 +161,7 @@ def is_current(db: sqlite_utils.Database, uuid: str) -> bool:
 @contextmanager
 def refresh_lock(db: sqlite_utils.Database, timeout: float = REFRESH_LOCK_TIMEOUT) -> Iterator[None]:
     """Held by whoever recomputes derived rows; separate from the write lock webhooks use."""
-    with write_lock(db.path + "-derived").hold(timeout):  # type: ignore[attr-defined]
+    with write_lock(db.path + "-derived").hold(timeout):
         yield
 
 
@@ -204,44 +176,7 @@ class RefreshStats:
     seconds: float = 0.0
 
 
-def refresh_instances(
-    db: sqlite_utils.Database,
-    instance_uuids: Iterable[str],
-    *,
-    force: bool = False,
-    live_max_age: float | None = None,
-    lock_timeout: float = REFRESH_LOCK_TIMEOUT,
-    stats: RefreshStats | None = None,
-) -> list[str]:
-    """Recompute the derived tables of these instances from the evidence; returns those rewritten.
-
-    Instances whose rows already match their evidence are skipped unless `force`; with
-    `live_max_age`, so are live instances refreshed less than that many seconds ago (a
-    reader of a busy live webinar takes the worker's last refresh instead of redoing it).
-    Raises DatabaseUnavailable when the refresh lock or the write lock is not had in time.
-    """
-    stats = stats if stats is not None else RefreshStats()
-    started = time.perf_counter()
-    done = []
-    with refresh_lock(db, lock_timeout):
-        for uuid in sorted(set(instance_uuids)):
-            if not force and live_max_age is not None and _live_and_recent(db, uuid, live_max_age):
-                continue
-            _clear_dirty(db, uuid)  # before reading: evidence stored from now on marks it again
-            if not force and is_current(db, uuid):
-                continue
-            began = time.perf_counter()
-            evidence = load_evidence(db, uuid)
-            if evidence is None:
-                continue
-            _write_instance(db, compute(evidence), evidence.fingerprint, stats, began)
-            stats.instances += 1
-            done.append(uuid)
-    stats.seconds += time.perf_counter() - started
-    return done
-
-
-def _live_and_recent(db: sqlite_utils.Database, uuid: str, max_age: float) -> bool:
+def live_and_recent(db: sqlite_utils.Database, uuid: str, max_age: float) -> bool:
     row = db.execute(
         "SELECT r.refreshed_at FROM attendance_instances a JOIN derived_refreshes r USING (instance_uuid) "
         "WHERE a.instance_uuid = ? AND a.ended = 0 AND a.evidence IS NOT NULL",
@@ -252,13 +187,7 @@ def _live_and_recent(db: sqlite_utils.Database, uuid: str, max_age: float) -> bo
     return (datetime.now(UTC) - datetime.fromisoformat(row[0].replace("Z", "+00:00"))).total_seconds() < max_age
 
 
-def refreshed_at(db: sqlite_utils.Database, uuid: str) -> str | None:
-    """When the derived rows of `uuid` were last computed (UTC ISO 8601)."""
-    row = db.execute("SELECT refreshed_at FROM derived_refreshes WHERE instance_uuid = ?", [uuid]).fetchone()
-    return row[0] if row else None
-
-
-def _clear_dirty(db: sqlite_utils.Database, uuid: str) -> None:
+def clear_dirty(db: sqlite_utils.Database, uuid: str) -> None:
     if db.execute("SELECT 1 FROM derived_dirty WHERE instance_uuid = ?", [uuid]).fetchone():
         with durable_write(db) as conn:
             conn.execute("DELETE FROM derived_dirty WHERE instance_uuid = ?", (uuid,))
@@ -305,10 +234,10 @@ def _upsert_sql(table: str, columns: Sequence[str], pk: Sequence[str]) -> str:
     )
 
 
-def _write_instance(
-    db: sqlite_utils.Database, result: InstanceAttendance, print_: str, stats: RefreshStats, began: float
+def write_instance(
+    db: sqlite_utils.Database, result: Any, print_: str, stats: RefreshStats, began: float
 ) -> None:
-    """Bring one instance's rows to `result`, writing only what changed, in short transactions."""
+    """Bring one instance's rows to `result` (an InstanceAttendance), writing only what changed, in short transactions."""
     uuid = result.instance["instance_uuid"]
     ops: list[tuple[str, tuple]] = []  # (sql, params), in an order foreign keys accept
     new_rows = {"people": result.people, "attendance": result.attendance, "attendance_sessions": result.sessions}
@@ -382,22 +311,6 @@ def drop_instances(db: sqlite_utils.Database, instance_uuids: Iterable[str], sta
                     break
 
 
-def rebuild(
-    db: sqlite_utils.Database, instance_uuids: Iterable[str] | None = None, stats: RefreshStats | None = None
-) -> list[str]:
-    """Drop and recompute the derived rows of these instances (all when None) from the evidence."""
-    stats = stats if stats is not None else RefreshStats()
-    with refresh_lock(db):
-        if instance_uuids is None:
-            known = [r[0] for r in db.execute("SELECT instance_uuid FROM attendance_instances")]
-            instance_uuids = [r[0] for r in db.execute("SELECT instance_uuid FROM instances")]
-            drop_instances(db, set(known) | set(instance_uuids), stats)
-        else:
-            instance_uuids = list(instance_uuids)
-            drop_instances(db, instance_uuids, stats)
-    return refresh_instances(db, instance_uuids, force=True, stats=stats)
-
-
 def webhook_deliveries(
     db: sqlite_utils.Database, *, after_id: int, limit: int, instance_uuids: Sequence[str] | None = None
 ) -> list[tuple[int, bytes]]:
@@ -415,54 +328,3 @@ def webhook_deliveries(
     ).fetchall()
 
 
-class RefreshPacer:
-    """When the worker refreshes each instance: at once, unless its last refresh was costly.
-
-    An instance whose refresh took `c` seconds waits `c / share` seconds from the start of
-    that refresh before the next, so a 20,000-person webinar never takes more than `share`
-    of the worker's time while its own tables still lag its deliveries by seconds.
-    Instances that could not be refreshed (lock busy) stay pending for the next call, and so
-    do those left when a call has used its `budget` seconds (after an upgrade marks every
-    stored instance, normalization must not wait for all of them).
-    """
-
-    def __init__(self, share: float = 0.25, lock_timeout: float = 0.5, budget: float = 5.0, clock=time.monotonic):
-        self.share = share
-        self.lock_timeout = lock_timeout
-        self.budget = budget
-        self.clock = clock
-        self.pending: set[str] = set()
-        self.not_before: dict[str, float] = {}
-
-    def run(self, db: sqlite_utils.Database, affected: Iterable[str]) -> list[str]:
-        """Refresh what is due among `affected` and what was left pending; returns those refreshed."""
-        self.pending.update(affected)
-        self.pending.update(dirty_instances(db))  # changed by another process (CLI, API, poller)
-        done: list[str] = []
-        run_start = None
-        for uuid in sorted(self.pending):
-            started = self.clock()
-            run_start = started if run_start is None else run_start
-            if started - run_start > self.budget:
-                break
-            if self.not_before.get(uuid, 0.0) > started:
-                continue
-            try:
-                refresh_instances(db, [uuid], lock_timeout=self.lock_timeout)
-            except DatabaseUnavailable:
-                raise  # stays pending; the caller logs that the refresh was postponed
-            except Exception:
-                # A bug must not block every other instance behind this one, run after run.
-                log.exception("could not refresh the derived attendance of %s", uuid)
-                self.pending.discard(uuid)
-                continue
-            self.pending.discard(uuid)
-            self.not_before[uuid] = started + (self.clock() - started) / self.share
-            done.append(uuid)
-        if len(self.not_before) > 10_000:  # forget instances long since refreshed
-            now = self.clock()
-            self.not_before = {u: t for u, t in self.not_before.items() if t > now}
-        return done
-
-
-worker_pacer = RefreshPacer()

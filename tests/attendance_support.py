@@ -8,11 +8,11 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from integrations.sync import sync_meeting
+from integrations.attendance.intervals import epoch_seconds
+from integrations.reports.sync import sync_meeting
+from integrations.simulator.zoom_api import Dataset, ZoomSimulator
 from integrations.zoom.client import ZoomClient
-from integrations.zoom.simulator import Dataset, ZoomSimulator
 from store.db import open_db
-from store.intervals import epoch_seconds
 from tests.conftest import post_event
 
 

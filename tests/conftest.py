@@ -24,7 +24,7 @@ class ServerLikeClient(FlaskClient):
     """A test client that closes each response once it is read, as a WSGI server does.
 
     PEP 3333 servers call the body's close() after sending it, and the webhook endpoint
-    imports its spooled delivery there (integrations/web/ingest.py); werkzeug's client
+    imports its spooled delivery there (integrations/ingest/webhook_path.py); werkzeug's client
     calls it only for buffered responses.
     """
 

@@ -265,7 +265,7 @@ def verify_chain(database: Path) -> int:
 
 def stored_hashes(database: Path, source: str = "webhook", *, import_first: bool = True) -> dict[str, bytes]:
     """sha256 -> raw body of every stored record of `source`, after importing the spool (as
-    every reader does: a delivery answered 200 may still wait there, store/spool.py);
+    every reader does: a delivery answered 200 may still wait there, integrations/ingest/spool.py);
     `import_first=False` reads raw_records as the web processes have left it."""
     if import_first:
         import_spooled(database)
@@ -296,9 +296,9 @@ def wait_for_records(database: Path, count: int, *, timeout: float = 15) -> int:
 
 def import_spooled(database: Path) -> None:
     """Move every spooled delivery into raw_records, as the worker and every reader do."""
+    from integrations.ingest.spool import import_spool
     from store.db import open_db
-    from store.schema import migrate
-    from store.spool import import_spool
+    from store.migrations import migrate
 
     db = open_db(str(database))
     try:
@@ -327,7 +327,7 @@ def insert_deliveries(database: Path, bodies: list[bytes]) -> None:
     """Store many webhook deliveries in one transaction, hash-chained as the app does (setup)."""
     from store.db import open_db
     from store.evidence import utc_now
-    from store.schema import migrate
+    from store.migrations import migrate
 
     migrate(open_db(str(database)))
     conn = sqlite3.connect(database, isolation_level=None)

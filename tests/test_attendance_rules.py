@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from store.attendance import InstanceFacts, compute_attendance
+from integrations.attendance.compute import InstanceFacts, compute_attendance
+from integrations.attendance.intervals import epoch_seconds
+from integrations.attendance.segments import report_segments, webhook_segments
 from store.attendance_queries import BadQuery, Threshold
-from store.intervals import epoch_seconds
-from store.segments import report_segments, webhook_segments
 
 
 def t(hhmm: str) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from integrations.raw_export import raw_log_lines
+from integrations.audit.export import raw_log_lines
 from store.audit import open_readonly, verify_chain
 from tests.audit_support import ROOT, run_worker
 from tests.conftest import API_TOKEN
@@ -78,7 +78,7 @@ class Posters:
 
 PARALLEL_EXPORT = """
 import os, sys
-from integrations import raw_export_parallel
+from integrations.audit import export_parallel as raw_export_parallel
 raw_export_parallel.SLICE_RECORDS = 7
 raw_export_parallel.export_to_fd(sys.argv[1], "jsonl", sys.stdout.fileno(), workers=2)
 """

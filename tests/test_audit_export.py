@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrations import raw_export_parallel
-from integrations.normalize import normalize_pending
-from integrations.output import csv_lines
-from integrations.raw_export import csv_rows, export_chunks, parse_bound, raw_log_lines
+from integrations.audit import export_parallel as raw_export_parallel
+from integrations.audit.export import csv_rows, export_chunks, parse_bound, raw_log_lines
+from integrations.ingest.normalize import normalize_pending
+from integrations.reads.formats import csv_lines
 from integrations.zoom.rawlog import JSONL_COLUMNS, RAW_LOG_COLUMNS, top_level_arrays
 from store.evidence import store_delivery
 from store.reports import save_instances

@@ -8,9 +8,9 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from integrations.demo import WEBINAR_ID, send_plan
-from integrations.zoom.simulated_webhooks import instance_deliveries
-from integrations.zoom.simulator import synthetic_webinar
+from integrations.demo.webinar import WEBINAR_ID, send_plan
+from integrations.simulator.webhooks import instance_deliveries
+from integrations.simulator.zoom_api import synthetic_webinar
 from worker import cli
 
 pytestmark = pytest.mark.slow

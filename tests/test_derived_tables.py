@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
-import integrations.scheduler as scheduler
-from integrations.normalize import normalize_pending
+import integrations.jobs.scheduler as scheduler
+from integrations.derived import refresh
+from integrations.derived.refresh import RefreshPacer, refresh_instances
+from integrations.ingest.normalize import normalize_pending
 from store import derived
 from store.db import open_db
-from store.derived import RefreshPacer, RefreshStats, is_current, refresh_instances
+from store.derived import RefreshStats, is_current
 from store.evidence import store_delivery
-from store.schema import migrate, migrations
+from store.migrations import migrate, migrations
 from tests.attendance_support import Scenario, by_key, cli, report_row, table_dump
 from tests.conftest import make_config
 from tests.test_attendance_scenarios import MEETING, MEETING_REPORT, MEETING_UUID, meeting_webhooks
@@ -238,7 +240,7 @@ def test_refresh_writes_only_what_changed_in_short_transactions(client, config, 
     )
     assert refresh_instances(db, [MEETING_UUID]) == []  # nothing new: nothing written
     assert table_dump(db) != first
-    derived.rebuild(db)
+    refresh.rebuild(db)
     assert by_key(cli(config, "attendance", MEETING)["attendees"])["email:p3@x.org"]["segments"] == 2
 
 
@@ -283,7 +285,6 @@ def test_pacer_spaces_out_costly_instances(client, config, db):
 
 
 def test_migration_from_the_previous_schema_keeps_all_data(tmp_path):
-    import store.registry  # noqa: F401  (registers every migration)
 
     db = open_db(str(tmp_path / "old.db"))
     migrations.apply(db, stop_before="m008_derived_attendance")

@@ -121,7 +121,7 @@ def test_write_lock_held_long_does_not_hold_up_answers_and_loses_nothing(tmp_pat
         bodies = [participant_body(n, run=holder) for n in range(8)]
         results: list[tuple[int, float]] = []
         with hold:
-            # Answers need only the spool (store/spool.py), never the database's write lock.
+            # Answers need only the spool (integrations/ingest/spool.py), never the database's write lock.
             results += timed_posts(web.port, bodies[:4], workers=2)
             time.sleep(1.5)  # the deferred import runs, waits for the lock, gives up, logs
             results += timed_posts(web.port, bodies[4:], workers=2)

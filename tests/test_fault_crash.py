@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from integrations.normalize import normalize_pending
-from integrations.zoom.simulator import ZoomSimulator, synthetic_webinar
+from integrations.ingest.normalize import normalize_pending
+from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
 from store.db import open_db
 from store.evidence import content_hash
 from store.reports import report_rows

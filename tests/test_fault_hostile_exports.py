@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from integrations.normalize import normalize_pending
-from integrations.output import FORMULA_STARTS
-from integrations.sync import sync_meeting
-from integrations.zoom.simulator import Dataset, ZoomSimulator
-from store.derived import refresh_instances
+from integrations.derived.refresh import refresh_instances
+from integrations.ingest.normalize import normalize_pending
+from integrations.reads.formats import FORMULA_STARTS
+from integrations.reports.sync import sync_meeting
+from integrations.simulator.zoom_api import Dataset, ZoomSimulator
 from tests.conftest import API_TOKEN, post_event
 from tests.fault_support import ROOT, process_env, verify_chain
 from tests.test_fault_hostile_input import NASTY_STRINGS

@@ -13,8 +13,8 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from integrations.normalize import normalize_pending
-from integrations.output import FORMULA_STARTS, csv_lines
+from integrations.ingest.normalize import normalize_pending
+from integrations.reads.formats import FORMULA_STARTS, csv_lines
 from integrations.web import MAX_BODY_BYTES, create_app
 from integrations.zoom.signature import sign
 from integrations.zoom.webhooks import ZoomPayloadError, parse_event

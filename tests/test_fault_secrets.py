@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from integrations.normalize import normalize_pending
+from integrations.ingest.normalize import normalize_pending
+from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
 from integrations.web import api
-from integrations.zoom.simulator import ZoomSimulator, synthetic_webinar
 from store.db import open_db, write_lock
 from tests.fault_support import (
     get,

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from integrations.normalize import normalize_pending
+from integrations.ingest.normalize import normalize_pending
+from integrations.ingest.spool import spool_status
 from store.db import DatabaseUnavailable, thread_db
 from store.evidence import content_hash
-from store.spool import spool_status
 from tests.conftest import post_event
 from tests.fault_support import get, participant_body, post_signed, start_web, stored_hashes, verify_chain
 

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from integrations.normalize import normalize_pending
-from integrations.sync import poll_reports
-from integrations.zoom.simulator import ZoomSimulator, synthetic_webinar
+from integrations.ingest.normalize import normalize_pending
+from integrations.reports.sync import poll_reports
+from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
 from store.reports import from_iso, report_rows, schedule_row
 from tests.conftest import post_event
 from tests.fault_support import free_port

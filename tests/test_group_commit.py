@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from integrations.web.ingest import ingest
+from integrations.ingest.group_commit import GroupCommit
+from integrations.ingest.spool import decode
+from integrations.ingest.webhook_path import ingest
 from store.db import DatabaseUnavailable, durable_write, open_db
 from store.evidence import Delivery, append_deliveries, content_hash, store_delivery
-from store.group_commit import GroupCommit
-from store.spool import decode
 from tests.conftest import signed_headers
 from tests.fault_support import participant_body, stored_hashes, verify_chain
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from store.identity import EMAIL, NAME, REGISTRANT, USER, Identifiers, group_people, normalize_email
+from integrations.attendance.identity import EMAIL, NAME, REGISTRANT, USER, Identifiers, group_people, normalize_email
 
 
 def conn(ref, *, rid=None, email=None, puid=None, name=None, links=()):

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from store.intervals import (
+from integrations.attendance.intervals import (
     OPEN,
     clip,
     concurrency,

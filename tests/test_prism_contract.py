@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from integrations.simulator.zoom_api import ZoomSimulator
 from integrations.zoom.client import PaginationError, ZoomApiError
 from integrations.zoom.reports import (
     REGISTRANT_STATUSES,
@@ -27,7 +28,6 @@ from integrations.zoom.reports import (
     participant_to_row,
     registrant_to_row,
 )
-from integrations.zoom.simulator import ZoomSimulator
 from tests.conftest import SHARED
 from tests.zoom_support import FakeClock, simulator_client
 

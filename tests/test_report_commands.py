@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from integrations.zoom.simulator import ZoomSimulator, synthetic_webinar
+from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
 from store.db import open_db
 from tests.zoom_support import meeting_dataset
 from worker import cli

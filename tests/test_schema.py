@@ -6,16 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import store.registry  # noqa: F401  (registers every migration)
 from store.db import open_db
-from store.schema import migrate, migrations, ordered_migrations
+from store.migrations import migrate, migrations, ordered_migrations
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_concurrent_starts_apply_each_migration_once(tmp_path):
     path = tmp_path / "a.db"
-    code = f"from store.db import open_db; from store.schema import migrate; migrate(open_db({str(path)!r}))"
+    code = f"from store.db import open_db; from store.migrations import migrate; migrate(open_db({str(path)!r}))"
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(6)]
     errors = [p.communicate(timeout=60)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, errors

@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from store.intervals import epoch_seconds
-from store.segments import report_segments, webhook_segments
+from integrations.attendance.intervals import epoch_seconds
+from integrations.attendance.segments import report_segments, webhook_segments
 
 T0 = epoch_seconds("2024-05-01T10:00:00Z")
 

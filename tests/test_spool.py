@@ -17,10 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from store.db import DatabaseUnavailable, open_db
-from store.evidence import Delivery, content_hash
-from store.schema import migrate
-from store.spool import (
+from integrations.ingest.spool import (
     TORN_SUFFIX,
     Importer,
     SpoolWriter,
@@ -33,6 +30,9 @@ from store.spool import (
     spool_files,
     spool_status,
 )
+from store.db import DatabaseUnavailable, open_db
+from store.evidence import Delivery, content_hash
+from store.migrations import migrate
 from tests.fault_support import participant_body, verify_chain
 
 RECEIVED = "2026-11-27T09:00:00.000000Z"
@@ -150,7 +150,7 @@ def test_a_file_without_writer_is_deleted_once_imported_and_a_torn_one_kept_asid
 
 
 def test_a_file_another_importer_finished_meanwhile_is_deleted_not_set_aside(database, monkeypatch):
-    import store.spool as spool
+    import integrations.ingest.spool as spool
 
     writer = SpoolWriter(spool_dir(database.path))
     writer.append(encode(delivery(1, run="race"), RECEIVED))

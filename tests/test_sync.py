@@ -12,17 +12,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
-import integrations.sync as sync_module
+import integrations.reports.sync as sync_module
 from integrations.config import ConfigError
-from integrations.normalize import normalize_pending
-from integrations.report_plan import after_complete, after_failure, first_fetch, parse_delays
-from integrations.scheduler import add_jobs
-from integrations.sync import ReportPoller, poll_reports, sync_meeting
+from integrations.ingest.normalize import normalize_pending
+from integrations.jobs.scheduler import add_jobs
+from integrations.reports.plan import after_complete, after_failure, first_fetch, parse_delays
+from integrations.reports.sync import ReportPoller, poll_reports, sync_meeting
+from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
 from integrations.zoom.client import DailyLimitError, NotFound, ZoomUnavailable
-from integrations.zoom.simulator import ZoomSimulator, synthetic_webinar
 from store.db import open_db
+from store.migrations import migrate
 from store.reports import report_rows, schedule_row, start_fetch, to_iso, track
-from store.schema import migrate
 from tests.conftest import make_config, post_event
 from tests.zoom_support import FakeClock, expected_rows, meeting_dataset, report_row, simulator_client, stored_rows
 

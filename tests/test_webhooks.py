@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from integrations.normalize import normalize_pending
+from integrations.ingest.normalize import normalize_pending
 from tests.conftest import SHARED, make_config, post_event, signed_headers
 
 WEBHOOKS_DOC = SHARED / "zoom" / "meetings-webhooks.openapi.json"

@@ -10,6 +10,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
+from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
 from integrations.zoom.client import (
     DailyLimitError,
     NotFound,
@@ -34,7 +35,6 @@ from integrations.zoom.reports import (
     participants_path,
     registrant_to_row,
 )
-from integrations.zoom.simulator import ZoomSimulator, synthetic_webinar
 from tests.zoom_support import FakeClock, meeting_dataset, report_row, simulator_client
 
 UUID = "4444AAAiAAAAAiAiAiiAii=="

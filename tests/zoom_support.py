@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from integrations.simulator.zoom_api import Dataset, ZoomSimulator
 from integrations.zoom.client import ZoomClient
 from integrations.zoom.reports import participant_to_row
-from integrations.zoom.simulator import Dataset, ZoomSimulator
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 

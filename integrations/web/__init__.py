@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from integrations.config import Config, load_config
 from store.db import open_db
-from store.schema import migrate
+from store.migrations import migrate
 
 MAX_BODY_BYTES = 1024 * 1024
 

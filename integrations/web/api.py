@@ -9,7 +9,7 @@ from urllib.parse import unquote
 from flask import Blueprint, Response, request
 from werkzeug.routing import PathConverter
 
-from integrations.attendance_reads import (
+from integrations.reads.attendance import (
     MEETING_FIELDS,
     SUMMARY_FIELDS,
     TIMELINE_FIELDS,
@@ -20,7 +20,7 @@ from integrations.attendance_reads import (
     now_seconds,
     summary_row,
 )
-from integrations.output import csv_lines
+from integrations.reads.formats import csv_lines
 from integrations.web.dbconn import get_db, settings
 from integrations.web.webhooks import error
 from store import attendance_queries as queries

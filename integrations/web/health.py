@@ -7,12 +7,12 @@ import sqlite3
 
 from flask import Blueprint, Response
 
+from integrations.ingest.spool import spool_status
 from integrations.web.dbconn import get_db
 from integrations.web.webhooks import json_response
 from store.db import DatabaseUnavailable
 from store.events import NORMALIZE_CURSOR, get_state
 from store.health import write_probe
-from store.spool import spool_status
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -22,7 +22,7 @@ bp = Blueprint("health", __name__)
 def healthz() -> Response:
     """200 with counts when the database answers and commits a write, 503 when it does not.
 
-    `spool` tells how much acknowledged webhook data waits to be imported (store/spool.py).
+    `spool` tells how much acknowledged webhook data waits to be imported (integrations/ingest/spool.py).
     """
     try:
         db = get_db()

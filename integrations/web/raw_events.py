@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from integrations.raw_export import CONTENT_TYPES, FORMATS, export_chunks, meeting_filter, parse_bound
+from integrations.audit.export import CONTENT_TYPES, FORMATS, export_chunks, meeting_filter, parse_bound
 from integrations.web.api import require_token
 from integrations.web.dbconn import settings
 from integrations.web.webhooks import error

@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable
 from flask import Blueprint, Response, request
 
 from integrations.config import Config
+from integrations.ingest.webhook_path import after_response, store_webhook
 from integrations.web.dbconn import settings
-from integrations.web.ingest import after_response, store_webhook
 from integrations.zoom.signature import ZoomSignatureError, is_stale, url_validation_response, verify_signature
 from integrations.zoom.webhooks import URL_VALIDATION, ZoomPayloadError, event_name, parse_json, url_validation_token
 from store.db import DatabaseUnavailable

@@ -164,7 +164,7 @@ def flatten_webhook(body: bytes, line: dict[str, Any]) -> dict[str, Any]:
         line["parse_error"] = f"body is JSON {type(data).__name__}, not an object"
         return line
     # Values go out as sent; a nested value where Zoom sends a scalar stays nested (JSON) and
-    # becomes JSON text in CSV (integrations.output.csv_cell).
+    # becomes JSON text in CSV (integrations.reads.formats.csv_cell).
     line["event"] = data.get("event")
     line["event_ts"] = data.get("event_ts")
     payload = data.get("payload")

@@ -1,0 +1,281 @@
+"""CLI commands: attendance (meetings, attendance, summary, timeline, rebuild).
+
+Every command takes `--format table|csv|json`; without it, a terminal gets a table and a
+pipe or file gets JSON (what scripts want). MEETING is a numeric meeting or webinar ID
+(its latest instance unless `--instance UUID`) or an instance UUID.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import sqlite_utils
+
+from integrations.config import ConfigError, load_config
+
+FORMATS = ("table", "csv", "json")
+
+
+@contextmanager
+def _database() -> Iterator[sqlite_utils.Database]:
+    """The configured database, migrated; typed errors become one clear line."""
+    from store.attendance_queries import BadQuery, UnknownMeeting
+    from store.db import DatabaseUnavailable, open_db
+    from store.migrations import migrate
+
+    try:
+        config = load_config()
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+    db = open_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
+    try:
+        migrate(db)
+        yield db
+    except (UnknownMeeting, BadQuery) as e:
+        raise click.ClickException(str(e)) from None
+    except DatabaseUnavailable as e:
+        raise click.ClickException(f"database busy or unavailable, try again: {e}") from None
+    finally:
+        db.close()
+
+
+def _format(fmt: str | None) -> str:
+    return fmt or ("table" if sys.stdout.isatty() else "json")
+
+
+def format_option(f: Callable) -> Callable:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        help="Output format (default: table on a terminal, json otherwise)",
+    )(f)
+
+
+def meeting_options(f: Callable) -> Callable:
+    f = click.option("--instance", metavar="UUID", help="This instance of MEETING instead of its latest")(f)
+    return click.argument("meeting")(f)
+
+
+def threshold_options(f: Callable) -> Callable:
+    f = click.option("--min-percent", type=float, metavar="P", help="Eligible: attended at least P percent of the instance")(
+        f
+    )
+    return click.option("--min-minutes", type=float, metavar="N", help="Eligible: attended at least N minutes")(f)
+
+
+def _threshold(min_minutes: float | None, min_percent: float | None):
+    from store.attendance_queries import BadQuery, Threshold
+
+    try:
+        return Threshold(min_minutes, min_percent)
+    except BadQuery as e:
+        raise click.UsageError(str(e)) from None
+
+
+def _emit(chunks: Iterable[str]) -> None:
+    out = sys.stdout
+    for chunk in chunks:
+        out.write(chunk)
+    out.flush()
+
+
+def _csv(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> None:
+    from integrations.reads.formats import csv_lines
+
+    _emit(csv_lines(rows, fields))
+
+
+def _table(rows: Sequence[dict[str, Any]], fields: Sequence[str], headers: Sequence[str] | None = None) -> None:
+    from integrations.reads.formats import table_lines
+
+    _emit(line + "\n" for line in table_lines(rows, fields, headers=headers))
+
+
+def hms(seconds: int | float | None) -> str:
+    """Seconds as H:MM:SS."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _heading(meeting: dict[str, Any]) -> str:
+    kind = (meeting["kind"] or "meeting").capitalize()
+    topic = f' "{meeting["topic"]}"' if meeting["topic"] else ""
+    end = meeting["end_time"] or ("in progress" if not meeting["ended"] else "?")
+    report = "report complete" if meeting["report_complete"] else "no complete report yet (webhooks only)"
+    from integrations.reads.formats import display_cell
+
+    return display_cell(
+        f"{kind} {meeting['meeting_id']}{topic}, instance {meeting['instance_uuid']}\n"
+        f"{meeting['start_time'] or '?'} to {end} ({hms(meeting['window_seconds'])}), {report}, as of {meeting['as_of']}",
+        width=1000,
+    ).replace("\\n", "\n")
+
+
+@click.command()
+@format_option
+def meetings(fmt: str | None) -> None:
+    """List known meetings and webinars, one row per instance."""
+    from integrations.reads.attendance import MEETING_FIELDS, current_meetings, json_chunks
+
+    with _database() as db:
+        rows = current_meetings(db)
+    fmt = _format(fmt)
+    if fmt == "json":
+        _emit(json_chunks({"meetings": rows}, "meetings"))
+    elif fmt == "csv":
+        _csv(rows, MEETING_FIELDS)
+    elif not rows:
+        click.echo("no meetings stored yet")
+    else:
+        _table(rows, MEETING_FIELDS)
+
+
+@click.command()
+@meeting_options
+@threshold_options
+@click.option("--include-absent", is_flag=True, help="Add registrants who never joined, with 0 seconds")
+@format_option
+def attendance(
+    meeting: str,
+    instance: str | None,
+    min_minutes: float | None,
+    min_percent: float | None,
+    include_absent: bool,
+    fmt: str | None,
+) -> None:
+    """Who attended MEETING and for how long (merged sessions, whole seconds)."""
+    from integrations.reads.attendance import attendee_fields, current_instance, json_chunks, now_seconds
+    from store.attendance_queries import attendance as attendance_of
+
+    threshold = _threshold(min_minutes, min_percent)
+    with _database() as db:
+        uuid = current_instance(db, meeting, instance)
+        result = attendance_of(db, uuid, now=now_seconds(), threshold=threshold, include_absent=include_absent)
+    fmt = _format(fmt)
+    fields = attendee_fields(result)
+    if fmt == "json":
+        _emit(json_chunks(result, "attendees"))
+    elif fmt == "csv":
+        _csv(result["attendees"], fields)
+    else:
+        people = result["attendees"]
+        click.echo(_heading(result["meeting"]))
+        eligible = f", {sum(1 for a in people if a.get('eligible'))} eligible" if threshold.given else ""
+        click.echo(f"{len(people)} {'person' if len(people) == 1 else 'people'}{eligible}\n")
+        rows = [{**a, "attended": hms(a["attended_seconds"])} for a in people]
+        columns = [
+            "name",
+            "email",
+            "identity",
+            "attended",
+            "segments",
+            "first_join",
+            "last_leave",
+            "in_meeting",
+            "sources",
+        ]
+        _table(rows, columns + (["eligible"] if threshold.given else []))
+
+
+@click.command()
+@meeting_options
+@threshold_options
+@format_option
+def summary(
+    meeting: str, instance: str | None, min_minutes: float | None, min_percent: float | None, fmt: str | None
+) -> None:
+    """Headline numbers of MEETING, and where webhooks and the report disagree."""
+    from integrations.reads.attendance import SUMMARY_FIELDS, current_instance, json_chunks, now_seconds, summary_row
+    from store.attendance_queries import summary as summary_of
+
+    threshold = _threshold(min_minutes, min_percent)
+    with _database() as db:
+        uuid = current_instance(db, meeting, instance)
+        result = summary_of(db, uuid, now=now_seconds(), threshold=threshold)
+    fmt = _format(fmt)
+    if fmt == "json":
+        _emit(json_chunks(result))
+    elif fmt == "csv":
+        _csv([summary_row(result)], SUMMARY_FIELDS)
+    else:
+        click.echo(_heading(result["meeting"]) + "\n")
+        row = summary_row(result)
+        for k in ("median_attended_seconds", "total_attended_seconds"):
+            if row[k] is not None:
+                row[k] = f"{row[k]} ({hms(row[k])})"
+        _table([{"field": k, "value": row[k]} for k in SUMMARY_FIELDS[2:]], ["field", "value"])
+        for name, people in result["reconciliation"].items():
+            if people:
+                click.echo(f"\n{name.replace('_', ' ')}:")
+                _table(people[:50], list(people[0]))
+                if len(people) > 50:
+                    click.echo(f"... and {len(people) - 50} more (--format json lists all)")
+
+
+@click.command()
+@meeting_options
+@click.option("--step", type=click.IntRange(min=1), default=60, show_default=True, help="Seconds between points")
+@format_option
+def timeline(meeting: str, instance: str | None, step: int, fmt: str | None) -> None:
+    """How many people were present over time in MEETING (the concurrency curve)."""
+    from integrations.reads.attendance import TIMELINE_FIELDS, current_instance, json_chunks, now_seconds
+    from store.attendance_queries import timeline as timeline_of
+
+    with _database() as db:
+        uuid = current_instance(db, meeting, instance)
+        result = timeline_of(db, uuid, now=now_seconds(), step=step)
+    fmt = _format(fmt)
+    if fmt == "json":
+        _emit(json_chunks(result, "points"))
+    elif fmt == "csv":
+        _csv(result["points"], TIMELINE_FIELDS)
+    else:
+        click.echo(_heading(result["meeting"]) + "\n")
+        top = max((p["present"] for p in result["points"]), default=0) or 1
+        rows = [{**p, "bar": "#" * round(40 * p["present"] / top)} for p in result["points"]]
+        _table(rows, ["time", "present", "bar"])
+
+
+@click.command()
+@click.argument("meeting", required=False)
+@format_option
+def rebuild(meeting: str | None, fmt: str | None) -> None:
+    """Recompute the derived attendance tables from the raw evidence (all, or one MEETING)."""
+    import json
+
+    from integrations.derived.rebuild import rebuild_attendance
+    from store.attendance_queries import instance_uuids_of
+    from store.derived import RefreshStats
+
+    stats = RefreshStats()
+    with _database() as db:
+        uuids = instance_uuids_of(db, meeting) if meeting else None
+        deliveries, done = rebuild_attendance(db, uuids, stats)
+    result = {
+        "instances": len(done),
+        "deliveries_renormalized": deliveries,
+        "rows_written": stats.rows_written,
+        "transactions": stats.transactions,
+        "longest_transaction_seconds": round(stats.longest_transaction, 4),
+        "seconds": round(stats.seconds, 3),
+    }
+    fmt = _format(fmt)
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2))
+    elif fmt == "csv":
+        _csv([result], list(result))
+    else:
+        click.echo(
+            f"rebuilt {result['instances']} instance(s) from {deliveries} webhook deliveries and stored reports: "
+            f"{result['rows_written']} rows in {result['transactions']} transactions, {result['seconds']} s"
+        )
+
+
+commands: list[click.Command] = [meetings, attendance, summary, timeline, rebuild]

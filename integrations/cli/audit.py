@@ -1,0 +1,220 @@
+"""CLI commands: audit (verify, export-raw, evidence, backup)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sqlite3
+import sys
+import time
+
+import click
+
+from integrations.audit.export import FORMATS, meeting_filter, parse_bound
+from integrations.config import ConfigError, load_config
+from store.audit import ChainError, open_readonly, verify_file
+from store.backup import BackupError, backup_database
+
+database_option = click.option(
+    "--database",
+    "database",
+    type=click.Path(dir_okay=False),
+    help="SQLite file to read (default: DATABASE_URL); e.g. a backup handed to an auditor",
+)
+
+
+def database_path(database: str | None) -> str:
+    """The database the command works on: --database, else the configured one."""
+    if database:
+        return database
+    try:
+        return load_config().database_path
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def readonly_db(database: str | None):
+    """Open the database read-only, as one clear line when it cannot be."""
+    path = database_path(database)
+    if not os.path.exists(path):
+        raise click.ClickException(f"database {path} does not exist")
+    try:
+        db = open_readonly(path)
+        db.execute("SELECT 1 FROM raw_records LIMIT 1")
+    except sqlite3.Error as e:
+        raise click.ClickException(f"cannot read {path} as an attendance-worker database: {e}") from None
+    return db
+
+
+@click.command()
+@database_option
+@click.option(
+    "--head",
+    "expect_head",
+    metavar="HASH",
+    help="Also require this chain head (e.g. from an evidence MANIFEST) to be in the chain",
+)
+@click.option("--json", "as_json", is_flag=True, help="Output JSON")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=16),
+    help="Processes checking ranges of the log (default: the cores available, at most 4)",
+)
+def verify(database: str | None, expect_head: str | None, as_json: bool, workers: int | None) -> None:
+    """Recompute the hash chain of every raw record; exit 1 naming the first record that does not match."""
+    from integrations.audit.export_parallel import default_workers
+
+    readonly_db(database).close()  # one clear line if it cannot be read
+    started = time.monotonic()
+    try:
+        head = verify_file(database_path(database), expect_head=expect_head, workers=workers or default_workers())
+    except ChainError as e:
+        raise click.ClickException(f"FAILED: {e}") from None
+    seconds = time.monotonic() - started
+    if as_json:
+        result = {
+            "ok": True,
+            "records": head.count,
+            "head_record_id": head.record_id,
+            "head": head.chain_hash,
+            "expected_head_found": expect_head is not None,
+        }
+        click.echo(json.dumps(result))
+        return
+    click.echo(
+        f"OK {head.count} records, head {head.chain_hash}" + (f" (record {head.record_id})" if head.record_id else "")
+    )
+    if expect_head:
+        click.echo(f"expected head {expect_head} is in the chain")
+    click.echo(f"checked in {seconds:.1f}s", err=True)
+
+
+@click.command(name="export-raw")
+@database_option
+@click.option("--meeting", metavar="MEETING", help="Only this instance UUID, or every instance of this meeting number")
+@click.option(
+    "--since", metavar="T", help="Only records received at or after T (ISO 8601, UTC unless an offset is given)"
+)
+@click.option("--until", metavar="T", help="Only records received before T")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
+@click.option("--output", "-o", metavar="FILE", help="Write to FILE (owner-only) instead of stdout")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=16),
+    help="Processes formatting the log (default: the cores available, at most 4; 1 = this process only)",
+)
+def export_raw(
+    database: str | None,
+    meeting: str | None,
+    since: str | None,
+    until: str | None,
+    fmt: str,
+    output: str | None,
+    workers: int | None,
+) -> None:
+    """Export the raw join log: every stored delivery and report row, with `raw` as received (JSONL) or as CSV."""
+    from integrations.audit.export_parallel import export_to_fd
+
+    try:
+        since_at = parse_bound(since) if since else None
+        until_at = parse_bound(until) if until else None
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    readonly_db(database).close()  # one clear line if it cannot be read
+    started = time.monotonic()
+    filters = {"meeting": meeting_filter(meeting), "since": since_at, "until": until_at}
+    try:
+        if output in (None, "-"):
+            sys.stdout.flush()
+            written = export_to_fd(database_path(database), fmt, sys.stdout.fileno(), workers=workers, **filters)
+        else:
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                written = export_to_fd(database_path(database), fmt, fd, workers=workers, **filters)
+            finally:
+                os.close(fd)
+    except BrokenPipeError:
+        # The reader went away (`export-raw | head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except OSError as e:
+        raise click.ClickException(f"cannot write {output or 'stdout'}: {e}") from None
+    if output not in (None, "-"):
+        click.echo(f"wrote {written:,} bytes of {fmt} to {output} in {time.monotonic() - started:.1f}s", err=True)
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@database_option
+def backup(file: str, database: str | None) -> None:
+    """Write a consistent, owner-only copy of the live database to FILE (safe while the service runs)."""
+    from store.db import open_db
+
+    path = database_path(database)
+    if not os.path.exists(path):
+        raise click.ClickException(f"database {path} does not exist")
+    db = open_db(path)
+    started = time.monotonic()
+    try:
+        head = backup_database(db, file)
+    except BackupError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        db.close()
+    click.echo(
+        f"backed up {head.count} records (head {head.chain_hash}) to {file} in {time.monotonic() - started:.1f}s"
+    )
+    click.echo(
+        f"check the copy: python worker.py verify --database {shlex.quote(file)} --head {head.chain_hash}", err=True
+    )
+
+
+@click.command()
+@click.argument("meeting")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    metavar="DIR|FILE.zip",
+    help="New directory, or a .zip file, to write the bundle to",
+)
+@click.option("--instance", metavar="UUID", help="This instance of MEETING instead of its latest")
+@click.option("--min-minutes", type=float, metavar="N", help="Eligible: attended at least N minutes")
+@click.option("--min-percent", type=float, metavar="P", help="Eligible: attended at least P percent of the instance")
+@database_option
+def evidence(
+    meeting: str,
+    output: str,
+    instance: str | None,
+    min_minutes: float | None,
+    min_percent: float | None,
+    database: str | None,
+) -> None:
+    """Write the evidence bundle of MEETING for an auditor: attendance, summary, raw log, registrants, MANIFEST, README."""
+    from integrations.audit.bundle import BundleError, build_bundle
+    from store.attendance_queries import BadQuery, Threshold, UnknownMeeting
+    from store.db import DatabaseUnavailable, open_db
+    from store.migrations import migrate
+
+    path = database_path(database)
+    if not os.path.exists(path):
+        raise click.ClickException(f"database {path} does not exist")
+    db = open_db(path)
+    try:
+        migrate(db)
+        bundle = build_bundle(db, meeting, output, instance=instance, threshold=Threshold(min_minutes, min_percent))
+    except (BundleError, UnknownMeeting, BadQuery) as e:
+        raise click.ClickException(str(e)) from None
+    except DatabaseUnavailable as e:
+        raise click.ClickException(f"database busy or unavailable, try again: {e}") from None
+    finally:
+        db.close()
+    click.echo(
+        f"wrote evidence for meeting {bundle.meeting_id} instance {bundle.instance_uuid} to {output}: {len(bundle.files) + 1} files"
+    )
+    click.echo(f"chain head {bundle.head.chain_hash} (record {bundle.head.record_id}, {bundle.head.count} records)")
+    click.echo(f"MANIFEST sha256 {bundle.manifest_sha256} (send it to the auditor separately)")
+
+
+commands: list[click.Command] = [verify, export_raw, evidence, backup]

@@ -1,1 +1,0 @@
-"""CLI commands, one module per area; worker.py adds each module's `commands`."""

@@ -1,0 +1,436 @@
+"""The spool: where a webhook delivery is on disk before it is answered.
+
+Each web process appends the deliveries it receives to a file of its own, one `write` and
+one `fdatasync` per group-commit batch, and then answers: no lock is shared with any other
+process, no index is updated. Importing moves them into `raw_records` afterwards (dedupe,
+id, hash chain) in large transactions, where each row costs a fraction of what a small
+transaction per request cost (bench/README.md, issue 6).
+
+Layout: `<database>-spool/<millis>-<pid>-<random>.spool`, a sequence of frames:
+
+    magic b"ZWS1" | payload length (u32 LE) | CRC-32 of payload (u32 LE) | payload
+    payload = JSON [received_at, timestamp, signature, request_id, tracking_id, stale] "\\n" body
+
+A frame is complete and intact or it is not read: a torn tail (a process killed mid-write)
+stops the import of that file at the last good frame. The writer never appends after bytes
+it could not write or sync: it truncates them away and starts a new file.
+
+The table `spool_files` records, per file, how many bytes are in `raw_records`, updated in
+the same transaction as the rows, so an import interrupted anywhere repeats nothing and
+skips nothing. A file is deleted once it is imported to its end, that import is synced,
+and no writer holds it (writers hold a shared `flock` on their file while they live).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import sqlite3
+import struct
+import threading
+import time
+import zlib
+from dataclasses import dataclass
+
+import orjson
+import sqlite_utils
+
+from store.db import DatabaseUnavailable, durable_write, sync_wal
+from store.evidence import Delivery, append_deliveries, utc_now
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"ZWS1"
+FRAME = struct.Struct("<4sII")
+SUFFIX = ".spool"
+TORN_SUFFIX = ".torn"
+ROTATE_BYTES = 64 * 1024 * 1024  # a new file after this many bytes, so imported ones can go
+MAX_PAYLOAD = 64 * 1024 * 1024  # far above any body the endpoint accepts; larger is damage
+IMPORT_CHUNK_BYTES = 4 * 1024 * 1024  # per import transaction, so the write lock is held briefly
+
+
+def spool_dir(db_path: str) -> str:
+    """The spool directory of the database at `db_path`."""
+    return os.path.abspath(db_path) + "-spool"
+
+
+# --- frames (pure) ------------------------------------------------------------------------
+
+
+def encode(delivery: Delivery, received_at: str) -> bytes:
+    """One delivery as a frame; `received_at` is used when the delivery has none."""
+    meta = orjson.dumps(
+        [
+            delivery.received_at or received_at,
+            delivery.timestamp,
+            delivery.signature,
+            delivery.request_id,
+            delivery.tracking_id,
+            delivery.stale_timestamp,
+        ]
+    )
+    payload = meta + b"\n" + delivery.body
+    return FRAME.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def decode(data: bytes) -> tuple[list[Delivery], int]:
+    """The deliveries of the complete, intact frames at the start of `data`, and their length.
+
+    Stops at the first frame that is incomplete or damaged; what follows it is not read.
+    """
+    deliveries: list[Delivery] = []
+    pos, size = 0, len(data)
+    while pos + FRAME.size <= size:
+        magic, length, crc = FRAME.unpack_from(data, pos)
+        end = pos + FRAME.size + length
+        if magic != MAGIC or length > MAX_PAYLOAD or end > size:
+            break
+        payload = data[pos + FRAME.size : end]
+        if zlib.crc32(payload) != crc:
+            break
+        meta, _, body = payload.partition(b"\n")
+        try:
+            received_at, timestamp, signature, request_id, tracking_id, stale = orjson.loads(meta)
+        except (orjson.JSONDecodeError, ValueError, TypeError):
+            break
+        deliveries.append(Delivery(body, timestamp, signature, request_id, tracking_id, bool(stale), received_at))
+        pos = end
+    return deliveries, pos
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+class SpoolWriter:
+    """One process's spool file. `append` returns once the bytes are on disk.
+
+    Not for concurrent callers: the group commit's leader is the only one (integrations/ingest/group_commit.py).
+    """
+
+    def __init__(self, directory: str, *, rotate_bytes: int = ROTATE_BYTES):
+        self.directory = directory
+        self.rotate_bytes = rotate_bytes
+        self.path: str | None = None
+        self.size = 0  # bytes of whole frames on disk in the current file
+        self._fd: int | None = None
+        self._pid = os.getpid()
+
+    def append(self, data: bytes) -> None:
+        """Append whole frames and fdatasync them; OSError if they may not be on disk."""
+        if self._fd is None or self._pid != os.getpid() or self.size >= self.rotate_bytes:
+            self._open()
+        fd = self._fd
+        assert fd is not None
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fdatasync(fd)
+        except OSError:
+            # The tail may hold part of a frame, or bytes whose sync failed: nothing may be
+            # appended after it, or an import would stop there and never see what follows.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self.size)
+            self.close()
+            raise
+        self.size += len(data)
+
+    def close(self) -> None:
+        """Close the file (releasing its writer lock: it can be imported and deleted)."""
+        if self._fd is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
+        self.path = None
+        self.size = 0
+
+    def _open(self) -> None:
+        self.close()
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        # Names sort by creation time, so importers take older files first.
+        name = f"{int(time.time() * 1000):013d}-{os.getpid()}-{secrets.token_hex(4)}{SUFFIX}"
+        path = os.path.join(self.directory, name)
+        # Created under another name and locked before it is named `*.spool`: an importer
+        # must never see a spool file without its writer's lock, or it would take it for
+        # an abandoned empty file and delete it under the writer.
+        creating = path + ".new"
+        fd = os.open(creating, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # "a writer has this file"; released when we close
+            os.rename(creating, path)
+            _fsync_dir(self.directory)  # the new name must survive a crash with its contents
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(creating)
+            raise
+        self._fd, self.path, self.size, self._pid = fd, path, 0, os.getpid()
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def has_writer(path: str) -> bool:
+    """True while a live process holds `path` open as its spool file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases our probe lock
+
+
+# --- importing ----------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    """What one `import_spool` did: files read, deliveries moved, files deleted or set aside."""
+
+    files: int = 0
+    deliveries: int = 0
+    deleted: int = 0
+    torn: int = 0
+
+
+def spool_files(directory: str) -> list[str]:
+    """Names of the spool files in `directory`, oldest first."""
+    try:
+        return sorted(n for n in os.listdir(directory) if n.endswith(SUFFIX))
+    except FileNotFoundError:
+        return []
+
+
+def imported_bytes(db: sqlite_utils.Database, name: str) -> int:
+    row = db.execute("SELECT imported_bytes FROM spool_files WHERE name = ?", [name]).fetchone()
+    return row[0] if row else 0
+
+
+def import_file(
+    db: sqlite_utils.Database, directory: str, name: str, *, timeout: float | None = None, finished: bool = False
+) -> tuple[int, bool]:
+    """Import one spool file from where the last import stopped; (deliveries, reached its end).
+
+    `finished` says the caller knows no writer holds the file any more: then a file imported
+    to its end is deleted, and one that ends in a torn frame is renamed `.torn` and kept.
+    """
+    path = os.path.join(directory, name)
+    moved = 0
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return 0, True
+    with f:
+        while True:
+            size = os.fstat(f.fileno()).st_size
+            if imported_bytes(db, name) >= size:  # a read: no lock when there is nothing new
+                at_end = True
+                break
+            with durable_write(db, timeout=timeout, sync=False) as conn:
+                # Read again under the lock: another process may have imported meanwhile.
+                offset = imported_bytes(db, name)
+                if offset >= size:
+                    continue  # it did, to where we looked: look again
+                f.seek(offset)
+                deliveries, used = decode(f.read(min(size - offset, IMPORT_CHUNK_BYTES)))
+                if deliveries:
+                    append_deliveries(conn, deliveries)
+                    conn.execute(
+                        "INSERT INTO spool_files (name, imported_bytes, imported_records, updated_at)"
+                        " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                        " imported_bytes = excluded.imported_bytes,"
+                        " imported_records = imported_records + excluded.imported_records,"
+                        " updated_at = excluded.updated_at",
+                        [name, offset + used, len(deliveries), utc_now()],
+                    )
+            moved += len(deliveries)
+            if not used:  # an unfinished frame (writer busy) or a torn one
+                at_end = False
+                break
+    if finished:
+        _retire(db, directory, name, at_end)
+    return moved, at_end
+
+
+def _retire(db: sqlite_utils.Database, directory: str, name: str, at_end: bool) -> None:
+    """Delete a writer-less file imported to its end; set aside one with a torn tail."""
+    path = os.path.join(directory, name)
+    if at_end:
+        sync_wal(db.path)  # its rows must be durable before the file goes
+        with contextlib.suppress(FileNotFoundError):  # another importer retired it first
+            os.unlink(path)
+            _fsync_dir(directory)
+        with contextlib.suppress(sqlite3.Error, DatabaseUnavailable), durable_write(db, sync=False) as conn:
+            conn.execute("DELETE FROM spool_files WHERE name = ?", [name])
+        return
+    # No writer will finish the frame: these bytes were never acknowledged (the answer
+    # comes after the sync, and the sync after the whole frame). Keep them for inspection.
+    log.warning("spool file %s ends in an incomplete frame; kept as %s%s", path, name, TORN_SUFFIX)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(path, path + TORN_SUFFIX)
+
+
+def import_spool(db: sqlite_utils.Database, *, timeout: float | None = None, skip: str | None = None) -> ImportResult:
+    """Import every spool file of `db`; delete those done whose writer is gone.
+
+    `skip` names a file the caller is writing and imports itself.
+    """
+    directory = spool_dir(db.path)
+    result = ImportResult()
+    for name in spool_files(directory):
+        if name == skip:
+            continue
+        finished = not has_writer(os.path.join(directory, name))
+        moved, at_end = import_file(db, directory, name, timeout=timeout, finished=finished)
+        result.files += 1
+        result.deliveries += moved
+        if finished:
+            result.deleted += at_end
+            result.torn += not at_end
+    return result
+
+
+def spool_status(db: sqlite_utils.Database) -> dict:
+    """Files in the spool and bytes not yet in raw_records (for /healthz and operators)."""
+    directory = spool_dir(db.path)
+    names = spool_files(directory)
+    pending = 0
+    for name in names:
+        with contextlib.suppress(FileNotFoundError):
+            pending += max(0, os.stat(os.path.join(directory, name)).st_size - imported_bytes(db, name))
+    torn = []
+    with contextlib.suppress(FileNotFoundError):
+        torn = sorted(n for n in os.listdir(directory) if n.endswith(TORN_SUFFIX))
+    return {"files": len(names), "pending_bytes": pending, "torn_files": torn}
+
+
+class Importer:
+    """Moves the spool into raw_records from one web process at a time: the importer.
+
+    The first process to take `<spool>/import.lock` imports every spool file, its own and
+    the other web processes', every `delay_seconds` while there is anything to import: one
+    transaction per file for everything that arrived meanwhile, from a background thread,
+    so no request thread spends time on it. One importer means one writer of raw_records
+    among the web processes: its page cache stays valid between imports and the others
+    never wait for the write lock. When it stops, its lock is free and the next process
+    that answers a webhook takes over. Every process imports what it spooled when it stops.
+
+    With `delay_seconds` 0 the thread that answered imports at once (each answer's
+    delivery is in raw_records before the next request: tests, very low traffic).
+    """
+
+    LOCK_NAME = "import.lock"
+
+    def __init__(self, connect, writer: SpoolWriter, *, timeout: float, delay_seconds: float):
+        self._pid = os.getpid()
+        self._connect = connect
+        self.writer = writer
+        self.timeout = timeout
+        self.delay_seconds = delay_seconds
+        self._guard = threading.Lock()
+        self._running = False
+        self._pending = False
+        self._retry_after = 0.0
+        self._lock_fd: int | None = None
+        self._stopped = False
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.imported = 0
+
+    def kick(self) -> None:
+        """A delivery was spooled: import it now, or see that the importer will."""
+        if self.delay_seconds <= 0:
+            self.drain()
+            return
+        if self._thread is None or not self._thread.is_alive():
+            with self._guard:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._deferred, name="spool-import", daemon=True)
+                    self._thread.start()
+                    # A web process that stops (SIGTERM, a restart) imports what it took.
+                    atexit.register(self._at_exit)
+        if self._lock_fd is None:
+            self._wake.set()  # not the importer (yet): try to become it
+
+    def is_importer(self) -> bool:
+        """True once this process holds the import lock (kept until it exits)."""
+        if self._lock_fd is not None and self._pid == os.getpid():
+            return True
+        os.makedirs(self.writer.directory, mode=0o700, exist_ok=True)
+        fd = os.open(os.path.join(self.writer.directory, self.LOCK_NAME), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd, self._pid = fd, os.getpid()
+        return True
+
+    def drain(self) -> None:
+        """Import until nothing spooled before the call is left (unless the database
+        refuses: then the deliveries wait in the spool and the next round retries)."""
+        # Whoever runs loops again for every call made meanwhile.
+        with self._guard:
+            self._pending = True
+            if self._running:
+                return
+            self._running = True
+        try:
+            while True:
+                with self._guard:
+                    if not self._pending:
+                        self._running = False
+                        return
+                    self._pending = False
+                self._run_once()
+        except BaseException:
+            with self._guard:
+                self._running = False
+            raise
+
+    def stop(self) -> None:
+        """End the background thread (tests; a web process just exits)."""
+        self._stopped = True
+        atexit.unregister(self._at_exit)
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _deferred(self) -> None:
+        while not self._stopped:
+            if self.is_importer():
+                time.sleep(self.delay_seconds)  # let the next batch gather
+                self.drain()
+            else:
+                self._wake.wait()  # the next answer: try to take over
+                self._wake.clear()
+
+    def _at_exit(self) -> None:
+        self.writer.close()  # our file has no writer now: imported to its end, it goes
+        self.drain()
+
+    def _run_once(self) -> None:
+        now = time.monotonic()
+        if now < self._retry_after:
+            return
+        try:
+            result = import_spool(self._connect(), timeout=self.timeout)
+            self.imported += result.deliveries
+        except (DatabaseUnavailable, sqlite3.Error, OSError) as e:
+            # The deliveries stay in the spool, on disk; retry in a second.
+            self._retry_after = time.monotonic() + 1.0
+            log.warning("spool import postponed: %s", e)

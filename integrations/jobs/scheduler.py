@@ -1,0 +1,89 @@
+"""The worker process: APScheduler 3.x jobs, run by `python worker.py schedule`.
+
+Jobs run here and never inside gunicorn workers, where every worker would run each job.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from integrations.config import Config
+from integrations.derived.refresh import worker_pacer
+from integrations.ingest.normalize import normalize_pending
+from store.db import DatabaseUnavailable, open_db
+from store.migrations import migrate
+
+log = logging.getLogger(__name__)
+
+
+def normalize_job(config: Config) -> None:
+    """Normalize new webhook deliveries (and refresh what depends on them)."""
+    db = open_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
+    try:
+        affected = normalize_pending(db)
+        if affected:
+            log.debug("normalized deliveries for %d instance(s)", len(affected))
+        # Issue 8: derived attendance tables of changed instances; costly ones are paced.
+        worker_pacer.run(db, affected)
+    except DatabaseUnavailable as e:
+        log.warning("normalization postponed, database unavailable: %s", e)
+    finally:
+        db.close()
+
+
+def add_jobs(scheduler: BaseScheduler, config: Config) -> None:
+    """Register every recurring job on `scheduler`."""
+    scheduler.add_job(
+        normalize_job,
+        "interval",
+        seconds=config.normalize_interval_seconds,
+        args=[config],
+        id="normalize",
+        max_instances=1,
+        coalesce=True,
+        replace_existing=True,
+    )
+    # Report polling (issue 3): state lives in the database (report_schedule), so the first
+    # run right at start resumes whatever a stopped worker left due or half-done.
+    from datetime import UTC, datetime
+
+    from apscheduler.schedulers.base import STATE_STOPPED
+
+    from integrations.reports.sync import POLL_INTERVAL_SECONDS, ReportPoller
+
+    scheduler.add_job(
+        # shutdown() marks the scheduler stopped before it waits for running jobs: the
+        # poller sees that and ends within a page instead of holding SIGTERM for a report.
+        ReportPoller(config, stopping=lambda: scheduler.state == STATE_STOPPED),
+        "interval",
+        seconds=POLL_INTERVAL_SECONDS,
+        next_run_time=datetime.now(UTC),
+        id="report_poll",
+        max_instances=1,
+        coalesce=True,
+        replace_existing=True,
+    )
+
+
+def run_scheduler(config: Config) -> None:
+    """Run the jobs until SIGTERM or SIGINT; the running job finishes first."""
+    db = open_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
+    migrate(db)
+    db.close()
+    scheduler = BlockingScheduler(timezone="UTC")
+    add_jobs(scheduler, config)
+
+    def stop(signum, frame):  # noqa: ARG001
+        log.info("received signal %s: finishing the running job, then stopping", signum)
+        scheduler.shutdown(wait=True)
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info("worker started: jobs %s", ", ".join(job.id for job in scheduler.get_jobs()))
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass

@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"fetch + store:  {fetch_store:.2f} s, {rows / fetch_store:,.0f} rows/s ({summary.rows:,} rows stored, {summary.new_rows:,} new)"
     )
-    print(f"derived tables: {refresh_seconds:.2f} s in integrations.derived.refresh.refresh_instances after the fetch completed")
+    print(
+        f"derived tables: {refresh_seconds:.2f} s in integrations.derived.refresh.refresh_instances after the fetch completed"
+    )
     print(f"total:          {elapsed:.2f} s, {rows / elapsed:,.0f} rows/s")
     print(
         f"API calls:      {api_calls} report pages + {tokens} token = {api_calls + tokens} (simulator counted {served})"

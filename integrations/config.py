@@ -53,9 +53,7 @@ class Config:
             if not value
         ]
         if missing:
-            raise ConfigError(
-                "Zoom API credentials missing: set " + ", ".join(missing) + " (see config.example.env)"
-            )
+            raise ConfigError("Zoom API credentials missing: set " + ", ".join(missing) + " (see config.example.env)")
 
     def __repr__(self) -> str:  # secrets never reach logs through a repr
         return f"Config(database_path={self.database_path!r}, zoom_api_base_url={self.zoom_api_base_url!r})"

@@ -198,4 +198,6 @@ def chain_head(conn) -> ChainHead:
 def open_readonly(path: str) -> Store:
     """Open a database file for reading only (verify and exports never write, even by accident)."""
     uri = Path(path).absolute().as_uri() + "?mode=ro"
-    return Store(sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False), path=path, lock_timeout=2.0)
+    return Store(
+        sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False), path=path, lock_timeout=2.0
+    )

@@ -30,7 +30,16 @@ class DatabaseUnavailable(Exception):
 
 
 # Errors SQLite reports when the write cannot happen; all mean "try again later" to Zoom.
-_UNAVAILABLE_MESSAGES = ("disk is full", "database or disk is full", "readonly", "read-only", "locked", "busy", "disk i/o error", "unable to open")
+_UNAVAILABLE_MESSAGES = (
+    "disk is full",
+    "database or disk is full",
+    "readonly",
+    "read-only",
+    "locked",
+    "busy",
+    "disk i/o error",
+    "unable to open",
+)
 
 
 def is_unavailable_error(error: BaseException) -> bool:
@@ -181,9 +190,7 @@ def _begin_immediate(conn: sqlite3.Connection, *, remaining: float, timeout: flo
 
 
 @contextlib.contextmanager
-def durable_write(
-    db: Store, *, timeout: float | None = None, sync: bool = True
-) -> Iterator[sqlite3.Connection]:
+def durable_write(db: Store, *, timeout: float | None = None, sync: bool = True) -> Iterator[sqlite3.Connection]:
     """A write transaction that is on disk when the block exits without error.
 
     `timeout` bounds the wait for the lock (default: the connection's lock_timeout).

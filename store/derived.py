@@ -234,9 +234,7 @@ def _upsert_sql(table: str, columns: Sequence[str], pk: Sequence[str]) -> str:
     )
 
 
-def write_instance(
-    db: sqlite_utils.Database, result: Any, print_: str, stats: RefreshStats, began: float
-) -> None:
+def write_instance(db: sqlite_utils.Database, result: Any, print_: str, stats: RefreshStats, began: float) -> None:
     """Bring one instance's rows to `result` (an InstanceAttendance), writing only what changed, in short transactions."""
     uuid = result.instance["instance_uuid"]
     ops: list[tuple[str, tuple]] = []  # (sql, params), in an order foreign keys accept
@@ -326,5 +324,3 @@ def webhook_deliveries(
         "ORDER BY id LIMIT ?",
         [*instance_uuids, after_id, limit],
     ).fetchall()
-
-

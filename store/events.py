@@ -40,7 +40,10 @@ def get_state(db: sqlite_utils.Database, key: str, default: str | None = None) -
 
 def set_state(conn, key: str, value: str) -> None:
     """Set a `state` value inside the caller's transaction."""
-    conn.execute("INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+    conn.execute(
+        "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
 
 
 def pending_deliveries(db: sqlite_utils.Database, *, limit: int = 1000) -> list[tuple[int, bytes]]:
@@ -73,7 +76,9 @@ def upsert_instance(conn, instance: dict[str, Any]) -> None:
     )
     ts = instance.get("event_ts") or 0
     if instance.get("host_id"):
-        conn.execute("UPDATE instances SET host_id = coalesce(host_id, ?) WHERE instance_uuid = ?", (instance["host_id"], uuid))
+        conn.execute(
+            "UPDATE instances SET host_id = coalesce(host_id, ?) WHERE instance_uuid = ?", (instance["host_id"], uuid)
+        )
     if instance.get("topic"):
         conn.execute(
             "UPDATE instances SET topic = ?, topic_event_ts = ? WHERE instance_uuid = ? AND (topic_event_ts IS NULL OR topic_event_ts <= ?)",
@@ -85,7 +90,10 @@ def upsert_instance(conn, instance: dict[str, Any]) -> None:
             (instance["start_time"], ts, uuid, ts),
         )
     elif instance.get("start_time"):
-        conn.execute("UPDATE instances SET start_time = coalesce(start_time, ?) WHERE instance_uuid = ?", (instance["start_time"], uuid))
+        conn.execute(
+            "UPDATE instances SET start_time = coalesce(start_time, ?) WHERE instance_uuid = ?",
+            (instance["start_time"], uuid),
+        )
     if instance.get("ended"):
         conn.execute(
             "UPDATE instances SET end_time = ?, ended_event_ts = ? WHERE instance_uuid = ? AND (ended_event_ts IS NULL OR ended_event_ts <= ?)",
@@ -124,7 +132,13 @@ def save_normalized(db: sqlite_utils.Database, deliveries: Iterable[NormalizedDe
             if d.instance:
                 upsert_instance(conn, d.instance)
                 if d.instance.get("meeting_id"):
-                    track_meeting(conn, d.instance["meeting_id"], kind=d.instance.get("kind"), topic=d.instance.get("topic"), source="webhook")
+                    track_meeting(
+                        conn,
+                        d.instance["meeting_id"],
+                        kind=d.instance.get("kind"),
+                        topic=d.instance.get("topic"),
+                        source="webhook",
+                    )
             if d.meeting_uuid:
                 affected.add(d.meeting_uuid)
         if last_id is not None:

@@ -44,9 +44,7 @@ class StoredRecord:
 
 
 def _append(conn, source: str, body: bytes, sha256: str, received_at: str, columns: dict) -> StoredRecord:
-    existing = conn.execute(
-        "SELECT id FROM raw_records WHERE source = ? AND sha256 = ?", (source, sha256)
-    ).fetchone()
+    existing = conn.execute("SELECT id FROM raw_records WHERE source = ? AND sha256 = ?", (source, sha256)).fetchone()
     if existing:
         return StoredRecord(existing[0], False, sha256)
     last = conn.execute(_HEAD_SQL).fetchone()
@@ -119,7 +117,9 @@ def append_deliveries(conn, deliveries: list[Delivery]) -> list[StoredRecord]:
     known: dict[str, int] = {}
     for start in range(0, len(hashes), 500):  # SQLite's limit on bound parameters
         chunk = hashes[start : start + 500]
-        sql = f"SELECT sha256, id FROM raw_records WHERE source = 'webhook' AND sha256 IN ({','.join('?' * len(chunk))})"
+        sql = (
+            f"SELECT sha256, id FROM raw_records WHERE source = 'webhook' AND sha256 IN ({','.join('?' * len(chunk))})"
+        )
         known.update(conn.execute(sql, chunk).fetchall())
     now = utc_now()
     records, rows = [], []
@@ -153,7 +153,9 @@ def _insert_rows_sql(count: int) -> str:
     return f"INSERT INTO raw_records ({', '.join(_DELIVERY_COLUMNS)}) VALUES {', '.join([one] * count)}"
 
 
-def append_report_page(conn, body: bytes, *, url: str, meeting_uuid: str | None, received_at: str | None = None) -> StoredRecord:
+def append_report_page(
+    conn, body: bytes, *, url: str, meeting_uuid: str | None, received_at: str | None = None
+) -> StoredRecord:
     """Append one fetched report page inside the caller's `durable_write` transaction."""
     return _append(
         conn,

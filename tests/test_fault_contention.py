@@ -135,6 +135,7 @@ def test_write_lock_held_long_does_not_hold_up_answers_and_loses_nothing(tmp_pat
     assert [s for s, _ in results] == [200] * 8
     assert max(t for _, t in results) < 1.0, results
     assert "spool import postponed" in web.log()
-    assert len(stored_hashes(database, import_first=False)) == len(bodies), "the web process did not import once the lock was free"
+    assert len(stored_hashes(database, import_first=False)) == len(bodies), (
+        "the web process did not import once the lock was free"
+    )
     assert verify_chain(database) == len(bodies)
-

@@ -14,7 +14,16 @@ from tests.conftest import SHARED, make_config, post_event, signed_headers
 WEBHOOKS_DOC = SHARED / "zoom" / "meetings-webhooks.openapi.json"
 
 
-def joined(user_id="16778240", *, name="Jill Chill", email="jill@example.com", at="2026-11-27T10:00:00Z", ts=1, uuid="inst-1==", event="meeting.participant_joined"):
+def joined(
+    user_id="16778240",
+    *,
+    name="Jill Chill",
+    email="jill@example.com",
+    at="2026-11-27T10:00:00Z",
+    ts=1,
+    uuid="inst-1==",
+    event="meeting.participant_joined",
+):
     return {
         "event": event,
         "event_ts": ts,
@@ -54,7 +63,11 @@ def raw_rows(db):
 
 def test_valid_event_is_stored_raw_and_normalized(client, db):
     body = json.dumps(joined()).encode()
-    response = client.post("/webhooks/zoom", data=body, headers={**signed_headers(body), "x-zm-request-id": "req-1", "x-zm-trackingid": "trk-1"})
+    response = client.post(
+        "/webhooks/zoom",
+        data=body,
+        headers={**signed_headers(body), "x-zm-request-id": "req-1", "x-zm-trackingid": "trk-1"},
+    )
     assert response.status_code == 200
     assert response.json == {"status": "stored"}
     [row] = raw_rows(db)
@@ -64,7 +77,21 @@ def test_valid_event_is_stored_raw_and_normalized(client, db):
     assert row["zm_signature"].startswith("v0=") and row["stale_timestamp"] == 0
     assert normalize_pending(db) == ["inst-1=="]
     [event] = list(db.query("select * from participant_events"))
-    assert {k: event[k] for k in ("event", "kind", "meeting_id", "instance_uuid", "user_id", "email", "user_name", "join_time", "registrant_id", "raw_id")} == {
+    assert {
+        k: event[k]
+        for k in (
+            "event",
+            "kind",
+            "meeting_id",
+            "instance_uuid",
+            "user_id",
+            "email",
+            "user_name",
+            "join_time",
+            "registrant_id",
+            "raw_id",
+        )
+    } == {
         "event": "meeting.participant_joined",
         "kind": "meeting",
         "meeting_id": "85012345678",
@@ -95,11 +122,25 @@ def test_duplicate_delivery_is_stored_once_and_answered_200(client, db):
     "mutate",
     [
         pytest.param(lambda body, headers: (body + b" ", headers), id="tampered-body"),
-        pytest.param(lambda body, headers: (body, {**headers, "x-zm-signature": "v0=" + "0" * 64}), id="wrong-signature"),
+        pytest.param(
+            lambda body, headers: (body, {**headers, "x-zm-signature": "v0=" + "0" * 64}), id="wrong-signature"
+        ),
         pytest.param(lambda body, headers: (body, signed_headers(body, secret="not-the-secret")), id="wrong-secret"),
-        pytest.param(lambda body, headers: (body, {k: v for k, v in headers.items() if k != "x-zm-signature"}), id="missing-signature"),
-        pytest.param(lambda body, headers: (body, {k: v for k, v in headers.items() if k != "x-zm-request-timestamp"}), id="missing-timestamp"),
-        pytest.param(lambda body, headers: (body, {**headers, "x-zm-request-timestamp": str(int(headers["x-zm-request-timestamp"]) + 1)}), id="timestamp-changed"),
+        pytest.param(
+            lambda body, headers: (body, {k: v for k, v in headers.items() if k != "x-zm-signature"}),
+            id="missing-signature",
+        ),
+        pytest.param(
+            lambda body, headers: (body, {k: v for k, v in headers.items() if k != "x-zm-request-timestamp"}),
+            id="missing-timestamp",
+        ),
+        pytest.param(
+            lambda body, headers: (
+                body,
+                {**headers, "x-zm-request-timestamp": str(int(headers["x-zm-request-timestamp"]) + 1)},
+            ),
+            id="timestamp-changed",
+        ),
     ],
 )
 def test_bad_signature_is_401_json_and_nothing_stored(client, db, mutate, caplog):
@@ -138,7 +179,14 @@ def test_out_of_order_leave_before_join_is_kept_in_event_time(client, db):
 
 def test_late_older_event_never_overwrites_newer_instance_state(client, db):
     def ended(ts, end):
-        return {"event": "meeting.ended", "event_ts": ts, "payload": {"account_id": "a", "object": {"id": "85012345678", "uuid": "inst-1==", "topic": f"topic at {ts}", "end_time": end}}}
+        return {
+            "event": "meeting.ended",
+            "event_ts": ts,
+            "payload": {
+                "account_id": "a",
+                "object": {"id": "85012345678", "uuid": "inst-1==", "topic": f"topic at {ts}", "end_time": end},
+            },
+        }
 
     post_event(client, ended(5000, "2026-11-27T12:00:00Z"))
     post_event(client, ended(4000, "2026-11-27T11:30:00Z"))  # older, arrives later
@@ -163,7 +211,10 @@ def test_unknown_event_type_is_stored_raw_and_acknowledged(client, db):
         (b"{not json", "not valid JSON"),
         (b"\xff\xfe\x00garbage", "not UTF-8"),
         (b"[1, 2]", "not an object"),
-        (b'{"event": "meeting.participant_joined", "payload": {"object": {"uuid": "u"}}}', "missing payload.object.participant"),
+        (
+            b'{"event": "meeting.participant_joined", "payload": {"object": {"uuid": "u"}}}',
+            "missing payload.object.participant",
+        ),
         (b'{"payload": {}}', "event"),
     ],
 )
@@ -191,8 +242,16 @@ def test_url_validation_published_vector(tmp_path):
     from integrations.web import create_app
 
     app = create_app(make_config(tmp_path, ZOOM_WEBHOOK_SECRET_TOKEN="secretValueTest"))
-    body = json.dumps({"payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"}, "event_ts": 1654503849680, "event": "endpoint.url_validation"}).encode()
-    response = app.test_client().post("/webhooks/zoom", data=body, headers=signed_headers(body, secret="secretValueTest"))
+    body = json.dumps(
+        {
+            "payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"},
+            "event_ts": 1654503849680,
+            "event": "endpoint.url_validation",
+        }
+    ).encode()
+    response = app.test_client().post(
+        "/webhooks/zoom", data=body, headers=signed_headers(body, secret="secretValueTest")
+    )
     assert response.status_code == 200
     assert response.json == {
         "plainToken": "qgg8vlvZRS6UYooatFL8Aw",
@@ -285,7 +344,17 @@ EXAMPLES = list(_examples())
 
 def test_openapi_document_has_the_examples_we_rely_on():
     names = {name for name, _ in EXAMPLES}
-    for needed in ("meeting.participant_joined", "meeting.participant_left", "webinar.participant_joined", "webinar.participant_left", "meeting.started", "meeting.ended", "webinar.started", "webinar.ended", "meeting.participant_joined_waiting_room"):
+    for needed in (
+        "meeting.participant_joined",
+        "meeting.participant_left",
+        "webinar.participant_joined",
+        "webinar.participant_left",
+        "meeting.started",
+        "meeting.ended",
+        "webinar.started",
+        "webinar.ended",
+        "meeting.participant_joined_waiting_room",
+    ):
         assert needed in names
 
 

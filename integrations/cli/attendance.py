@@ -62,9 +62,9 @@ def meeting_options(f: Callable) -> Callable:
 
 
 def threshold_options(f: Callable) -> Callable:
-    f = click.option("--min-percent", type=float, metavar="P", help="Eligible: attended at least P percent of the instance")(
-        f
-    )
+    f = click.option(
+        "--min-percent", type=float, metavar="P", help="Eligible: attended at least P percent of the instance"
+    )(f)
     return click.option("--min-minutes", type=float, metavar="N", help="Eligible: attended at least N minutes")(f)
 
 

@@ -106,9 +106,7 @@ def refresh_instances(
     return done
 
 
-def rebuild(
-    db: Store, instance_uuids: Iterable[str] | None = None, stats: RefreshStats | None = None
-) -> list[str]:
+def rebuild(db: Store, instance_uuids: Iterable[str] | None = None, stats: RefreshStats | None = None) -> list[str]:
     """Drop and recompute the derived rows of these instances (all when None) from the evidence."""
     stats = stats if stats is not None else RefreshStats()
     with refresh_lock(db):

@@ -70,7 +70,9 @@ def display_cell(value: Any, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def table_lines(rows: Sequence[dict[str, Any]], fields: Sequence[str], *, headers: Sequence[str] | None = None) -> Iterator[str]:
+def table_lines(
+    rows: Sequence[dict[str, Any]], fields: Sequence[str], *, headers: Sequence[str] | None = None
+) -> Iterator[str]:
     """Rows as an aligned plain-text table (header, rule, one line per row)."""
     headers = list(headers or fields)
     cells = [[display_cell(row.get(f)) for f in fields] for row in rows]

@@ -45,7 +45,6 @@ def require_token() -> Response | None:
     return None
 
 
-
 # -- attendance (issue 4): the same answers as the CLI's attendance commands ---------------
 
 
@@ -101,7 +100,9 @@ def meetings() -> Response:
     """Every stored instance with its window and evidence counts."""
     try:
         rows = current_meetings(get_db(), live_max_age=API_LIVE_MAX_AGE, lock_timeout=API_REFRESH_LOCK_TIMEOUT)
-        return _answer({"meetings": rows}, list_key="meetings", csv_rows=rows, fields=MEETING_FIELDS, filename="meetings")
+        return _answer(
+            {"meetings": rows}, list_key="meetings", csv_rows=rows, fields=MEETING_FIELDS, filename="meetings"
+        )
     except BadQuery as e:
         return error(400, "bad_request", str(e))
     except DatabaseUnavailable as e:
@@ -124,15 +125,23 @@ def meeting_view(meeting: str, view: str) -> Response:
         if view == "timeline":
             step = _number("step", int)
             result = queries.timeline(db, uuid, now=now, step=60 if step is None else step)
-            return _answer(result, list_key="points", csv_rows=result["points"], fields=TIMELINE_FIELDS, filename="timeline")
+            return _answer(
+                result, list_key="points", csv_rows=result["points"], fields=TIMELINE_FIELDS, filename="timeline"
+            )
         threshold = queries.Threshold(_number("min_minutes"), _number("min_percent"))
         if view == "summary":
             result = queries.summary(db, uuid, now=now, threshold=threshold)
-            return _answer(result, list_key=None, csv_rows=[summary_row(result)], fields=SUMMARY_FIELDS, filename="summary")
+            return _answer(
+                result, list_key=None, csv_rows=[summary_row(result)], fields=SUMMARY_FIELDS, filename="summary"
+            )
         include_absent = request.args.get("include_absent", "").lower() in ("1", "true", "yes")
         result = queries.attendance(db, uuid, now=now, threshold=threshold, include_absent=include_absent)
         return _answer(
-            result, list_key="attendees", csv_rows=result["attendees"], fields=attendee_fields(result), filename="attendance"
+            result,
+            list_key="attendees",
+            csv_rows=result["attendees"],
+            fields=attendee_fields(result),
+            filename="attendance",
         )
     except queries.UnknownMeeting as e:
         return error(404, "unknown_meeting", str(e))

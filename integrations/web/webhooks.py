@@ -86,7 +86,9 @@ def receive(
         log.error("cannot store webhook, answering 503 so Zoom retries: %s", e)
         return 503, _error_body("storage_unavailable", "delivery could not be stored; retry later")
     if stale:
-        log.warning("stored webhook %s with a stale timestamp %r", header("x-zm-request-id") or "(no request id)", timestamp)
+        log.warning(
+            "stored webhook %s with a stale timestamp %r", header("x-zm-request-id") or "(no request id)", timestamp
+        )
     if validation is not None:
         return 200, json.dumps(validation).encode()
     return 200, _STORED

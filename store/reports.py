@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlite_utils
 
-from store.db import durable_write, query_one
+from store.db import Store, durable_write, query_one
 from store.events import track_meeting
 from store.evidence import append_report_page, utc_now
 
@@ -485,3 +485,15 @@ def record_discovery(
             conn.execute(
                 "UPDATE tracked_meetings SET kind = coalesce(kind, ?) WHERE meeting_id = ?", (kind, meeting_id)
             )
+
+
+def schedule_rows(db: Store, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The report poller's schedule, pending first, soonest due first."""
+    return [
+        dict(r)
+        for r in db.query(
+            "SELECT instance_uuid, meeting_id, kind, status, stage, due_at, attempts, extra_fetches, last_error "
+            "FROM report_schedule ORDER BY status = 'done', due_at LIMIT ?",
+            [limit],
+        )
+    ]

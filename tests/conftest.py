@@ -96,8 +96,9 @@ def runner_env(config, monkeypatch):
     from click.testing import CliRunner
 
     import worker
+    from integrations.cli import context
 
-    monkeypatch.setattr(worker, "load_config", lambda: config)
+    monkeypatch.setattr(context, "load_config", lambda: config)
 
     def run(args):
         return CliRunner().invoke(worker.cli, args, catch_exceptions=False)

@@ -7,40 +7,34 @@ pipe or file gets JSON (what scripts want). MEETING is a numeric meeting or webi
 
 from __future__ import annotations
 
+import json
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import click
-import sqlite_utils
 
-from integrations.config import ConfigError, load_config
+from integrations.cli.context import App, pass_app, user_errors
+from integrations.derived.rebuild import rebuild_attendance
+from integrations.reads.attendance import (
+    MEETING_FIELDS,
+    SUMMARY_FIELDS,
+    TIMELINE_FIELDS,
+    attendee_fields,
+    current_instance,
+    current_meetings,
+    json_chunks,
+    now_seconds,
+    summary_row,
+)
+from integrations.reads.formats import csv_lines, display_cell, hms, table_lines
+from store.attendance_queries import BadQuery, Threshold, instance_uuids_of
+from store.attendance_queries import attendance as attendance_of
+from store.attendance_queries import summary as summary_of
+from store.attendance_queries import timeline as timeline_of
+from store.derived import RefreshStats
 
 FORMATS = ("table", "csv", "json")
-
-
-@contextmanager
-def _database() -> Iterator[sqlite_utils.Database]:
-    """The configured database, migrated; typed errors become one clear line."""
-    from store.attendance_queries import BadQuery, UnknownMeeting
-    from store.db import DatabaseUnavailable, open_db
-    from store.migrations import migrate
-
-    try:
-        config = load_config()
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
-    db = open_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
-    try:
-        migrate(db)
-        yield db
-    except (UnknownMeeting, BadQuery) as e:
-        raise click.ClickException(str(e)) from None
-    except DatabaseUnavailable as e:
-        raise click.ClickException(f"database busy or unavailable, try again: {e}") from None
-    finally:
-        db.close()
 
 
 def _format(fmt: str | None) -> str:
@@ -69,8 +63,6 @@ def threshold_options(f: Callable) -> Callable:
 
 
 def _threshold(min_minutes: float | None, min_percent: float | None):
-    from store.attendance_queries import BadQuery, Threshold
-
     try:
         return Threshold(min_minutes, min_percent)
     except BadQuery as e:
@@ -85,23 +77,11 @@ def _emit(chunks: Iterable[str]) -> None:
 
 
 def _csv(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> None:
-    from integrations.reads.formats import csv_lines
-
     _emit(csv_lines(rows, fields))
 
 
 def _table(rows: Sequence[dict[str, Any]], fields: Sequence[str], headers: Sequence[str] | None = None) -> None:
-    from integrations.reads.formats import table_lines
-
     _emit(line + "\n" for line in table_lines(rows, fields, headers=headers))
-
-
-def hms(seconds: int | float | None) -> str:
-    """Seconds as H:MM:SS."""
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _heading(meeting: dict[str, Any]) -> str:
@@ -109,8 +89,6 @@ def _heading(meeting: dict[str, Any]) -> str:
     topic = f' "{meeting["topic"]}"' if meeting["topic"] else ""
     end = meeting["end_time"] or ("in progress" if not meeting["ended"] else "?")
     report = "report complete" if meeting["report_complete"] else "no complete report yet (webhooks only)"
-    from integrations.reads.formats import display_cell
-
     return display_cell(
         f"{kind} {meeting['meeting_id']}{topic}, instance {meeting['instance_uuid']}\n"
         f"{meeting['start_time'] or '?'} to {end} ({hms(meeting['window_seconds'])}), {report}, as of {meeting['as_of']}",
@@ -120,11 +98,11 @@ def _heading(meeting: dict[str, Any]) -> str:
 
 @click.command()
 @format_option
-def meetings(fmt: str | None) -> None:
+@pass_app
+def meetings(app: App, fmt: str | None) -> None:
     """List known meetings and webinars, one row per instance."""
-    from integrations.reads.attendance import MEETING_FIELDS, current_meetings, json_chunks
-
-    with _database() as db:
+    with user_errors():
+        db = app.store()
         rows = current_meetings(db)
     fmt = _format(fmt)
     if fmt == "json":
@@ -142,7 +120,9 @@ def meetings(fmt: str | None) -> None:
 @threshold_options
 @click.option("--include-absent", is_flag=True, help="Add registrants who never joined, with 0 seconds")
 @format_option
+@pass_app
 def attendance(
+    app: App,
     meeting: str,
     instance: str | None,
     min_minutes: float | None,
@@ -151,11 +131,10 @@ def attendance(
     fmt: str | None,
 ) -> None:
     """Who attended MEETING and for how long (merged sessions, whole seconds)."""
-    from integrations.reads.attendance import attendee_fields, current_instance, json_chunks, now_seconds
-    from store.attendance_queries import attendance as attendance_of
 
     threshold = _threshold(min_minutes, min_percent)
-    with _database() as db:
+    with user_errors():
+        db = app.store()
         uuid = current_instance(db, meeting, instance)
         result = attendance_of(db, uuid, now=now_seconds(), threshold=threshold, include_absent=include_absent)
     fmt = _format(fmt)
@@ -188,15 +167,15 @@ def attendance(
 @meeting_options
 @threshold_options
 @format_option
+@pass_app
 def summary(
-    meeting: str, instance: str | None, min_minutes: float | None, min_percent: float | None, fmt: str | None
+    app: App, meeting: str, instance: str | None, min_minutes: float | None, min_percent: float | None, fmt: str | None
 ) -> None:
     """Headline numbers of MEETING, and where webhooks and the report disagree."""
-    from integrations.reads.attendance import SUMMARY_FIELDS, current_instance, json_chunks, now_seconds, summary_row
-    from store.attendance_queries import summary as summary_of
 
     threshold = _threshold(min_minutes, min_percent)
-    with _database() as db:
+    with user_errors():
+        db = app.store()
         uuid = current_instance(db, meeting, instance)
         result = summary_of(db, uuid, now=now_seconds(), threshold=threshold)
     fmt = _format(fmt)
@@ -223,12 +202,12 @@ def summary(
 @meeting_options
 @click.option("--step", type=click.IntRange(min=1), default=60, show_default=True, help="Seconds between points")
 @format_option
-def timeline(meeting: str, instance: str | None, step: int, fmt: str | None) -> None:
+@pass_app
+def timeline(app: App, meeting: str, instance: str | None, step: int, fmt: str | None) -> None:
     """How many people were present over time in MEETING (the concurrency curve)."""
-    from integrations.reads.attendance import TIMELINE_FIELDS, current_instance, json_chunks, now_seconds
-    from store.attendance_queries import timeline as timeline_of
 
-    with _database() as db:
+    with user_errors():
+        db = app.store()
         uuid = current_instance(db, meeting, instance)
         result = timeline_of(db, uuid, now=now_seconds(), step=step)
     fmt = _format(fmt)
@@ -246,16 +225,13 @@ def timeline(meeting: str, instance: str | None, step: int, fmt: str | None) -> 
 @click.command()
 @click.argument("meeting", required=False)
 @format_option
-def rebuild(meeting: str | None, fmt: str | None) -> None:
+@pass_app
+def rebuild(app: App, meeting: str | None, fmt: str | None) -> None:
     """Recompute the derived attendance tables from the raw evidence (all, or one MEETING)."""
-    import json
-
-    from integrations.derived.rebuild import rebuild_attendance
-    from store.attendance_queries import instance_uuids_of
-    from store.derived import RefreshStats
 
     stats = RefreshStats()
-    with _database() as db:
+    with user_errors():
+        db = app.store()
         uuids = instance_uuids_of(db, meeting) if meeting else None
         deliveries, done = rebuild_attendance(db, uuids, stats)
     result = {

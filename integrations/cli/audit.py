@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import sqlite3
 import sys
 import time
 
 import click
 
+from integrations.audit.bundle import BundleError, build_bundle
 from integrations.audit.export import FORMATS, meeting_filter, parse_bound
-from integrations.config import ConfigError, load_config
-from store.audit import ChainError, open_readonly, verify_file
+from integrations.audit.export_parallel import default_workers, export_to_fd
+from integrations.cli.context import App, pass_app, user_errors
+from store.attendance_queries import Threshold
+from store.audit import ChainError, verify_file
 from store.backup import BackupError, backup_database
 
 database_option = click.option(
@@ -22,29 +24,6 @@ database_option = click.option(
     type=click.Path(dir_okay=False),
     help="SQLite file to read (default: DATABASE_URL); e.g. a backup handed to an auditor",
 )
-
-
-def database_path(database: str | None) -> str:
-    """The database the command works on: --database, else the configured one."""
-    if database:
-        return database
-    try:
-        return load_config().database_path
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
-
-
-def readonly_db(database: str | None):
-    """Open the database read-only, as one clear line when it cannot be."""
-    path = database_path(database)
-    if not os.path.exists(path):
-        raise click.ClickException(f"database {path} does not exist")
-    try:
-        db = open_readonly(path)
-        db.execute("SELECT 1 FROM raw_records LIMIT 1")
-    except sqlite3.Error as e:
-        raise click.ClickException(f"cannot read {path} as an attendance-worker database: {e}") from None
-    return db
 
 
 @click.command()
@@ -61,14 +40,13 @@ def readonly_db(database: str | None):
     type=click.IntRange(min=1, max=16),
     help="Processes checking ranges of the log (default: the cores available, at most 4)",
 )
-def verify(database: str | None, expect_head: str | None, as_json: bool, workers: int | None) -> None:
+@pass_app
+def verify(app: App, database: str | None, expect_head: str | None, as_json: bool, workers: int | None) -> None:
     """Recompute the hash chain of every raw record; exit 1 naming the first record that does not match."""
-    from integrations.audit.export_parallel import default_workers
-
-    readonly_db(database).close()  # one clear line if it cannot be read
+    app.readonly_store(database)  # one clear line if it cannot be read
     started = time.monotonic()
     try:
-        head = verify_file(database_path(database), expect_head=expect_head, workers=workers or default_workers())
+        head = verify_file(app.database_path(database), expect_head=expect_head, workers=workers or default_workers())
     except ChainError as e:
         raise click.ClickException(f"FAILED: {e}") from None
     seconds = time.monotonic() - started
@@ -104,7 +82,9 @@ def verify(database: str | None, expect_head: str | None, as_json: bool, workers
     type=click.IntRange(min=1, max=16),
     help="Processes formatting the log (default: the cores available, at most 4; 1 = this process only)",
 )
+@pass_app
 def export_raw(
+    app: App,
     database: str | None,
     meeting: str | None,
     since: str | None,
@@ -114,24 +94,22 @@ def export_raw(
     workers: int | None,
 ) -> None:
     """Export the raw join log: every stored delivery and report row, with `raw` as received (JSONL) or as CSV."""
-    from integrations.audit.export_parallel import export_to_fd
-
     try:
         since_at = parse_bound(since) if since else None
         until_at = parse_bound(until) if until else None
     except ValueError as e:
         raise click.ClickException(str(e)) from None
-    readonly_db(database).close()  # one clear line if it cannot be read
+    app.readonly_store(database)  # one clear line if it cannot be read
     started = time.monotonic()
     filters = {"meeting": meeting_filter(meeting), "since": since_at, "until": until_at}
     try:
         if output in (None, "-"):
             sys.stdout.flush()
-            written = export_to_fd(database_path(database), fmt, sys.stdout.fileno(), workers=workers, **filters)
+            written = export_to_fd(app.database_path(database), fmt, sys.stdout.fileno(), workers=workers, **filters)
         else:
             fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
-                written = export_to_fd(database_path(database), fmt, fd, workers=workers, **filters)
+                written = export_to_fd(app.database_path(database), fmt, fd, workers=workers, **filters)
             finally:
                 os.close(fd)
     except BrokenPipeError:
@@ -147,21 +125,15 @@ def export_raw(
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @database_option
-def backup(file: str, database: str | None) -> None:
+@pass_app
+def backup(app: App, file: str, database: str | None) -> None:
     """Write a consistent, owner-only copy of the live database to FILE (safe while the service runs)."""
-    from store.db import open_db
-
-    path = database_path(database)
-    if not os.path.exists(path):
-        raise click.ClickException(f"database {path} does not exist")
-    db = open_db(path)
+    db = app.existing_store(database)
     started = time.monotonic()
     try:
         head = backup_database(db, file)
     except BackupError as e:
         raise click.ClickException(str(e)) from None
-    finally:
-        db.close()
     click.echo(
         f"backed up {head.count} records (head {head.chain_hash}) to {file} in {time.monotonic() - started:.1f}s"
     )
@@ -183,7 +155,9 @@ def backup(file: str, database: str | None) -> None:
 @click.option("--min-minutes", type=float, metavar="N", help="Eligible: attended at least N minutes")
 @click.option("--min-percent", type=float, metavar="P", help="Eligible: attended at least P percent of the instance")
 @database_option
+@pass_app
 def evidence(
+    app: App,
     meeting: str,
     output: str,
     instance: str | None,
@@ -192,24 +166,12 @@ def evidence(
     database: str | None,
 ) -> None:
     """Write the evidence bundle of MEETING for an auditor: attendance, summary, raw log, registrants, MANIFEST, README."""
-    from integrations.audit.bundle import BundleError, build_bundle
-    from store.attendance_queries import BadQuery, Threshold, UnknownMeeting
-    from store.db import DatabaseUnavailable, open_db
-    from store.migrations import migrate
-
-    path = database_path(database)
-    if not os.path.exists(path):
-        raise click.ClickException(f"database {path} does not exist")
-    db = open_db(path)
+    db = app.existing_store(database)
     try:
-        migrate(db)
-        bundle = build_bundle(db, meeting, output, instance=instance, threshold=Threshold(min_minutes, min_percent))
-    except (BundleError, UnknownMeeting, BadQuery) as e:
+        with user_errors():
+            bundle = build_bundle(db, meeting, output, instance=instance, threshold=Threshold(min_minutes, min_percent))
+    except BundleError as e:
         raise click.ClickException(str(e)) from None
-    except DatabaseUnavailable as e:
-        raise click.ClickException(f"database busy or unavailable, try again: {e}") from None
-    finally:
-        db.close()
     click.echo(
         f"wrote evidence for meeting {bundle.meeting_id} instance {bundle.instance_uuid} to {output}: {len(bundle.files) + 1} files"
     )

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import click
 
-
-def _hms(seconds: int | float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+from integrations.demo.webinar import DemoError, run_demo
+from integrations.reads.formats import hms, table_lines
+from store.db import DatabaseUnavailable
 
 
 @click.command()
@@ -34,10 +31,6 @@ def demo(attendees: int, speed: float, database: str | None, seed: int) -> None:
     the webinar (joins in a burst, rejoins, second devices, a few deliveries lost), ends
     it, syncs the participant report from the simulator and prints what came out.
     """
-    from integrations.demo.webinar import DemoError, run_demo
-    from integrations.reads.formats import table_lines
-    from store.db import DatabaseUnavailable
-
     try:
         result = run_demo(
             attendees, speed=speed, database_path=database, seed=seed, progress=lambda m: click.echo(m, err=True)
@@ -49,7 +42,7 @@ def demo(attendees: int, speed: float, database: str | None, seed: int) -> None:
     recon = summary["reconciliation"]
     click.echo()
     click.echo(f'Webinar {s.webinar_id} "{meeting["topic"]}", instance {s.instance_uuid}')
-    click.echo(f"{meeting['start_time']} to {meeting['end_time']} ({_hms(meeting['window_seconds'])})")
+    click.echo(f"{meeting['start_time']} to {meeting['end_time']} ({hms(meeting['window_seconds'])})")
     click.echo()
     click.echo("Counts from both sources")
     click.echo(
@@ -71,15 +64,15 @@ def demo(attendees: int, speed: float, database: str | None, seed: int) -> None:
         ("registered", summary["registered"]),
         ("unique attendees", summary["unique_attendees"]),
         ("peak concurrent", f"{summary['peak_concurrent']} at {summary['peak_at']}"),
-        ("median attended", _hms(summary["median_attended_seconds"])),
-        ("total attended", _hms(summary["total_attended_seconds"])),
+        ("median attended", hms(summary["median_attended_seconds"])),
+        ("total attended", hms(summary["total_attended_seconds"])),
         ("report complete", summary["report_complete"]),
     ]
     for line in table_lines([{"field": k, "value": v} for k, v in rows], ["field", "value"]):
         click.echo("  " + line)
     click.echo()
     click.echo(f"Attendance, top {len(s.attendees)} of {summary['unique_attendees']:,}")
-    table = [{**a, "attended": _hms(a["attended_seconds"]), "sources": ",".join(a["sources"])} for a in s.attendees]
+    table = [{**a, "attended": hms(a["attended_seconds"]), "sources": ",".join(a["sources"])} for a in s.attendees]
     for line in table_lines(table, ["name", "email", "attended", "segments", "first_join", "last_leave", "sources"]):
         click.echo("  " + line)
     click.echo()

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
-import sqlite_utils
 
-from integrations.config import Config, ConfigError, load_config
+from integrations.cli.context import App, pass_app
+from integrations.config import Config, ConfigError
+from integrations.reports.sync import DAILY_LIMIT_STATE, sync_meeting
 from integrations.zoom.client import (
     DailyLimitError,
     NotFound,
@@ -19,29 +20,10 @@ from integrations.zoom.client import (
     ZoomClient,
     ZoomError,
 )
-
-
-def _config() -> Config:
-    try:
-        return load_config()
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
-
-
-@contextmanager
-def _database(config: Config) -> Iterator[sqlite_utils.Database]:
-    from integrations.ingest.normalize import normalize_pending
-    from store.db import open_db
-    from store.migrations import migrate
-
-    db = open_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
-    try:
-        migrate(db)
-        # Webhooks already stored may name instances (and their kind) this command needs.
-        normalize_pending(db)
-        yield db
-    finally:
-        db.close()
+from integrations.zoom.reports import fetch_pages
+from store.events import get_state
+from store.reports import schedule_rows
+from store.reports import track as track_meeting
 
 
 @contextmanager
@@ -70,15 +52,12 @@ def _client(config: Config) -> Iterator[ZoomClient]:
 @click.argument("meeting_id")
 @click.option("--kind", type=click.Choice(["meeting", "webinar"]), help="Say which it is (else found on first sync)")
 @click.option("--topic", help="A name to show for it")
-def track(meeting_id: str, kind: str | None, topic: str | None) -> None:
+@pass_app
+def track(app: App, meeting_id: str, kind: str | None, topic: str | None) -> None:
     """Poll reports of a meeting or webinar ID from now on (webhooks add them by themselves)."""
-    from store.reports import track as track_meeting
-
     if not meeting_id.isdigit():
         raise click.ClickException(f"meeting and webinar IDs are numbers, got {meeting_id!r}")
-    config = _config()
-    with _database(config) as db:
-        track_meeting(db, meeting_id, kind=kind, topic=topic, source="cli")
+    track_meeting(app.store(normalize=True), meeting_id, kind=kind, topic=topic, source="cli")
     click.echo(
         f"tracking {kind or 'meeting or webinar'} {meeting_id}: the worker fetches reports of its instances as they end"
     )
@@ -90,13 +69,15 @@ def track(meeting_id: str, kind: str | None, topic: str | None) -> None:
 @click.option("--kind", type=click.Choice(["meeting", "webinar"]), help="Say which it is (else asked from Zoom)")
 @click.option("--no-registrants", is_flag=True, help="Skip a webinar's registrants")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr")
-def sync(meeting_id: str, instance_uuid: str | None, kind: str | None, no_registrants: bool, quiet: bool) -> None:
+@pass_app
+def sync(
+    app: App, meeting_id: str, instance_uuid: str | None, kind: str | None, no_registrants: bool, quiet: bool
+) -> None:
     """Fetch participant reports now: every past instance of MEETING_ID, or one with --instance."""
-    from integrations.reports.sync import sync_meeting
-
-    config = _config()
     progress = None if quiet else (lambda message: click.echo(message, err=True))
-    with _database(config) as db, _client(config) as client:
+    # Webhooks already stored may name instances (and their kind) this command needs.
+    db = app.store(normalize=True)
+    with _client(app.config) as client:
         result = sync_meeting(
             db,
             client,
@@ -129,7 +110,8 @@ def sync(meeting_id: str, instance_uuid: str | None, kind: str | None, no_regist
 @click.argument("path")
 @click.option("--param", "-p", "params", multiple=True, help="Query parameter name=value (repeatable)")
 @click.option("--paginate", is_flag=True, help="Follow next_page_token; one page of JSON per line")
-def get(path: str, params: tuple[str, ...], paginate: bool) -> None:
+@pass_app
+def get(app: App, path: str, params: tuple[str, ...], paginate: bool) -> None:
     """Print the raw JSON Zoom answers for an API PATH, e.g. `get /past_webinars/123/instances`."""
     query: dict[str, str] = {}
     for item in params:
@@ -137,14 +119,11 @@ def get(path: str, params: tuple[str, ...], paginate: bool) -> None:
         if not sep:
             raise click.ClickException(f"--param takes name=value, got {item!r}")
         query[name] = value
-    config = _config()
-    with _client(config) as client:
+    with _client(app.config) as client:
         if not paginate:
             response = client.get(path, query)
             sys.stdout.buffer.write(response.body + b"\n")
             return
-        from integrations.zoom.reports import fetch_pages
-
         for page in fetch_pages(client, path, "", query, max_restarts=0):
             sys.stdout.buffer.write(page.body + b"\n")
 
@@ -152,22 +131,12 @@ def get(path: str, params: tuple[str, ...], paginate: bool) -> None:
 @click.command(name="poll-status")
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Output JSON")
-def poll_status(limit: int, as_json: bool) -> None:
+@pass_app
+def poll_status(app: App, limit: int, as_json: bool) -> None:
     """Show the report poller's schedule: what is due when, what failed and why."""
-    config = _config()
-    with _database(config) as db:
-        rows = [
-            dict(r)
-            for r in db.query(
-                "SELECT instance_uuid, meeting_id, kind, status, stage, due_at, attempts, extra_fetches, last_error "
-                "FROM report_schedule ORDER BY status = 'done', due_at LIMIT ?",
-                [limit],
-            )
-        ]
-        from integrations.reports.sync import DAILY_LIMIT_STATE
-        from store.events import get_state
-
-        paused = get_state(db, DAILY_LIMIT_STATE)
+    db = app.store(normalize=True)
+    rows = schedule_rows(db, limit=limit)
+    paused = get_state(db, DAILY_LIMIT_STATE)
     if as_json:
         click.echo(json.dumps({"daily_limit_until": paused, "schedule": rows}, indent=2))
         return

@@ -81,3 +81,11 @@ def table_lines(
     yield "  ".join("-" * w for w in widths)
     for r in cells:
         yield "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+
+
+def hms(seconds: int | float | None) -> str:
+    """Seconds as H:MM:SS."""
+    if seconds is None:
+        return ""
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"

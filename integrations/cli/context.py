@@ -1,0 +1,101 @@
+"""What every CLI command shares: the configuration and the store, each made once per run.
+
+The click group puts one `App` in `ctx.obj`; commands take it with `@pass_app` and ask it
+for what they need, so configuration is read and the database opened in one place.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from integrations.config import Config, ConfigError, load_config
+from integrations.ingest.normalize import normalize_pending
+from store.attendance_queries import BadQuery, UnknownMeeting
+from store.audit import open_readonly
+from store.db import DatabaseUnavailable, Store, open_db
+from store.migrations import migrate
+
+
+class App:
+    """The configuration and the open stores of one CLI invocation."""
+
+    def __init__(self) -> None:
+        self._config: Config | None = None
+        self._stores: dict[tuple[str, bool], Store] = {}
+
+    @property
+    def config(self) -> Config:
+        """The configuration, loaded on first use; a bad value is one clear line."""
+        if self._config is None:
+            try:
+                self._config = load_config()
+            except ConfigError as e:
+                raise click.ClickException(str(e)) from None
+        return self._config
+
+    def database_path(self, database: str | None = None) -> str:
+        """`--database` when given, else the configured DATABASE_URL's file."""
+        return database or self.config.database_path
+
+    def store(self, database: str | None = None, *, normalize: bool = False) -> Store:
+        """The database, opened once and migrated; `normalize` first imports what webhooks stored."""
+        path = self.database_path(database)
+        key = (path, False)
+        if key not in self._stores:
+            lock_timeout = self.config.db_lock_timeout_seconds if database is None else 2.0
+            db = open_db(path, lock_timeout=lock_timeout)
+            self._stores[key] = db
+            with user_errors():
+                migrate(db)
+        db = self._stores[key]
+        if normalize:
+            with user_errors():
+                normalize_pending(db)
+        return db
+
+    def existing_store(self, database: str | None = None) -> Store:
+        """Like `store`, but an error when the database file does not exist yet."""
+        path = self.database_path(database)
+        if not os.path.exists(path):
+            raise click.ClickException(f"database {path} does not exist")
+        return self.store(database)
+
+    def readonly_store(self, database: str | None = None) -> Store:
+        """The database opened read-only (verify and exports never write, even by accident)."""
+        path = self.database_path(database)
+        key = (path, True)
+        if key not in self._stores:
+            if not os.path.exists(path):
+                raise click.ClickException(f"database {path} does not exist")
+            try:
+                db = open_readonly(path)
+                db.execute("SELECT 1 FROM raw_records LIMIT 1")
+            except sqlite3.Error as e:
+                raise click.ClickException(f"cannot read {path} as an attendance-worker database: {e}") from None
+            self._stores[key] = db
+        return self._stores[key]
+
+    def close(self) -> None:
+        """Close every store this run opened."""
+        for db in self._stores.values():
+            db.close()
+        self._stores.clear()
+
+
+pass_app = click.make_pass_decorator(App, ensure=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Errors a user can act on become one line on stderr and exit 1, never a traceback."""
+    try:
+        yield
+    except (UnknownMeeting, BadQuery) as e:
+        raise click.ClickException(str(e)) from None
+    except DatabaseUnavailable as e:
+        raise click.ClickException(f"database busy or unavailable, try again: {e}") from None

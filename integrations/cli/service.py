@@ -1,0 +1,113 @@
+"""CLI commands: the service's processes (serve, schedule, run) and normalize, problems."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import click
+
+from integrations.cli.context import App, pass_app
+from integrations.config import Config
+from integrations.ingest.normalize import normalize_pending
+from integrations.jobs.scheduler import run_scheduler
+from integrations.web import configure_logging
+from store.events import problems as list_problems
+
+
+def gunicorn_command(config: Config, *, bind: str | None = None, workers: int | None = None) -> list[str]:
+    """The gunicorn command line of the Procfile's `web` process."""
+    workers = workers or config.web_concurrency
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--workers",
+        str(workers),
+        # Threads let a process's concurrent webhooks share one commit and fsync (issue 6).
+        "--worker-class",
+        "gthread",
+        "--threads",
+        "16",
+        "--bind",
+        bind or f"0.0.0.0:{config.port}",
+        "--graceful-timeout",
+        "20",
+        # gunicorn 27's control socket has one default path per user: several servers collide.
+        "--no-control-socket",
+        "integrations.web:create_app()",
+    ]
+
+
+host_option = click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on")
+port_option = click.option("--port", type=int, help="Port (default: PORT, else 8000)")
+
+
+@click.command()
+@host_option
+@port_option
+@click.option("--workers", type=int, help="gunicorn worker processes (default: WEB_CONCURRENCY, else 2)")
+@pass_app
+def serve(app: App, host: str, port: int | None, workers: int | None) -> None:
+    """Run the web app (webhooks, read API) under gunicorn."""
+    command = gunicorn_command(app.config, bind=f"{host}:{port or app.config.port}", workers=workers)
+    os.execv(command[0], command)
+
+
+@click.command()
+@pass_app
+def schedule(app: App) -> None:
+    """Run the scheduler (normalization, report polling): the Procfile `worker`."""
+    configure_logging(app.config.log_level)
+    run_scheduler(app.config)
+
+
+@click.command()
+@host_option
+@port_option
+@pass_app
+def run(app: App, host: str, port: int | None) -> None:
+    """Run web app and scheduler together: the embedded single-machine default."""
+    config = app.config
+    configure_logging(config.log_level)
+    web = subprocess.Popen(gunicorn_command(config, bind=f"{host}:{port or config.port}"))
+    watcher = threading.Thread(target=lambda: (web.wait(), os.kill(os.getpid(), 15)), daemon=True)
+    watcher.start()
+    try:
+        run_scheduler(config)
+    finally:
+        if web.poll() is None:
+            web.terminate()
+            web.wait(timeout=30)
+
+
+@click.command()
+@pass_app
+def normalize(app: App) -> None:
+    """Normalize stored webhook deliveries now (the worker does this every second)."""
+    affected = normalize_pending(app.store())
+    click.echo(f"normalized deliveries for {len(affected)} instance(s)")
+
+
+@click.command()
+@click.option("--limit", default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Output JSON")
+@pass_app
+def problems(app: App, limit: int, as_json: bool) -> None:
+    """List deliveries operators should look at: unparseable bodies, stale timestamps."""
+    rows = list_problems(app.store(normalize=True), limit=limit)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no problems")
+    for row in rows:
+        what = row["parse_error"] or "stale timestamp"
+        flag = " [stale timestamp]" if row["stale_timestamp"] and row["parse_error"] else ""
+        click.echo(f"#{row['id']} {row['received_at']} {row['event'] or '-'}: {what}{flag}")
+
+
+commands: list[click.Command] = [serve, schedule, run, normalize, problems]

@@ -57,13 +57,6 @@ def pending_deliveries(db: sqlite_utils.Database, *, limit: int = 1000) -> list[
     ).fetchall()
 
 
-def reset_normalization(db: sqlite_utils.Database) -> None:
-    """Forget normalized rows so every delivery is normalized again (used by rebuild)."""
-    with durable_write(db) as conn:
-        conn.execute("DELETE FROM participant_events")
-        set_state(conn, NORMALIZE_CURSOR, "0")
-
-
 def upsert_instance(conn, instance: dict[str, Any]) -> None:
     """Record what an event says about an instance; older events never overwrite newer ones."""
     uuid = instance["instance_uuid"]

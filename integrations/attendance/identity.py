@@ -46,10 +46,6 @@ class Person:
     emails: list[str] = field(default_factory=list)
     participant_user_ids: list[str] = field(default_factory=list)
 
-    @property
-    def weak(self) -> bool:
-        return self.identity == NAME
-
 
 def normalize_email(value: str | None) -> str | None:
     """An email as an identifier: trimmed and lower-cased; empty means none."""

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -484,3 +484,11 @@ def median(values: Sequence[float]) -> float:
 
 def temp_dir(prefix: str) -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix=prefix)
+
+
+def timed(main: Callable[[], int]) -> int:
+    """Run a benchmark's `main`, then print how long the whole run took; its exit code."""
+    started = time.monotonic()
+    code = main()
+    print(f"(took {time.monotonic() - started:.0f} s)")
+    return code

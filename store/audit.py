@@ -10,7 +10,6 @@ db, expect_head=...)` fails unless that exact head is still in the chain.
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import sqlite3
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 import sqlite_utils
 
 from store.db import Store
-from store.evidence import GENESIS
+from store.evidence import GENESIS, chain_hash, content_hash
 
 
 class ChainError(Exception):
@@ -81,14 +80,13 @@ def _verify_rows(
 ) -> tuple[int, int | None, str, bool]:
     """Check rows (id order) following a record with `previous_hash`; (count, last id, last hash, head seen)."""
     count, head_seen = 0, False
-    sha256 = hashlib.sha256
     for row in rows:
         record_id, _, received_at, body, stored_sha, stored_chain = row
         if body.__class__ is not bytes:  # edited by hand into TEXT: hash what it now says
             body = str(body).encode("utf-8", "surrogatepass")
-        if sha256(body).hexdigest() != stored_sha:
+        if content_hash(body) != stored_sha:
             raise ContentMismatch(f"{_describe(row)}: body does not match its SHA-256 (edited?)", record_id=record_id)
-        if sha256(f"{previous_hash}:{stored_sha}:{received_at}".encode()).hexdigest() != stored_chain:
+        if chain_hash(previous_hash, stored_sha, received_at) != stored_chain:
             raise LinkMismatch(_link_problem(row, previous_id), record_id=record_id)
         if stored_chain == expect_head:
             head_seen = True

@@ -223,6 +223,22 @@ def durable_write(db: Store, *, timeout: float | None = None, sync: bool = True)
         raise
 
 
+@contextlib.contextmanager
+def read_snapshot(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+    """A read transaction: every query inside sees the database as of its first read (WAL:
+    writers are not blocked). Inside a transaction already open on `db`, that one serves."""
+    conn = db.conn
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+
+
 def query_one(db: sqlite_utils.Database, sql: str, params: Any = ()) -> Any:
     """The first column of the first row of `sql`, or None."""
     row = db.execute(sql, params).fetchone()

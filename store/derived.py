@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlite_utils
 
-from store.db import durable_write, write_lock
+from store.db import durable_write, read_snapshot, write_lock
 from store.evidence import utc_now
 
 log = logging.getLogger(__name__)
@@ -57,20 +57,6 @@ class Evidence:
     report_rows: list[dict[str, Any]]
     registrants: list[dict[str, Any]]
     fingerprint: str
-
-
-@contextmanager
-def read_snapshot(db: sqlite_utils.Database) -> Iterator[None]:
-    """Reads inside see one consistent state of the database (WAL: writers are not blocked)."""
-    conn = db.conn
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:

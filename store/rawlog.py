@@ -7,11 +7,8 @@ bodies are flattened in integrations/zoom/rawlog.py, not here.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
-
-import sqlite_utils
 
 from store.events import NORMALIZE_CURSOR
 
@@ -91,18 +88,6 @@ def record_ids(
             yield record_id
     finally:
         cursor.close()
-
-
-@contextlib.contextmanager
-def read_snapshot(db: sqlite_utils.Database) -> Iterator[Any]:
-    """A read transaction: every query inside sees the database as of its first read."""
-    conn = db.conn
-    conn.execute("BEGIN")
-    try:
-        yield conn
-    finally:
-        if conn.in_transaction:
-            conn.execute("COMMIT")
 
 
 REGISTRANT_COLUMNS = (

@@ -21,11 +21,11 @@ from typing import Any
 import sqlite_utils
 
 from store.db import Store, durable_write, query_one
-from store.events import track_meeting
+from store.events import ensure_instance, track_meeting
 from store.evidence import append_report_page, utc_now
 
-ROW_COLUMNS = (
-    "row_hash",
+# The fields of a participant report row as stored (integrations/zoom/reports.py hashes them).
+REPORT_FIELDS = (
     "user_id",
     "participant_user_id",
     "registrant_id",
@@ -39,6 +39,7 @@ ROW_COLUMNS = (
     "customer_key",
     "failover",
 )
+ROW_COLUMNS = ("row_hash", *REPORT_FIELDS)
 REGISTRANT_COLUMNS = ("email", "first_name", "last_name", "name", "status", "create_time")
 SCHEDULE_FIELDS = frozenset(
     (
@@ -201,12 +202,7 @@ def complete_fetch(
             "zero_duration_rows = ? WHERE id = ?",
             (now, rows, api_calls, restarts, zero_duration_rows, fetch_id),
         )
-        conn.execute(
-            "INSERT INTO instances (instance_uuid, meeting_id, kind, first_seen_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (instance_uuid) DO UPDATE SET meeting_id = coalesce(instances.meeting_id, excluded.meeting_id), "
-            "kind = coalesce(instances.kind, excluded.kind)",
-            (instance_uuid, meeting_id, kind, now),
-        )
+        ensure_instance(conn, instance_uuid, meeting_id, kind, now)
         conn.execute(
             "UPDATE instances SET report_fetch_id = ?, report_complete = 1, report_fetched_at = ? WHERE instance_uuid = ?",
             (fetch_id, now, instance_uuid),

@@ -30,8 +30,9 @@ from integrations.reads.formats import csv_lines
 from integrations.zoom.rawlog import COLUMN_DOCS, RAW_LOG_COLUMNS, body_text, stored_bytes
 from store import attendance_queries as queries
 from store.audit import ChainHead, chain_head
+from store.db import read_snapshot
 from store.evidence import utc_now
-from store.rawlog import REGISTRANT_COLUMNS, evidence_pages, read_snapshot, registrants
+from store.rawlog import REGISTRANT_COLUMNS, evidence_pages, registrants
 
 VERSION = "0.1.0"
 

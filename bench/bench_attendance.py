@@ -32,7 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from integrations.config import load_config  # noqa: E402
 from integrations.derived.refresh import refresh_instances  # noqa: E402
+from integrations.web import create_app  # noqa: E402
 from integrations.zoom.reports import participant_to_row  # noqa: E402
 from store.db import durable_write, open_db  # noqa: E402
 from store.derived import RefreshStats  # noqa: E402
@@ -263,9 +265,6 @@ def refresh_in_child(path: str) -> str:
 
 def time_api(path: str, runs: int) -> list[float]:
     """Seconds per GET of the read API, in this process through the real app (no network)."""
-    from integrations.config import load_config
-    from integrations.web import create_app
-
     config = load_config({"DATABASE_URL": f"sqlite:///{path}", "API_TOKEN": "bench"}, dotenv=False)
     client = create_app(config).test_client()
     times = []

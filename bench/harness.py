@@ -32,7 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from integrations.ingest.spool import spool_status  # noqa: E402
 from integrations.zoom.signature import sign  # noqa: E402
+from store.db import open_db  # noqa: E402
 
 SECRET = "bench-webhook-secret"
 WEBHOOK_PATH = "/webhooks/zoom"
@@ -455,9 +457,6 @@ def wait_for_import(database_path: Path, *, timeout: float = 15) -> float:
     """Wait until the web processes have imported everything they spooled (integrations/ingest/spool.py);
     the seconds it took. Webhooks are answered from the spool and imported up to
     WEBHOOK_IMPORT_DELAY_SECONDS later, so that work belongs to the round that caused it."""
-    from integrations.ingest.spool import spool_status
-    from store.db import open_db
-
     started = time.monotonic()
     if not database_path.exists():
         return 0.0

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dotenv import load_dotenv
+
 
 class ConfigError(Exception):
     "Configuration is missing or invalid"
@@ -74,8 +76,6 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
     """Read configuration from `environ` (default: the process environment and `.env`)."""
     if environ is None:
         if dotenv:
-            from dotenv import load_dotenv
-
             # Real environment variables win over .env, as operators expect.
             load_dotenv(Path.cwd() / ".env", override=False)
         environ = os.environ

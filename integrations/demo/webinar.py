@@ -28,9 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from integrations.reads.attendance import current_instance, now_seconds
+from integrations.reports.sync import sync_meeting
 from integrations.simulator.webhooks import SimulatedDelivery, instance_deliveries
 from integrations.simulator.zoom_api import Dataset, ZoomSimulator, synthetic_webinar
+from integrations.zoom.client import ZoomClient
 from integrations.zoom.signature import sign
+from store.attendance_queries import attendance, summary
+from store.db import open_db
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBINAR_ID = "98765432100"
@@ -327,8 +332,6 @@ def _deliver(connection: http.client.HTTPConnection, body: bytes, secret: str) -
 
 @contextlib.contextmanager
 def _database(database_path: str):
-    from store.db import open_db
-
     db = open_db(database_path)
     try:
         yield db
@@ -337,9 +340,6 @@ def _database(database_path: str):
 
 
 def _people(database_path: str, uuid: str) -> int:
-    from integrations.reads.attendance import current_instance, now_seconds
-    from store.attendance_queries import summary
-
     with _database(database_path) as db:
         current_instance(db, uuid)
         return summary(db, uuid, now=now_seconds())["unique_attendees"]
@@ -347,9 +347,6 @@ def _people(database_path: str, uuid: str) -> int:
 
 def _sync_report(database_path: str, zoom: ZoomSimulator, progress: Progress) -> tuple[int, int, int]:
     """Fetch the webinar's report and registrants from the simulator: (pages, rows, API calls)."""
-    from integrations.reports.sync import sync_meeting
-    from integrations.zoom.client import ZoomClient
-
     client = ZoomClient(
         **zoom.credentials(),
         api_base_url=zoom.api_base_url,
@@ -366,9 +363,6 @@ def _sync_report(database_path: str, zoom: ZoomSimulator, progress: Progress) ->
 
 
 def _results(database_path: str, uuid: str, top: int = 10) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from integrations.reads.attendance import current_instance, now_seconds
-    from store.attendance_queries import attendance, summary
-
     with _database(database_path) as db:
         current_instance(db, uuid)
         now = now_seconds()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
+from datetime import UTC, datetime
 
 import sqlite_utils
 
@@ -56,7 +56,6 @@ def instance_facts(parsed: ParsedEvent) -> dict:
 def _ms_to_iso(ms: int | None) -> str | None:
     if ms is None:
         return None
-    from datetime import datetime
 
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 

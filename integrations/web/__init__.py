@@ -8,6 +8,7 @@ from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
 from integrations.config import Config, load_config
+from integrations.web import api, health, raw_events, webhooks
 from store.db import open_db
 from store.migrations import migrate
 
@@ -37,14 +38,10 @@ def create_app(config: Config | None = None) -> Flask:
     migrate(db)
     db.close()
 
-    from integrations.web import api, health, webhooks
-
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
-    from integrations.web import raw_events  # GET /api/raw-events (issue 5)
-
-    app.register_blueprint(raw_events.bp)
+    app.register_blueprint(raw_events.bp)  # GET /api/raw-events (issue 5)
     # POST /webhooks/zoom skips Flask's request machinery: the ingest hot path (issue 6).
     app.wsgi_app = webhooks.WebhookEndpoint(app.wsgi_app, config, MAX_BODY_BYTES)  # type: ignore[method-assign]
 

@@ -55,7 +55,8 @@ def iso(moment: datetime) -> str:
 
 def make_people(people: int, segments: int, rng: random.Random) -> tuple[list[dict], list[dict]]:
     """(connections, registrants): each connection has ids, a name and join/leave times."""
-    connections, registrants = [], []
+    connections: list[dict] = []
+    registrants: list[dict] = []
     end = START + timedelta(minutes=MINUTES)
     for p in range(people):
         guest = rng.random() < 0.08

@@ -169,7 +169,8 @@ def verify_file(path: str, *, expect_head: str | None = None, workers: int = 1) 
     spans = [
         (path, first, min(first + VERIFY_SPAN - 1, high), expect_head) for first in range(low, high + 1, VERIFY_SPAN)
     ]
-    count, head_seen, last = 0, False, (None, GENESIS)
+    count, head_seen = 0, False
+    last: tuple[int | None, str] = (None, GENESIS)
     # fork: workers start at once; each opens its own connection and never touches ours.
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     with context.Pool(workers) as pool:

@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlite_utils
 
-from store.db import durable_write, read_snapshot, write_lock
+from store.db import Store, durable_write, read_snapshot, write_lock
 from store.evidence import utc_now
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def is_current(db: sqlite_utils.Database, uuid: str) -> bool:
 
 
 @contextmanager
-def refresh_lock(db: sqlite_utils.Database, timeout: float = REFRESH_LOCK_TIMEOUT) -> Iterator[None]:
+def refresh_lock(db: Store, timeout: float = REFRESH_LOCK_TIMEOUT) -> Iterator[None]:
     """Held by whoever recomputes derived rows; separate from the write lock webhooks use."""
     with write_lock(db.path + "-derived").hold(timeout):
         yield
@@ -173,7 +173,7 @@ def live_and_recent(db: sqlite_utils.Database, uuid: str, max_age: float) -> boo
     return (datetime.now(UTC) - datetime.fromisoformat(row[0].replace("Z", "+00:00"))).total_seconds() < max_age
 
 
-def clear_dirty(db: sqlite_utils.Database, uuid: str) -> None:
+def clear_dirty(db: Store, uuid: str) -> None:
     if db.execute("SELECT 1 FROM derived_dirty WHERE instance_uuid = ?", [uuid]).fetchone():
         with durable_write(db) as conn:
             conn.execute("DELETE FROM derived_dirty WHERE instance_uuid = ?", (uuid,))
@@ -220,7 +220,7 @@ def _upsert_sql(table: str, columns: Sequence[str], pk: Sequence[str]) -> str:
     )
 
 
-def write_instance(db: sqlite_utils.Database, result: Any, print_: str, stats: RefreshStats, began: float) -> None:
+def write_instance(db: Store, result: Any, print_: str, stats: RefreshStats, began: float) -> None:
     """Bring one instance's rows to `result` (an InstanceAttendance), writing only what changed, in short transactions."""
     uuid = result.instance["instance_uuid"]
     ops: list[tuple[str, tuple]] = []  # (sql, params), in an order foreign keys accept
@@ -258,7 +258,7 @@ def write_instance(db: sqlite_utils.Database, result: Any, print_: str, stats: R
     _run(db, final, stats)
 
 
-def _run(db: sqlite_utils.Database, ops: Sequence[tuple[str, tuple]], stats: RefreshStats) -> None:
+def _run(db: Store, ops: Sequence[tuple[str, tuple]], stats: RefreshStats) -> None:
     """One short durable transaction; consecutive statements with the same SQL are batched."""
     started = time.perf_counter()
     with durable_write(db) as conn:
@@ -276,7 +276,7 @@ def _run(db: sqlite_utils.Database, ops: Sequence[tuple[str, tuple]], stats: Ref
     stats.longest_transaction = max(stats.longest_transaction, elapsed)
 
 
-def drop_instances(db: sqlite_utils.Database, instance_uuids: Iterable[str], stats: RefreshStats | None = None) -> None:
+def drop_instances(db: Store, instance_uuids: Iterable[str], stats: RefreshStats | None = None) -> None:
     """Delete the derived rows of these instances, in short transactions."""
     stats = stats if stats is not None else RefreshStats()
     for uuid in sorted(set(instance_uuids)):

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from store.db import durable_write, query_one
+from store.db import Store, durable_write, query_one
 from store.evidence import utc_now
 
 NORMALIZE_CURSOR = "normalize_cursor"
@@ -109,7 +109,7 @@ def track_meeting(conn, meeting_id: str, *, kind: str | None, topic: str | None,
     )
 
 
-def save_normalized(db: sqlite_utils.Database, deliveries: Iterable[NormalizedDelivery]) -> list[str]:
+def save_normalized(db: Store, deliveries: Iterable[NormalizedDelivery]) -> list[str]:
     """Write normalized deliveries and advance the cursor; returns affected instance uuids."""
     affected: set[str] = set()
     last_id = None

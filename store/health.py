@@ -8,14 +8,12 @@ and removes its own row in one transaction, so it leaves nothing behind but a fr
 
 from __future__ import annotations
 
-import sqlite_utils
-
-from store.db import durable_write, query_one
+from store.db import Store, durable_write, query_one
 
 PROBE_KEY = "healthz_write_probe"
 
 
-def write_probe(db: sqlite_utils.Database) -> None:
+def write_probe(db: Store) -> None:
     """Commit a page-sized write and undo it; raises DatabaseUnavailable when writes fail."""
     page_size = query_one(db, "PRAGMA page_size") or 4096
     with durable_write(db) as conn:

@@ -96,7 +96,7 @@ class FetchSummary:
 
 
 def start_fetch(
-    db: sqlite_utils.Database,
+    db: Store,
     instance_uuid: str,
     *,
     kind: str,
@@ -128,11 +128,13 @@ def start_fetch(
             "INSERT INTO report_fetches (instance_uuid, kind, meeting_id, started_at) VALUES (?, ?, ?, ?)",
             (instance_uuid, kind, meeting_id, now),
         )
-        return int(cursor.lastrowid)
+        if cursor.lastrowid is None:  # set by every INSERT: this is not reached
+            raise RuntimeError("INSERT INTO report_fetches gave no row id")
+        return cursor.lastrowid
 
 
 def save_report_page(
-    db: sqlite_utils.Database,
+    db: Store,
     fetch_id: int,
     instance_uuid: str,
     *,
@@ -173,7 +175,7 @@ def _update_schedule(conn, instance_uuid: str, fields: Mapping[str, Any]) -> Non
 
 
 def complete_fetch(
-    db: sqlite_utils.Database,
+    db: Store,
     fetch_id: int,
     *,
     api_calls: int = 0,
@@ -213,7 +215,7 @@ def complete_fetch(
 
 
 def fail_fetch(
-    db: sqlite_utils.Database,
+    db: Store,
     fetch_id: int,
     error: str,
     *,
@@ -264,7 +266,7 @@ def report_rows(db: sqlite_utils.Database, instance_uuid: str) -> list[dict[str,
 
 
 def save_instances(
-    db: sqlite_utils.Database, rows: Iterable[Mapping[str, Any]], *, body: bytes | None = None, url: str | None = None
+    db: Store, rows: Iterable[Mapping[str, Any]], *, body: bytes | None = None, url: str | None = None
 ) -> list[str]:
     """Record instances listed by Zoom (and the listing as evidence); returns the new uuids."""
     now = utc_now()
@@ -288,9 +290,7 @@ def save_instances(
     return new
 
 
-def save_registrants(
-    db: sqlite_utils.Database, rows: Sequence[Mapping[str, Any]], *, body: bytes, url: str
-) -> SavedPage:
+def save_registrants(db: Store, rows: Sequence[Mapping[str, Any]], *, body: bytes, url: str) -> SavedPage:
     """Store a registrants page as evidence and upsert its registrants (a status may change)."""
     now = utc_now()
     columns = ", ".join(REGISTRANT_COLUMNS)
@@ -322,7 +322,7 @@ def save_registrants(
 
 
 def track(
-    db: sqlite_utils.Database,
+    db: Store,
     meeting_id: str,
     *,
     kind: str | None = None,
@@ -391,7 +391,7 @@ def unscheduled_ended_instances(db: sqlite_utils.Database) -> list[dict[str, Any
     ]
 
 
-def schedule_instances(db: sqlite_utils.Database, rows: Iterable[Mapping[str, Any]]) -> int:
+def schedule_instances(db: Store, rows: Iterable[Mapping[str, Any]]) -> int:
     """Add schedule rows (instance_uuid, meeting_id, kind, ended_at, stage, due_at); existing rows stay."""
     now = utc_now()
     with durable_write(db) as conn:
@@ -420,7 +420,7 @@ def due_fetches(db: sqlite_utils.Database, *, now: str, limit: int) -> list[dict
     return free[:limit]
 
 
-def claim_fetch(db: sqlite_utils.Database, instance_uuid: str, *, now: str, until: str, worker: str) -> bool:
+def claim_fetch(db: Store, instance_uuid: str, *, now: str, until: str, worker: str) -> bool:
     """Claim a pending schedule row until `until`; False when another live worker holds it."""
     with durable_write(db) as conn:
         row = conn.execute(
@@ -435,7 +435,7 @@ def claim_fetch(db: sqlite_utils.Database, instance_uuid: str, *, now: str, unti
         return True
 
 
-def update_schedule(db: sqlite_utils.Database, instance_uuid: str, **fields: Any) -> None:
+def update_schedule(db: Store, instance_uuid: str, **fields: Any) -> None:
     """Change one schedule row (due time, status, claim...)."""
     with durable_write(db) as conn:
         _update_schedule(conn, instance_uuid, fields)
@@ -461,7 +461,7 @@ def meetings_to_discover(db: sqlite_utils.Database, *, checked_before: str) -> l
 
 
 def record_discovery(
-    db: sqlite_utils.Database,
+    db: Store,
     meeting_id: str,
     *,
     instances: int,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 from integrations.attendance.identity import Person, group_people, normalize_email
@@ -78,6 +78,8 @@ def _intervals(segments: Iterable[Segment], window_end: int | None, ended: bool)
             # No leave: it counts until the instance's end if it ended, else until now (OPEN).
             end = window_end if ended and window_end is not None else (s.start if ended else OPEN)
         start = s.start if s.start is not None else end  # join never seen: no time we can prove
+        if start is None or end is None:
+            continue  # no time at all (an ended instance whose end is unknown): nothing to prove
         out.append((start, end))
     return out
 
@@ -227,6 +229,7 @@ def _attendance_row(
     open_since = next((s for s, e in sessions if e >= OPEN), None)
     joins = [s.start for s in chosen if s.start is not None]
     leaves = [s.end if s.end is not None else end for s in chosen]
+    known_leaves = [t for t in leaves if t is not None]
     sources = sorted({s.source for s in members})
     matched, how = _match_registrant(person, by_id, by_email)
     return {
@@ -236,7 +239,9 @@ def _attendance_row(
         "open_since": iso_time(open_since),
         "segments": len(chosen),
         "first_join": iso_time(min(joins, default=None)),
-        "last_leave": None if open_since is not None or None in leaves else iso_time(max(leaves, default=None)),
+        "last_leave": None
+        if open_since is not None or len(known_leaves) < len(leaves)
+        else iso_time(max(known_leaves, default=None)),
         "in_meeting": int(open_since is not None),
         "sources": as_json(sources),
         "seconds_from": chosen[0].source,

@@ -68,12 +68,12 @@ def _looks_like_a_number(name: str) -> bool:
 
 def canonical_name(names: Iterable[str | None]) -> str | None:
     """The display name seen most often; ties go to a name over a phone number, then alphabetically."""
-    names = [n for n in names if n]
-    if not names:
+    present = [n for n in names if n]
+    if not present:
         return None
-    if len(set(names)) == 1:
-        return names[0]  # the usual case, without a Counter for each of 20,000 people
-    counts = Counter(names)
+    if len(set(present)) == 1:
+        return present[0]  # the usual case, without a Counter for each of 20,000 people
+    counts = Counter(present)
     if not counts:
         return None
     return min(counts, key=lambda n: (-counts[n], _looks_like_a_number(n), n))

@@ -69,7 +69,7 @@ def _time(value: Any) -> int | None:
 
 def _event_time(row: Mapping[str, Any], joining: bool) -> int | None:
     # webinar.participant_left may lack leave_time (NOTES.md): the event's own time stands in.
-    names = ("join_time", "date_time") if joining else ("leave_time", "date_time")
+    names: tuple[str, ...] = ("join_time", "date_time") if joining else ("leave_time", "date_time")
     if not joining and row.get("event", "").endswith("participant_left"):
         names = ("leave_time",)  # its date_time, when present, is the join time in Zoom's example
     for name in names:

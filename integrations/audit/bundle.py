@@ -22,15 +22,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-import sqlite_utils
-
 from integrations.audit.export import csv_chunks, jsonl_chunks, raw_log_lines
 from integrations.reads.attendance import attendee_fields, current_instance, now_seconds
 from integrations.reads.formats import csv_lines
 from integrations.zoom.rawlog import COLUMN_DOCS, RAW_LOG_COLUMNS, body_text, stored_bytes
 from store import attendance_queries as queries
 from store.audit import ChainHead, chain_head
-from store.db import read_snapshot
+from store.db import Store, read_snapshot
 from store.evidence import utc_now
 from store.rawlog import REGISTRANT_COLUMNS, evidence_pages, registrants
 
@@ -174,7 +172,7 @@ def _page_lines(conn, instance_uuid: str, meeting_id: str | None) -> Iterator[by
 
 
 def build_bundle(
-    db: sqlite_utils.Database,
+    db: Store,
     meeting: str,
     output: str,
     *,

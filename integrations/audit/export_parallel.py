@@ -21,7 +21,7 @@ import itertools
 import multiprocessing
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from integrations.audit.export import csv_header, export_chunks
@@ -38,7 +38,7 @@ def default_workers() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
-def slices(conn, **filters: Any) -> Iterator[tuple[int, int]]:
+def slices(conn, **filters: Any) -> Generator[tuple[int, int], None, None]:
     """(first id, last id) of consecutive slices of the records `filters` select, SLICE_RECORDS ids at most."""
     if not any(value is not None for value in filters.values()):
         # The whole log: cut the id range, no need to read it first.

@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import orjson
 import sqlite_utils
 
-from store.db import DatabaseUnavailable, durable_write, sync_wal
+from store.db import DatabaseUnavailable, Store, durable_write, sync_wal
 from store.evidence import Delivery, append_deliveries, utc_now
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def imported_bytes(db: sqlite_utils.Database, name: str) -> int:
 
 
 def import_file(
-    db: sqlite_utils.Database, directory: str, name: str, *, timeout: float | None = None, finished: bool = False
+    db: Store, directory: str, name: str, *, timeout: float | None = None, finished: bool = False
 ) -> tuple[int, bool]:
     """Import one spool file from where the last import stopped; (deliveries, reached its end).
 
@@ -266,7 +266,7 @@ def import_file(
     return moved, at_end
 
 
-def _retire(db: sqlite_utils.Database, directory: str, name: str, at_end: bool) -> None:
+def _retire(db: Store, directory: str, name: str, at_end: bool) -> None:
     """Delete a writer-less file imported to its end; set aside one with a torn tail."""
     path = os.path.join(directory, name)
     if at_end:
@@ -284,7 +284,7 @@ def _retire(db: sqlite_utils.Database, directory: str, name: str, at_end: bool) 
         os.replace(path, path + TORN_SUFFIX)
 
 
-def import_spool(db: sqlite_utils.Database, *, timeout: float | None = None, skip: str | None = None) -> ImportResult:
+def import_spool(db: Store, *, timeout: float | None = None, skip: str | None = None) -> ImportResult:
     """Import every spool file of `db`; delete those done whose writer is gone.
 
     `skip` names a file the caller is writing and imports itself.
@@ -304,7 +304,7 @@ def import_spool(db: sqlite_utils.Database, *, timeout: float | None = None, ski
     return result
 
 
-def spool_status(db: sqlite_utils.Database) -> dict:
+def spool_status(db: Store) -> dict:
     """Files in the spool and bytes not yet in raw_records (for /healthz and operators)."""
     directory = spool_dir(db.path)
     names = spool_files(directory)

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,14 @@ class Fault:
     retry_after: str | None = None
     delay: float = 0.0
     hits: int = 0
+
+
+class Credentials(TypedDict):
+    """What ZoomClient takes to authenticate as the simulator's account."""
+
+    account_id: str
+    client_id: str
+    client_secret: str
 
 
 @dataclass(frozen=True)
@@ -188,8 +196,7 @@ class ZoomSimulator:
         """http://127.0.0.1:PORT"""
         if self._server is None:
             raise RuntimeError("simulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"  # where start() binds it
 
     @property
     def api_base_url(self) -> str:
@@ -199,7 +206,7 @@ class ZoomSimulator:
     def oauth_token_url(self) -> str:
         return self.url + "/oauth/token"
 
-    def credentials(self) -> dict[str, str]:
+    def credentials(self) -> Credentials:
         """account_id, client_id, client_secret as ZoomClient takes them."""
         return {"account_id": self.account_id, "client_id": self.client_id, "client_secret": self.client_secret}
 

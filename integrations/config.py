@@ -1,4 +1,8 @@
-"""The one place that reads configuration: the environment, plus an optional `.env` file."""
+"""The one place that reads configuration: the environment, plus an optional `.env` file.
+
+`load_config()` returns a frozen `Config` and names every missing or invalid variable at
+once; everything else receives values as arguments. Each variable is documented in
+config.example.env."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """Organizer queries over the derived attendance tables (issue 4): the CLI and the API call these.
 
-They read only the derived tables (store/derived.py), so they cannot disagree with what
-SQL users see there. The one thing added at read time is the clock: a person still in a
-live meeting has an open session since `open_since`, and `now` extends it, exactly as the
-`attendees` view does in SQL.
-"""
+They read only the derived tables, adding only the clock: an open session runs until
+`now`, as the `attendees` view does in SQL."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
 """Verifying the hash chain of raw records (store/evidence.py), and reading its head.
 
-The chain proves that nothing was edited, inserted, deleted or reordered *inside* the log:
-each record's `chain_hash` covers the previous record's. What it cannot prove alone is that
-the newest records were not cut off (the log then just ends earlier), nor that someone who
-recomputed every hash after an edit did not rewrite history. A head recorded elsewhere
-(an evidence bundle's MANIFEST, a printed `verify` result) closes both gaps: `verify_chain(
-db, expect_head=...)` fails unless that exact head is still in the chain.
-"""
+The chain proves nothing was changed inside the log; a head recorded elsewhere (a bundle's
+MANIFEST, a printed `verify`) also proves nothing was cut off (docs/internals.md)."""
 
 from __future__ import annotations
 

@@ -1,18 +1,8 @@
-"""Derived attendance tables (issue 8): refresh from the evidence, rebuild, worker pacing.
+"""The SQL of the derived attendance tables (issue 8): reading an instance's evidence,
+writing its rows in short transactions, and the refresh lock.
 
-The schema is in store/derived_schema.py; triggers there mark the instances whose evidence
-changed (`derived_dirty`), whoever stored it, and the worker's pacer refreshes them.
-
-The tables are a function of the stored evidence alone (integrations/attendance/compute.py never reads
-the clock), recomputed per instance when its evidence changes. Writes go through
-`durable_write` in short transactions of at most `CHUNK_ROWS` changed rows, because
-webhook requests wait on the same lock (Zoom gives up after 3 s); only rows that changed
-are written, so a live webinar's refresh after a few events is a few small writes.
-Each instance row carries `evidence`, a fingerprint of what it was computed from:
-NULL while its rows are being rewritten, so readers know to refresh first.
-One refresher at a time (a lock of its own, never the write lock): a slow refresher
-can never overwrite a newer result with an older one.
-"""
+The refresh itself (rules applied, pacing) is integrations/derived/refresh.py; the schema
+and the triggers that mark changed instances are in store/migrations.py."""
 
 from __future__ import annotations
 

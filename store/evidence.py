@@ -1,10 +1,7 @@
 """Raw evidence: every webhook delivery and every fetched report page, hash-chained.
 
-Each record's `chain_hash` is SHA-256 over the previous record's chain hash, the
-record's own content hash and its received time. Records get their id and chain hash
-inside the same write transaction, under the cross-process write lock, so the chain
-stays linear however many gunicorn workers write at once.
-"""
+Each record gets its id and chain hash (`chain_hash`, the one copy of the formula) in the
+same write transaction, under the cross-process write lock, so the chain stays linear."""
 
 from __future__ import annotations
 

@@ -1,13 +1,8 @@
-"""Report evidence from Zoom's REST API: fetched pages, report rows, registrants.
+"""Report evidence from Zoom's REST API: fetched pages, report rows, registrants, and the
+re-fetch schedule.
 
-Pages are raw records in the hash chain (store/evidence.py). Report rows are one per row
-of Zoom's participant report; the rows of an instance are those of its last complete
-fetch (`instances.report_fetch_id`), so a partial fetch never replaces a complete one.
-
-Rows arrive as plain dicts from integrations/zoom/reports.py; every write goes through
-`durable_write`. The re-fetch schedule lives here too, so a restarted worker picks up
-where it stopped. Migrations are at the end of this module, in the order they apply.
-"""
+An instance's rows are those of its last complete fetch, so a partial fetch never
+replaces a complete one; every write goes through `durable_write`."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
 """The attendance rules of issue 4, as one pure function from evidence to table rows.
 
 `compute_attendance` is the only implementation of the rules: the derived tables are its
-output (store/derived.py) and the CLI and read API read those tables. It never looks at
-the clock: a person still in a live meeting gets an open session (`open_since`) and
-readers add the time since then, so the rows depend on the evidence alone and an
-incremental refresh equals a rebuild row for row (issue 8).
-"""
+output. It never reads the clock, so an incremental refresh equals a rebuild (issue 8)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,8 @@
 """Which connections are the same person (issue 4, "A person"). Pure: plain values only.
 
-Connections belong to one person when they share a strong identifier (registrant id,
-email case-insensitively, or participant_user_id), transitively. Connections with none
-are grouped by exact display name and marked weak; a weak group never joins a strong
-one by name, since matching people by name assigns attendance to the wrong person
-(Moodle mod_zoom #168, #496, #564 in ../shared/zoom/NOTES.md). Links name the same
-connection seen twice (a per-connection id), so they join groups without making them strong.
-"""
+Strong identifiers (registrant id, email, participant_user_id) join connections
+transitively; connections with none are grouped by exact name as weak people, never merged
+into strong ones by name (docs/internals.md says why)."""
 
 from __future__ import annotations
 

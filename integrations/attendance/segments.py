@@ -1,11 +1,7 @@
 """Connections (segments) from the evidence: webhook join/leave events and report rows. Pure.
 
-A segment is one connection, join to leave (issue 4, "Rules"). Webhook events pair by
-the per-connection `user_id` (else `participant_uuid`) whatever order they arrived in;
-duplicates collapse. Waiting-room events never make a segment: waiting is not attending.
-Times are whole epoch seconds; `start` None means the join was never seen, `end` None
-means no leave yet.
-"""
+A segment is one connection, join to leave (issue 4, "Rules"); webhook events pair per
+connection whatever order they arrived in, and waiting-room events never count."""
 
 from __future__ import annotations
 

@@ -1,13 +1,7 @@
 """The evidence bundle of one meeting instance: what an auditor receives, checks and opens.
 
-One folder (or zip): attendance CSV and summary JSON from the attendance engine, the raw
-join log (JSONL and CSV), the stored report pages, registrants, a README explaining every
-file and column, and a MANIFEST with each file's SHA-256, the hash-chain head at export
-time and the command that proves the log intact up to that head.
-
-Attendance is computed first; the raw files and the head are then read in one snapshot
-taken after it, so the log in the bundle covers everything the attendance was computed from.
-"""
+Attendance, the raw join log, report pages, registrants, a README and a MANIFEST of
+SHA-256s with the chain head, read in one snapshot taken after attendance is computed."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
-"""`python worker.py demo`: a simulated webinar through the real pipeline, no Zoom account.
+"""`worker.py demo`: a simulated webinar through the real pipeline, no Zoom account.
 
-The steps, each the production code: the web app (the Procfile's gunicorn line) on a
-free port of 127.0.0.1; the Zoom API simulator (integrations/simulator/zoom_api.py) holding a
-synthetic webinar; signed webhooks for it (integrations/simulator/webhooks.py: joins
-in a burst, rejoins, second devices, a few deliveries lost on the way) posted at a
-compressed pace, a 5xx retried as Zoom would; normalization; then the report synced from
-the simulator over HTTP, as the worker does after a webinar ends.
-"""
+The web app runs as the Procfile's gunicorn process; signed webhooks from the simulator
+are posted to it, normalized, and the report is synced from the simulator over HTTP."""
 
 from __future__ import annotations
 

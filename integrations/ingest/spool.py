@@ -1,25 +1,8 @@
 """The spool: where a webhook delivery is on disk before it is answered.
 
-Each web process appends the deliveries it receives to a file of its own, one `write` and
-one `fdatasync` per group-commit batch, and then answers: no lock is shared with any other
-process, no index is updated. Importing moves them into `raw_records` afterwards (dedupe,
-id, hash chain) in large transactions, where each row costs a fraction of what a small
-transaction per request cost (bench/README.md, issue 6).
-
-Layout: `<database>-spool/<millis>-<pid>-<random>.spool`, a sequence of frames:
-
-    magic b"ZWS1" | payload length (u32 LE) | CRC-32 of payload (u32 LE) | payload
-    payload = JSON [received_at, timestamp, signature, request_id, tracking_id, stale] "\\n" body
-
-A frame is complete and intact or it is not read: a torn tail (a process killed mid-write)
-stops the import of that file at the last good frame. The writer never appends after bytes
-it could not write or sync: it truncates them away and starts a new file.
-
-The table `spool_files` records, per file, how many bytes are in `raw_records`, updated in
-the same transaction as the rows, so an import interrupted anywhere repeats nothing and
-skips nothing. A file is deleted once it is imported to its end, that import is synced,
-and no writer holds it (writers hold a shared `flock` on their file while they live).
-"""
+Each web process appends to a file of its own (one write and one fdatasync per batch);
+an importer later moves the frames into raw_records in large transactions, resuming
+exactly where it stopped. File format and recovery rules: docs/internals.md."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """Report sync: fetch Zoom's participant reports and rosters into the store, now or on schedule.
 
-Each sync reads as its steps: `fetch_*` (integrations/zoom/reports.py) yields pages,
-`*_to_row` reshapes them, `save_*` (store/reports.py) stores pages and rows idempotently.
-The scheduler's `poll_reports` plans fetches after instances end (integrations/reports/plan.py)
-and keeps its state in the database, so a restarted worker neither repeats nor loses work.
-"""
+Each sync reads as its steps: `fetch_*` (integrations/zoom/reports.py), `*_to_row`, then
+`save_*` (store/reports.py); the poller's state lives in the database."""
 
 from __future__ import annotations
 

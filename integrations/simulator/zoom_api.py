@@ -1,14 +1,8 @@
 """A Zoom-compatible REST API on 127.0.0.1 for tests, the demo and benchmarks.
 
-It serves what the report poller uses: Server-to-Server OAuth tokens, participant reports,
-past instances and webinar registrants, from an in-memory `Dataset`, with Zoom's paging
-(`page_size` <= 300, `next_page_token`), error shapes (NOTES.md, meetings-api.openapi.json)
-and scriptable faults: 429 with Retry-After, the daily limit, 500, slow answers, expired
-access tokens, expired or looping page tokens, malformed JSON. It counts every call.
-
-    with ZoomSimulator(synthetic_webinar(attendees=500)) as zoom:
-        client = ZoomClient(**zoom.credentials(), api_base_url=zoom.api_base_url, oauth_token_url=zoom.oauth_token_url)
-"""
+OAuth tokens, participant reports, past instances and registrants from an in-memory
+`Dataset`, with Zoom's paging and error shapes, scriptable faults and a count of every
+call (docs/internals.md has an example)."""
 
 from __future__ import annotations
 

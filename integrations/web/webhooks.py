@@ -1,13 +1,8 @@
 """POST /webhooks/zoom: verify, store durably, then answer. Normalization happens later.
 
-Zoom retries only 5xx and timeouts, never a 4xx (../shared/zoom/NOTES.md, "Delivery"):
-our own trouble is always a 503, and a 2xx leaves only once the delivery is on disk.
-
-The endpoint is the hot path of a live webinar's first minutes (issue 6): `WebhookEndpoint`
-answers POST /webhooks/zoom as plain WSGI in front of Flask, whose request and response
-objects cost more than verifying and storing (bench/README.md). Everything else, the
-same path's other methods included (405), goes on to Flask.
-"""
+A 2xx leaves only once the delivery is on disk; our own trouble is a 503 (Zoom retries
+5xx, never 4xx). `WebhookEndpoint` answers this POST as plain WSGI in front of Flask, the
+hot path of a live webinar (issue 6); Flask answers everything else."""
 
 from __future__ import annotations
 

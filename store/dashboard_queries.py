@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from integrations.attendance.intervals import OPEN, concurrency, epoch_seconds, iso_time, present_at, steps
+from integrations.attendance.intervals import OPEN, concurrency, epoch_seconds, present_at, steps
 from store.attendance_queries import BadQuery, Threshold, _live_seconds, _sources, meeting_info
 
 PAGE_SIZE = 50
@@ -84,8 +84,14 @@ def attendance_rows(
         "FROM attendance a JOIN people p ON p.instance_uuid = a.instance_uuid AND p.person_key = a.person_key "
         f"WHERE {' AND '.join(where)}"
     )
-    total = db.execute(f"SELECT count(*) {base}", params).fetchone()[0]
-    order = f"{SORTS[query.sort]} {'DESC' if query.descending else 'ASC'}, lower(coalesce(p.name, '')), a.person_key"
+    if query.search:
+        total = db.execute(f"SELECT count(*) {base}", params).fetchone()[0]
+    else:  # every attendance row has its people row (foreign key): count without the join
+        total = db.execute(f"SELECT count(*) FROM attendance a WHERE {' AND '.join(where)}", params).fetchone()[0]
+    sort = SORTS[query.sort]
+    if query.sort == "attended" and not _has_open_sessions(db, uuid):
+        sort = "a.attended_seconds"  # the same numbers once nobody is in: walks the index
+    order = f"{sort} {'DESC' if query.descending else 'ASC'}, lower(coalesce(p.name, '')), a.person_key"
     page = ""
     if limit is not None:
         page = " LIMIT :limit OFFSET :offset"
@@ -117,6 +123,14 @@ def attendance_rows(
             attendee["eligible"] = threshold.eligible(seconds, meeting["window_seconds"])
         attendees.append(attendee)
     return {"meeting": meeting, "total": total, "attendees": attendees}
+
+
+def _has_open_sessions(db: sqlite_utils.Database, uuid: str) -> bool:
+    """True while someone is still in the instance (their seconds grow with the clock)."""
+    row = db.execute(
+        "SELECT 1 FROM attendance WHERE instance_uuid = ? AND open_since IS NOT NULL LIMIT 1", [uuid]
+    ).fetchone()
+    return row is not None
 
 
 def _minimum_seconds(threshold: Threshold, window: int | None) -> float:
@@ -342,5 +356,3 @@ def epoch_or_none(text: str | None) -> int | None:
     """An ISO time as epoch seconds, None stays None."""
     return epoch_seconds(text) if text else None
 
-
-__all__ = ["iso_time"]

@@ -97,7 +97,9 @@ def main() -> None:
     path = os.path.join(tempfile.mkdtemp(prefix="bench-dashboard-"), "attendance.db")
     started = time.perf_counter()
     build(path, opts.people, opts.segments)
-    print(f"setup: {opts.people} people, {opts.segments} connections ({time.perf_counter() - started:.1f} s, not timed)")
+    print(
+        f"setup: {opts.people} people, {opts.segments} connections ({time.perf_counter() - started:.1f} s, not timed)"
+    )
 
     config = load_config(
         {"DATABASE_URL": f"sqlite:///{path}", "API_TOKEN": "bench", "SECRET_KEY": "bench-key"}, dotenv=False
@@ -120,7 +122,9 @@ def main() -> None:
         seconds, size = timed(client, url, opts.runs)
         sizes[url] = size
         verdict = "ok" if seconds < target else "OVER TARGET"
-        print(f"{label}: median {seconds * 1000:.0f} ms of {opts.runs}, {size / 1024:.1f} KB (target {target * 1000:.0f} ms: {verdict})")
+        print(
+            f"{label}: median {seconds * 1000:.0f} ms of {opts.runs}, {size / 1024:.1f} KB (target {target * 1000:.0f} ms: {verdict})"
+        )
     static = 0
     for name in ("dashboard.css", "instance.js", "vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css"):
         response = client.get(f"/dashboard/static/{name}")

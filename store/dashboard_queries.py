@@ -157,7 +157,9 @@ def _absent_rows(db, uuid, meeting, threshold, query, limit) -> dict[str, Any]:
         where += " AND (name LIKE :q ESCAPE '\\' OR email LIKE :q ESCAPE '\\')"
         params["q"] = _like(query.search)
     total = db.execute(f"SELECT count(*) FROM registrant_attendance WHERE {where}", params).fetchone()[0]
-    column = {"name": "lower(coalesce(name, ''))", "email": "lower(coalesce(email, ''))"}.get(query.sort, "registrant_id")
+    column = {"name": "lower(coalesce(name, ''))", "email": "lower(coalesce(email, ''))"}.get(
+        query.sort, "registrant_id"
+    )
     page = ""
     if limit is not None:
         page = " LIMIT :limit OFFSET :offset"
@@ -355,4 +357,3 @@ def raw_record(db: sqlite_utils.Database, record_id: int) -> tuple[str, bytes] |
 def epoch_or_none(text: str | None) -> int | None:
     """An ISO time as epoch seconds, None stays None."""
     return epoch_seconds(text) if text else None
-

@@ -11,8 +11,8 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from integrations.web import create_app
 from integrations.reads.formats import neutralize_cell
+from integrations.web import create_app
 from tests.attendance_support import Scenario, cli
 from tests.conftest import API_TOKEN
 from tests.dashboard_support import (
@@ -120,11 +120,15 @@ def test_forwarded_proto_counts_only_with_trust_proxy_headers(tmp_path):
 
 def test_sign_in_goes_back_only_to_a_page_of_this_site(dash):
     page = dash.get("/login?next=//evil.example/x").get_data(as_text=True)
-    response = dash.post("/login", data={"password": API_TOKEN, "csrf_token": csrf_from(page), "next": "//evil.example/x"})
+    response = dash.post(
+        "/login", data={"password": API_TOKEN, "csrf_token": csrf_from(page), "next": "//evil.example/x"}
+    )
     assert response.headers["Location"] == "/"
     dash.post("/logout", data={"csrf_token": csrf_from(dash.get("/").get_data(as_text=True))})
     page = dash.get("/login").get_data(as_text=True)
-    response = dash.post("/login", data={"password": API_TOKEN, "csrf_token": csrf_from(page), "next": "/attendance?x=1"})
+    response = dash.post(
+        "/login", data={"password": API_TOKEN, "csrf_token": csrf_from(page), "next": "/attendance?x=1"}
+    )
     assert response.headers["Location"] == "/attendance?x=1"
 
 

@@ -169,9 +169,11 @@ def test_demo_instance_numbers_search_person_and_csv_in_chromium(served, browser
 
     # Search one person by email, open their page.
     attendance = cli(config, "attendance", WEBINAR_ID, "--format", "json")["attendees"]
-    someone = next(a for a in attendance if a["email"] and a["segments"] > 1) if any(
-        a["email"] and a["segments"] > 1 for a in attendance
-    ) else next(a for a in attendance if a["email"])
+    someone = (
+        next(a for a in attendance if a["email"] and a["segments"] > 1)
+        if any(a["email"] and a["segments"] > 1 for a in attendance)
+        else next(a for a in attendance if a["email"])
+    )
     browser.find_element(By.ID, "table-link").click()
     search = browser.find_element(By.CSS_SELECTOR, 'input[type="search"]')
     search.send_keys(someone["email"] + Keys.ENTER)
@@ -184,7 +186,9 @@ def test_demo_instance_numbers_search_person_and_csv_in_chromium(served, browser
         time.sleep(0.1)
     [downloaded] = list(browser.downloads.glob("*.csv"))
     rows = list(csv.DictReader(io.StringIO(downloaded.read_text())))
-    cli_rows = list(csv.DictReader(io.StringIO(cli(config, "attendance", WEBINAR_ID, "--min-minutes", "60", "--format", "csv"))))
+    cli_rows = list(
+        csv.DictReader(io.StringIO(cli(config, "attendance", WEBINAR_ID, "--min-minutes", "60", "--format", "csv")))
+    )
     assert rows == [r for r in cli_rows if r["email"] == someone["email"]]
 
     browser.find_element(By.CSS_SELECTOR, "td.name a").click()

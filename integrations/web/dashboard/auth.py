@@ -39,7 +39,9 @@ def configure_sessions(app: Flask, secret_key: str | None) -> None:
 def dashboard_off() -> str | None:
     """Why the dashboard cannot serve (no SECRET_KEY or no API_TOKEN), or None."""
     config = settings()
-    missing = [name for name, value in (("SECRET_KEY", config.secret_key), ("API_TOKEN", config.api_token)) if not value]
+    missing = [
+        name for name, value in (("SECRET_KEY", config.secret_key), ("API_TOKEN", config.api_token)) if not value
+    ]
     if missing:
         return "The dashboard is off: set " + " and ".join(missing) + " (see config.example.env)."
     return None

@@ -248,9 +248,7 @@ def attendance_table():
 def _export_rows() -> dict[str, Any]:
     db = get_db()
     uuid = _uuid()
-    return dq.attendance_rows(
-        db, uuid, now=now_seconds(), threshold=_threshold(), query=_table_query(), limit=None
-    )
+    return dq.attendance_rows(db, uuid, now=now_seconds(), threshold=_threshold(), query=_table_query(), limit=None)
 
 
 def _filename(result: dict[str, Any], ext: str) -> str:
@@ -262,7 +260,9 @@ def _filename(result: dict[str, Any], ext: str) -> str:
 def attendance_csv() -> Response:
     """The table's rows (every page, the same filter and order) as the CLI's spreadsheet-safe CSV."""
     result = _export_rows()
-    response = Response(stream_with_context(csv_lines(result["attendees"], attendee_fields(result))), mimetype="text/csv")
+    response = Response(
+        stream_with_context(csv_lines(result["attendees"], attendee_fields(result))), mimetype="text/csv"
+    )
     response.headers["Content-Disposition"] = f'attachment; filename="{_filename(result, "csv")}"'
     return response
 
@@ -299,11 +299,7 @@ def person():
 
 def _lanes(story: dict[str, Any], meeting: dict[str, Any], now: int) -> dict[str, Any]:
     """Bars of the person's time line as percentages of the instance window (an SVG, drawn on the server)."""
-    spans = [
-        (dq.epoch_or_none(s["start"]), dq.epoch_or_none(s["end"]) or now)
-        for s in story["sessions"]
-        if s["start"]
-    ]
+    spans = [(dq.epoch_or_none(s["start"]), dq.epoch_or_none(s["end"]) or now) for s in story["sessions"] if s["start"]]
     conns: list[tuple[int, int, str]] = []
     webhook: dict[str, list[int]] = {}  # per connection: first join, last leave
     for c in story["connections"]:

@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -31,20 +30,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.bench_attendance import (  # noqa: E402
-    MINUTES,
-    START,
     UUID,
-    WEBINAR,
-    iso,
     make_people,
+    store_instance_window,
     store_report,
     store_webhooks,
 )
 from integrations.config import load_config  # noqa: E402
 from integrations.derived.refresh import refresh_instances  # noqa: E402
 from integrations.web import create_app  # noqa: E402
-from store.db import durable_write, open_db  # noqa: E402
-from store.events import upsert_instance  # noqa: E402
+from store.db import open_db  # noqa: E402
 from store.migrations import migrate  # noqa: E402
 
 
@@ -53,21 +48,7 @@ def build(path: str, people: int, segments: int) -> None:
     db = open_db(path, lock_timeout=30)
     migrate(db)
     connections, registrants = make_people(people, segments, random.Random(7))
-    with durable_write(db) as c:
-        for event, moment in (("started", START), ("ended", START + timedelta(minutes=MINUTES))):
-            upsert_instance(
-                c,
-                {
-                    "instance_uuid": UUID,
-                    "meeting_id": WEBINAR,
-                    "kind": "webinar",
-                    "topic": "Bench webinar",
-                    "event_ts": int(moment.timestamp() * 1000),
-                    event: True,
-                    "start_time": iso(START),
-                    "end_time": iso(moment),
-                },
-            )
+    store_instance_window(db)
     store_webhooks(db, connections)
     store_report(db, connections, registrants)
     refresh_instances(db, [UUID], force=True)

@@ -14,7 +14,16 @@ from typing import Any
 import sqlite_utils
 
 from integrations.attendance.intervals import OPEN, concurrency, epoch_seconds, present_at, steps
-from store.attendance_queries import BadQuery, Threshold, _live_seconds, _sources, meeting_info
+from store.attendance_queries import (
+    ATTENDEE_COLUMNS,
+    BadQuery,
+    Threshold,
+    _live_seconds,
+    _sources,
+    absent_registrant,
+    attendee_row,
+    meeting_info,
+)
 
 PAGE_SIZE = 50
 SHOWS = ("all", "eligible", "not-eligible", "absent")
@@ -97,31 +106,11 @@ def attendance_rows(
         page = " LIMIT :limit OFFSET :offset"
         params.update(limit=limit, offset=(query.page - 1) * limit)
     cursor = db.execute(
-        "SELECT p.person_key, p.identity, p.name, p.email, a.registrant_id, a.attended_seconds, a.segments, "
-        "a.first_join, a.last_leave, a.in_meeting, a.sources, a.webhook_only, a.open_since, "
-        f"{_LIVE_SECONDS} AS live_seconds {base} ORDER BY {order}{page}",
+        f"SELECT {ATTENDEE_COLUMNS}, {_LIVE_SECONDS} AS live_seconds {base} ORDER BY {order}{page}",
         params,
     )
-    attendees = []
-    for row in cursor:
-        seconds = _live_seconds(row[5], row[12], now)
-        attendee = {
-            "person_key": row[0],
-            "identity": row[1],
-            "name": row[2],
-            "email": row[3],
-            "registrant_id": row[4],
-            "attended_seconds": seconds,
-            "segments": row[6],
-            "first_join": row[7],
-            "last_leave": row[8],
-            "in_meeting": bool(row[9]),
-            "sources": _sources(row[10]),
-            "webhook_only": bool(row[11]),
-        }
-        if threshold.given:
-            attendee["eligible"] = threshold.eligible(seconds, meeting["window_seconds"])
-        attendees.append(attendee)
+    window = meeting["window_seconds"]
+    attendees = [attendee_row(row, now=now, threshold=threshold, window=window) for row in cursor]
     return {"meeting": meeting, "total": total, "attendees": attendees}
 
 
@@ -169,25 +158,7 @@ def _absent_rows(db, uuid, meeting, threshold, query, limit) -> dict[str, Any]:
         f"ORDER BY {column} {'DESC' if query.descending else 'ASC'}, registrant_id{page}",
         params,
     ).fetchall()
-    attendees = []
-    for registrant_id, name, email in rows:
-        row = {
-            "person_key": f"registrant:{registrant_id}",
-            "identity": "registrant",
-            "name": name,
-            "email": email,
-            "registrant_id": registrant_id,
-            "attended_seconds": 0,
-            "segments": 0,
-            "first_join": None,
-            "last_leave": None,
-            "in_meeting": False,
-            "sources": [],
-            "webhook_only": False,
-        }
-        if threshold.given:
-            row["eligible"] = False
-        attendees.append(row)
+    attendees = [absent_registrant(registrant_id, name, email, threshold) for registrant_id, name, email in rows]
     return {"meeting": meeting, "total": total, "attendees": attendees}
 
 

@@ -32,7 +32,7 @@ from integrations.web.dashboard.charts import headline, histogram, plain
 from integrations.web.dbconn import get_db
 from store import dashboard_queries as dq
 from store.attendance_queries import BadQuery, Threshold, UnknownMeeting, summary
-from store.db import DatabaseUnavailable
+from store.db import DatabaseUnavailable, Store
 
 LIVE_MAX_AGE = 5.0  # seconds: a live instance refreshed this recently is shown as it is
 REFRESH_LOCK_TIMEOUT = 10.0  # under gunicorn's 30 s worker timeout
@@ -130,6 +130,11 @@ def _uuid() -> str:
     return current_instance(db, uuid, uuid, live_max_age=LIVE_MAX_AGE, lock_timeout=REFRESH_LOCK_TIMEOUT)
 
 
+def _instance_request() -> tuple[Store, str, Threshold]:
+    """The database, the instance and the eligibility threshold a page of one instance asks about."""
+    return get_db(), _uuid(), _threshold()
+
+
 def _table_query() -> dq.TableQuery:
     try:
         page = int(request.args.get("page", "1") or 1)
@@ -171,9 +176,7 @@ def meetings():
 @bp.get("/instance")
 def instance():
     """Headline numbers, charts (drawn from data.json), reconciliation."""
-    db = get_db()
-    uuid = _uuid()
-    threshold = _threshold()
+    db, uuid, threshold = _instance_request()
     now = now_seconds()
     result = summary(db, uuid, now=now, threshold=threshold)
     meeting = result["meeting"]
@@ -195,9 +198,7 @@ def instance():
 @bp.get("/instance/data.json")
 def instance_data() -> Response:
     """The instance page's live numbers and chart data: curve, peak, histogram, reconciliation counts."""
-    db = get_db()
-    uuid = _uuid()
-    threshold = _threshold()
+    db, uuid, threshold = _instance_request()
     now = now_seconds()
     result = summary(db, uuid, now=now, threshold=threshold)
     meeting = result["meeting"]
@@ -224,9 +225,7 @@ def instance_data() -> Response:
 @bp.get("/attendance")
 def attendance_table():
     """One page of the attendance table: search, filter, sort, page in SQL."""
-    db = get_db()
-    uuid = _uuid()
-    threshold = _threshold()
+    db, uuid, threshold = _instance_request()
     query = _table_query()
     result = dq.attendance_rows(db, uuid, now=now_seconds(), threshold=threshold, query=query)
     pages = max(1, -(-result["total"] // dq.PAGE_SIZE))

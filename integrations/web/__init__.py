@@ -45,6 +45,9 @@ def create_app(config: Config | None = None) -> Flask:
     from integrations.web import raw_events  # GET /api/raw-events (issue 5)
 
     app.register_blueprint(raw_events.bp)
+    from integrations.web import verify  # public certificate verification (issue 17)
+
+    app.register_blueprint(verify.bp)
     # POST /webhooks/zoom skips Flask's request machinery: the ingest hot path (issue 6).
     app.wsgi_app = webhooks.WebhookEndpoint(app.wsgi_app, config, MAX_BODY_BYTES)  # type: ignore[method-assign]
 

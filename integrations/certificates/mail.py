@@ -12,6 +12,7 @@ retried by the next run, 'refused' is not (the address was refused).
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import ssl
 import time
@@ -110,7 +111,8 @@ class Mailer:
             self.close()
             return "failed", f"before DATA: {e}"
         try:
-            code, answer = smtp.data(message.as_bytes())
+            # CRLF line ends: smtplib passes bytes through as they are, and SMTP requires CRLF.
+            code, answer = smtp.data(message.as_bytes(policy=email.policy.SMTP))
         except smtplib.SMTPDataError as e:  # DATA itself refused: nothing was transferred
             return self._answer(e.smtp_code, e.smtp_error)
         except (TimeoutError, smtplib.SMTPException, OSError) as e:

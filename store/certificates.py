@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -235,7 +236,7 @@ def verify_certificate_chain(db: sqlite_utils.Database) -> tuple[int, str]:
     previous, count = GENESIS, 0
     try:
         cursor = db.execute("SELECT id, at, body, sha256, chain_hash FROM certificate_events ORDER BY id")
-    except Exception as e:  # a database from before issue 17 that was opened read-only
+    except sqlite3.OperationalError as e:  # a database from before issue 17, opened read-only
         if "no such table" in str(e):
             return 0, GENESIS
         raise

@@ -27,6 +27,10 @@ class Config:
     zoom_oauth_token_url: str = "https://zoom.us/oauth/token"
     database_path: str = "attendance.db"
     api_token: str | None = field(default=None, repr=False)
+    # Signs the dashboard's session cookie; without it the dashboard refuses to serve.
+    secret_key: str | None = field(default=None, repr=False)
+    # Honour X-Forwarded-Proto/-For from one reverse proxy in front (TLS terminated there).
+    trust_proxy_headers: bool = False
     webhook_tolerance_seconds: int = 300
     port: int = 8000
     web_concurrency: int = 2
@@ -110,16 +114,15 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
             errors.append(f"{name} must not be negative, got {raw!r}")
         return value
 
-    def flag(name: str, default: bool) -> bool:
+    def flag(name: str, default: bool = False) -> bool:
         raw = text(name)
         if raw is None:
             return default
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off"):
-            return False
-        errors.append(f"{name} must be true or false, got {raw!r}")
-        return default
+        raw = raw.lower()
+        if raw not in ("0", "1", "true", "false", "yes", "no"):
+            errors.append(f"{name} must be 1 or 0, got {raw!r}")
+            return default
+        return raw in ("1", "true", "yes")
 
     public_base_url = (text("PUBLIC_BASE_URL") or Config.public_base_url).rstrip("/")
     if not public_base_url.startswith(("http://", "https://")):
@@ -138,6 +141,8 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         zoom_oauth_token_url=text("ZOOM_OAUTH_TOKEN_URL") or Config.zoom_oauth_token_url,
         database_path=database_path,
         api_token=text("API_TOKEN"),
+        secret_key=text("SECRET_KEY"),
+        trust_proxy_headers=flag("TRUST_PROXY_HEADERS"),
         webhook_tolerance_seconds=int(number("WEBHOOK_TOLERANCE_SECONDS", 300, int)),
         port=int(number("PORT", 8000, int)),
         web_concurrency=max(1, int(number("WEB_CONCURRENCY", 2, int))),

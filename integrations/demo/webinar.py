@@ -23,13 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from integrations.certificates.issue import issue_for_meeting
+from integrations.certificates.keys import read_key, write_new_key
 from integrations.reads.attendance import current_instance, now_seconds
 from integrations.reports.sync import sync_meeting
 from integrations.simulator.webhooks import SimulatedDelivery, instance_deliveries
 from integrations.simulator.zoom_api import Dataset, ZoomSimulator, synthetic_webinar
 from integrations.zoom.client import ZoomClient
 from integrations.zoom.signature import sign
-from store.attendance_queries import attendance, summary
+from store.attendance_queries import Threshold, attendance, summary
 from store.db import open_db
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -75,6 +77,8 @@ class DemoResult:
     report_rows: int
     api_calls: int
     seconds: float
+    certificates_issued: int = 0
+    signing_key_file: str = ""
 
 
 def run_demo(
@@ -113,6 +117,8 @@ def run_demo(
         progress(f"webhooks stored and normalized: {webhook_people:,} people seen so far; syncing the report")
         pages, report_rows, api_calls = _sync_report(database_path, zoom, progress)
     summary, top = _results(database_path, uuid)
+    key_file, issued = _issue_certificates(database_path)
+    progress(f"certificates: {issued:,} issued to those who attended at least half the webinar (key {key_file})")
     return DemoResult(
         database_path=database_path,
         webinar_id=WEBINAR_ID,
@@ -126,7 +132,20 @@ def run_demo(
         report_rows=report_rows,
         api_calls=api_calls,
         seconds=time.monotonic() - started,
+        certificates_issued=issued,
+        signing_key_file=key_file,
     )
+
+
+def _issue_certificates(database_path: str) -> tuple[str, int]:
+    """Issue the demo webinar's certificates with a signing key kept next to its database."""
+    key_file = os.path.join(os.path.dirname(database_path), "demo-signing-key.pem")
+    key = read_key(key_file) if os.path.exists(key_file) else write_new_key(key_file)
+    with _database(database_path) as db:
+        outcome = issue_for_meeting(
+            db, WEBINAR_ID, stage="attended", key=key, now=int(time.time()), threshold=Threshold(min_percent=50)
+        )
+    return key_file, len(outcome.issued)
 
 
 # --- the web app -------------------------------------------------------------------------------

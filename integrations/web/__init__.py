@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from integrations.config import Config, load_config
-from integrations.web import api, dashboard, health, raw_events, webhooks
+from integrations.web import api, dashboard, health, raw_events, verify, webhooks
 from integrations.web.dashboard.auth import configure_sessions
 from store.db import open_db
 from store.migrations import migrate
@@ -44,6 +44,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(raw_events.bp)  # GET /api/raw-events (issue 5)
+    app.register_blueprint(verify.bp)  # public certificate verification (issue 17)
     configure_sessions(app, config.secret_key)
     app.register_blueprint(dashboard.bp)  # the organizer dashboard at / (issue 15)
     if config.trust_proxy_headers:

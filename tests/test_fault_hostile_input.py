@@ -23,8 +23,13 @@ from store.db import open_db
 from store.evidence import content_hash
 from tests.conftest import SECRET, make_config
 
+# Derandomized: the same 150 examples every run, so the counts asserted below (enough signed,
+# unsigned and unparseable deliveries) cannot fall short by chance; 8 of 10 once did.
 FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
 # --- hostile bodies -------------------------------------------------------------------------

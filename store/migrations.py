@@ -472,3 +472,20 @@ CREATE TABLE certificate_sends (
 );
 CREATE INDEX certificate_sends_number ON certificate_sends (number, status)
 """
+
+
+@migrations()
+def m050_people_sort_indexes(db: sqlite_utils.Database) -> None:
+    """Indexes the dashboard's table pages walk: people by lowercased name and email, attendance still open."""
+    # The expressions are exactly those of store/dashboard_queries.SORTS, or SQLite cannot use them (issue 15:
+    # page 200 of 20,000 sorted by name took 158 ms through a full sort, under 10 ms walking this index).
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS people_sort_name ON people (instance_uuid, lower(coalesce(name, '')), person_key)"
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS people_sort_email "
+        "ON people (instance_uuid, lower(coalesce(email, '')), lower(coalesce(name, '')), person_key)"
+    )
+    # Whether anyone is still in decides how the table sorts by attended time; without this the
+    # question read every attendance row of an ended instance (30 ms at 20,000 people).
+    db.execute("CREATE INDEX IF NOT EXISTS attendance_open ON attendance (instance_uuid) WHERE open_since IS NOT NULL")

@@ -11,8 +11,10 @@ from urllib.parse import quote, unquote
 
 import pytest
 
+from integrations.attendance.intervals import epoch_seconds
 from integrations.reads.formats import neutralize_cell
 from integrations.web import create_app
+from integrations.web.dashboard.views import _lanes
 from tests.attendance_support import Scenario, cli
 from tests.conftest import API_TOKEN
 from tests.dashboard_support import (
@@ -287,3 +289,24 @@ def test_hostile_display_names_are_text_everywhere(signed, webinar):
         assert "<script>window" not in page
     exported = signed.get(f"/attendance.csv?uuid={Q}&q=h1%40x.org").get_data(as_text=True)
     assert "'=cmd|" in exported  # the CLI's spreadsheet neutralization
+
+
+def test_person_time_line_bars_cover_the_window_and_open_connections_run_until_now():
+    # 10:00-11:00 window; a session 10:00-10:30; webhook connection c1 10:00-10:30 (two events)
+    # and c2 joined at 10:45 only (still in: until now, 11:00); a report row from 10:15 without a leave.
+    t = "2024-05-01T{}:00Z".format
+    story = {
+        "sessions": [{"start": t("10:00"), "end": t("10:30")}],
+        "connections": [
+            {"source": "webhook", "connection": "c1", "join": t("10:00"), "leave": None},
+            {"source": "webhook", "connection": "c1", "join": None, "leave": t("10:30")},
+            {"source": "webhook", "connection": "c2", "join": t("10:45"), "leave": None},
+            {"source": "report", "connection": "c1", "join": t("10:15"), "leave": None},
+        ],
+    }
+    now = epoch_seconds(t("11:00"))
+    lanes = _lanes(story, {"start_time": t("10:00"), "end_time": None}, now)
+    assert (lanes["first"], lanes["last"]) == (epoch_seconds(t("10:00")), now)
+    assert lanes["sessions"] == [{"x": 0.0, "w": 50.0}]
+    assert lanes["webhook"] == [{"x": 0.0, "w": 50.0}, {"x": 75.0, "w": 25.0}]
+    assert lanes["report"] == [{"x": 25.0, "w": 75.0}]

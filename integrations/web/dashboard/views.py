@@ -298,38 +298,63 @@ def person():
 
 def _lanes(story: dict[str, Any], meeting: dict[str, Any], now: int) -> dict[str, Any]:
     """Bars of the person's time line as percentages of the instance window (an SVG, drawn on the server)."""
-    spans = [
-        (start, dq.epoch_or_none(s["end"]) or now)
-        for s in story["sessions"]
-        if (start := dq.epoch_or_none(s["start"])) is not None
-    ]
-    conns: list[tuple[int, int, str]] = []
-    webhook: dict[str, list[int]] = {}  # per connection: first join, last leave
-    for c in story["connections"]:
-        start, end = dq.epoch_or_none(c["join"]), dq.epoch_or_none(c["leave"])
-        if c["source"] == "report":
-            if start is not None:
-                conns.append((start, end or now, "report"))
-            continue
-        seen = webhook.setdefault(c["connection"] or "", [])
-        seen.extend(t for t in (start, end) if t is not None)
-    conns.extend((min(ts), max(ts) if len(ts) > 1 else now, "webhook") for ts in webhook.values() if ts)
-    starts = [s for s, _ in spans] + [c[0] for c in conns]
-    first = dq.epoch_or_none(meeting["start_time"]) or min(starts, default=now)
-    last = dq.epoch_or_none(meeting["end_time"]) or max([now, *(e for _, e in spans)])
-    first = min([first, *starts])
+    sessions = _session_spans(story["sessions"], now)
+    reports = _report_spans(story["connections"], now)
+    webhooks = _webhook_spans(story["connections"], now)
+    first, last = _time_range(meeting, sessions, [*reports, *webhooks], now)
     width = max(1, last - first)
-
-    def bar(start: int, end: int) -> dict[str, float]:
-        return {"x": round(100 * (start - first) / width, 3), "w": max(0.3, round(100 * (end - start) / width, 3))}
-
     return {
         "first": first,
         "last": last,
-        "sessions": [bar(s, e) for s, e in spans],
-        "webhook": [bar(s, e) for s, e, src in conns if src == "webhook"],
-        "report": [bar(s, e) for s, e, src in conns if src == "report"],
+        "sessions": [_bar(s, e, first, width) for s, e in sessions],
+        "webhook": [_bar(s, e, first, width) for s, e in webhooks],
+        "report": [_bar(s, e, first, width) for s, e in reports],
     }
+
+
+Span = tuple[int, int]  # (start, end) in epoch seconds
+
+
+def _session_spans(sessions: list[dict[str, Any]], now: int) -> list[Span]:
+    """Each merged session with a start; one still open runs until `now`."""
+    return [
+        (start, dq.epoch_or_none(s["end"]) or now)
+        for s in sessions
+        if (start := dq.epoch_or_none(s["start"])) is not None
+    ]
+
+
+def _report_spans(connections: list[dict[str, Any]], now: int) -> list[Span]:
+    """Each report row with a join time; one without a leave runs until `now`."""
+    return [
+        (start, dq.epoch_or_none(c["leave"]) or now)
+        for c in connections
+        if c["source"] == "report" and (start := dq.epoch_or_none(c["join"])) is not None
+    ]
+
+
+def _webhook_spans(connections: list[dict[str, Any]], now: int) -> list[Span]:
+    """Per webhook connection, its first and last event time; a connection seen once runs until `now`."""
+    times: dict[str, list[int]] = {}
+    for c in connections:
+        if c["source"] == "report":
+            continue
+        moments = (dq.epoch_or_none(c["join"]), dq.epoch_or_none(c["leave"]))
+        times.setdefault(c["connection"] or "", []).extend(t for t in moments if t is not None)
+    return [(min(ts), max(ts) if len(ts) > 1 else now) for ts in times.values() if ts]
+
+
+def _time_range(meeting: dict[str, Any], sessions: list[Span], connections: list[Span], now: int) -> Span:
+    """The time line's (first, last): the instance window (open: until `now`), widened to every bar's start."""
+    starts = [s for s, _ in sessions] + [s for s, _ in connections]
+    first = dq.epoch_or_none(meeting["start_time"]) or min(starts, default=now)
+    last = dq.epoch_or_none(meeting["end_time"]) or max([now, *(e for _, e in sessions)])
+    return min([first, *starts]), last
+
+
+def _bar(start: int, end: int, first: int, width: int) -> dict[str, float]:
+    """A bar's left edge and width as percentages of the time line (at least 0.3 %, so it shows)."""
+    return {"x": round(100 * (start - first) / width, 3), "w": max(0.3, round(100 * (end - start) / width, 3))}
 
 
 @bp.get("/raw/<int:record_id>.json")

@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from integrations.config import Config, load_config
 from integrations.web import api, dashboard, health, raw_events, verify, webhooks
 from integrations.web.dashboard.auth import configure_sessions
+from integrations.web.dashboard.login_limit import LoginLimiter
 from store.db import open_db
 from store.migrations import migrate
 
@@ -46,6 +47,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(raw_events.bp)  # GET /api/raw-events (issue 5)
     app.register_blueprint(verify.bp)  # public certificate verification (issue 17)
     configure_sessions(app, config.secret_key)
+    app.extensions["login_limiter"] = LoginLimiter()  # failed dashboard sign-ins per client, per process
     app.register_blueprint(dashboard.bp)  # the organizer dashboard at / (issue 15)
     if config.trust_proxy_headers:
         # One proxy in front sets X-Forwarded-Proto/-For: request.is_secure then tells HTTPS.

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, abort, redirect, render_template, request, stream_with_context, url_for
+from flask import Response, abort, current_app, redirect, render_template, request, stream_with_context, url_for
 
 from integrations.reads.attendance import attendee_fields, current_instance, current_meetings, now_seconds
 from integrations.reads.formats import csv_lines, hms
@@ -29,6 +29,7 @@ from integrations.web.dashboard.auth import (
     signed_in,
 )
 from integrations.web.dashboard.charts import headline, histogram, plain
+from integrations.web.dashboard.login_limit import LoginLimiter
 from integrations.web.dbconn import get_db
 from store import dashboard_queries as dq
 from store.attendance_queries import BadQuery, Threshold, UnknownMeeting, summary
@@ -92,12 +93,26 @@ def login():
         if signed_in():
             return redirect(target)
         return render_template("login.html", next=target, message=None)
+    limiter: LoginLimiter = current_app.extensions["login_limiter"]
+    client = request.remote_addr or ""  # the proxy's X-Forwarded-For only with TRUST_PROXY_HEADERS
+    wait = limiter.retry_after(client)
+    if wait:  # checked before the password: a limited client learns nothing more
+        return _too_many_attempts(target, wait)
     if not csrf_ok():
         return render_template("login.html", next=target, message="The form expired: try again."), 400
     if not password_matches(request.form.get("password", "")):
+        limiter.failed(client)
         return render_template("login.html", next=target, message="Wrong password."), 401
     sign_in()
     return redirect(target)
+
+
+def _too_many_attempts(target: str, wait: int) -> Response:
+    """HTTP 429: the sign-in page saying how many seconds until the next try."""
+    message = f"Too many wrong passwords from your address. Try again in {wait} second{'s' if wait != 1 else ''}."
+    response = Response(render_template("login.html", next=target, message=message), status=429)
+    response.headers["Retry-After"] = str(wait)
+    return response
 
 
 @bp.post("/logout")

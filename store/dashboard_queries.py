@@ -80,7 +80,7 @@ def attendance_rows(
 ) -> dict[str, Any]:
     """`{"meeting", "total", "attendees"}`: one page (or with limit None, every row) of the table."""
     if query.show in ("eligible", "not-eligible") and not threshold.given:
-        raise BadQuery("set a threshold (minimum minutes) to filter by eligibility")
+        raise BadQuery("set a threshold (minimum minutes or percent) to filter by eligibility")
     meeting = meeting_info(db, uuid, now=now, threshold=threshold)
     if query.show == "absent":
         return _absent_rows(db, uuid, meeting, threshold, query, limit)

@@ -310,3 +310,26 @@ def test_person_time_line_bars_cover_the_window_and_open_connections_run_until_n
     assert lanes["sessions"] == [{"x": 0.0, "w": 50.0}]
     assert lanes["webhook"] == [{"x": 0.0, "w": 50.0}, {"x": 75.0, "w": 25.0}]
     assert lanes["report"] == [{"x": 25.0, "w": 75.0}]
+
+
+def test_threshold_in_percent_gives_the_clis_numbers_and_travels_with_the_links(signed):
+    config = signed.application.config["SETTINGS"]
+    html = signed.get(f"/instance?uuid={Q}&min_percent=50").get_data(as_text=True)
+    summary = cli(config, "summary", WEBINAR, "--min-percent", "50", "--format", "json")
+    assert metrics(html)["eligible"] == str(summary["eligible"])
+    assert 'id="min_percent" name="min_percent"' in html and 'value="50"' in html
+    assert all("min_percent=50.0" in link for link in links(html, "/attendance?"))
+    data = signed.get(f"/instance/data.json?uuid={Q}&min_percent=50").get_json()
+    assert data["threshold"] == {"min_percent": 50.0}
+    assert data["threshold_minutes"] == summary["meeting"]["window_seconds"] / 2 / 60
+    table = signed.get(f"/attendance?uuid={Q}&min_percent=50&show=eligible").get_data(as_text=True)
+    attendance = cli(config, "attendance", WEBINAR, "--min-percent", "50", "--format", "json")
+    assert _names(table) == [a["name"] for a in attendance["attendees"] if a["eligible"]]
+    meetings = signed.get("/?min_percent=50").get_data(as_text=True)
+    assert all("min_percent=50.0" in link for link in links(meetings, "/instance?"))
+
+
+@pytest.mark.parametrize("query", ["min_minutes=10&min_percent=50", "min_percent=101", "min_percent=nan"])
+def test_a_threshold_given_twice_or_out_of_range_is_a_400_page(signed, query):
+    response = signed.get(f"/instance?uuid={Q}&{query}")
+    assert response.status_code == 400 and b"<title>" in response.data

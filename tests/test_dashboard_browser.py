@@ -167,6 +167,16 @@ def test_demo_instance_numbers_search_person_and_csv_in_chromium(served, browser
     browser.save_screenshot(str(screenshots / "instance.png"))
     browser.set_window_size(1280, 1000)
 
+    # Or in percent of the instance: the minutes field empties, the count follows --min-percent.
+    percent = cli(config, "summary", WEBINAR_ID, "--min-percent", "75", "--format", "json")
+    assert percent["eligible"] != summary["eligible"]  # or the wait below proves nothing
+    browser.find_element(By.ID, "min_percent").send_keys("75")
+    WebDriverWait(browser, WAIT).until(lambda d: _metrics(d)["eligible"] == str(percent["eligible"]))
+    assert field.get_attribute("value") == ""
+    field.send_keys("60")  # back to minutes for the table below
+    WebDriverWait(browser, WAIT).until(lambda d: _metrics(d)["eligible"] == str(summary["eligible"]))
+    assert browser.find_element(By.ID, "min_percent").get_attribute("value") == ""
+
     # Search one person by email, open their page.
     attendance = cli(config, "attendance", WEBINAR_ID, "--format", "json")["attendees"]
     someone = (

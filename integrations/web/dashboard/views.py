@@ -8,6 +8,7 @@ and the charts' data come from store/dashboard_queries.py, which pages in SQL.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -40,13 +41,20 @@ REFRESH_LOCK_TIMEOUT = 10.0  # under gunicorn's 30 s worker timeout
 CURVE_POINTS = 2000  # zoomable, and ~25 KB of JSON
 POLL_SECONDS = 4  # the live page asks for new numbers this often (issue 15: at least every 5 s)
 OPEN_ENDPOINTS = {"dashboard.login", "dashboard.static"}
+THRESHOLD_ARGS = ("min_minutes", "min_percent")  # as `worker.py summary --min-minutes / --min-percent`
 
 bp.after_request(security_headers)
 
 
 @bp.context_processor
 def _template_helpers() -> dict[str, Any]:
-    return {"csrf_token": csrf_token, "plain": plain, "hms": hms, "signed_in": signed_in}
+    return {
+        "csrf_token": csrf_token,
+        "plain": plain,
+        "hms": hms,
+        "signed_in": signed_in,
+        "threshold_args": threshold_args,
+    }
 
 
 @bp.before_request
@@ -128,13 +136,30 @@ def logout():
 
 
 def _threshold() -> Threshold:
-    raw = request.args.get("min_minutes", "").strip()
-    if not raw:
-        return Threshold()
-    try:
-        return Threshold(min_minutes=float(raw))
-    except ValueError:
-        raise BadQuery(f"min_minutes must be a number, got {raw!r}") from None
+    """The eligibility threshold asked for: `min_minutes` or `min_percent`, as the CLI's options."""
+    values: dict[str, float] = {}
+    for name in THRESHOLD_ARGS:
+        raw = request.args.get(name, "").strip()
+        if raw:
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                raise BadQuery(f"{name} must be a number, got {raw!r}") from None
+            if not math.isfinite(values[name]):
+                raise BadQuery(f"{name} must be a number, got {raw!r}")
+    return Threshold(**values)
+
+
+def threshold_args(threshold: Threshold) -> dict[str, float]:
+    """The query arguments that carry `threshold` to the next page (none without one)."""
+    return threshold.describe() or {}
+
+
+def threshold_minutes(threshold: Threshold, window: int | None) -> float | None:
+    """The threshold in minutes attended (a percentage of the instance window converted), for the histogram line."""
+    if threshold.min_percent is not None:
+        return None if not window else math.ceil(threshold.min_percent * window / 100 - 1e-6) / 60
+    return threshold.min_minutes
 
 
 def _uuid() -> str:
@@ -228,7 +253,8 @@ def instance_data() -> Response:
         "live": not meeting["ended"] and meeting["end_time"] is None,
         "newest_delivery_age_seconds": _seconds_since(dq.newest_webhook_at(db, uuid), now),
         "metrics": headline(result),
-        "threshold_minutes": threshold.min_minutes,
+        "threshold": threshold.describe(),
+        "threshold_minutes": threshold_minutes(threshold, meeting["window_seconds"]),
         "curve": {"times": times, "present": present},
         "peak": {"time": peak_at, "present": result["peak_concurrent"]},
         "histogram": histogram(dq.attended_seconds(db, uuid, now=now)),

@@ -7,7 +7,9 @@
   var baseUrl = root.getAttribute("data-url");
   var live = root.getAttribute("data-live") === "1";
   var pollMs = 1000 * Number(root.getAttribute("data-poll") || 4);
-  var input = document.getElementById("min_minutes");
+  // The threshold: minutes or percent of the instance, one at a time (the CLI's --min-minutes / --min-percent).
+  var inputs = ["min_minutes", "min_percent"].map(function (id) { return document.getElementById(id); })
+    .filter(function (el) { return el; });
   var form = document.getElementById("threshold-form");
   var tableLink = document.getElementById("table-link");
   var ageEl = document.getElementById("delivery-age");
@@ -17,9 +19,18 @@
   function width(el) { return Math.max(280, el.clientWidth || 600); }
   function text(n) { return n === null || n === undefined ? "\u2014" : String(n); }
 
+  function thresholdQuery(params) {
+    inputs.forEach(function (el) {
+      var v = el.value.trim();
+      if (v) { params.set(el.name, v); } else { params.delete(el.name); }
+    });
+    return params;
+  }
+
   function dataUrl() {
-    var v = input && input.value.trim();
-    return baseUrl + (v ? "&min_minutes=" + encodeURIComponent(v) : "");
+    var u = new URL(baseUrl, window.location.href);
+    thresholdQuery(u.searchParams);
+    return u.pathname + u.search;
   }
 
   function drawCurve(d) {
@@ -109,20 +120,21 @@
       .then(function () { if (live) { window.setTimeout(poll, pollMs); } });
   }
 
-  if (input) {
-    var timer = null;
+  var timer = null;
+  inputs.forEach(function (input) {
     input.addEventListener("input", function () {
+      inputs.forEach(function (other) { if (other !== input && input.value.trim()) { other.value = ""; } });
       window.clearTimeout(timer);
       timer = window.setTimeout(function () {
         load().catch(function () {});
         if (tableLink) {
           var u = new URL(tableLink.href, window.location.href);
-          if (input.value.trim()) { u.searchParams.set("min_minutes", input.value.trim()); } else { u.searchParams.delete("min_minutes"); }
+          thresholdQuery(u.searchParams);
           tableLink.href = u.pathname + u.search;
         }
       }, 250);
     });
-  }
+  });
   if (form) {
     form.addEventListener("submit", function () { /* a plain GET: the page reloads with the threshold */ });
   }

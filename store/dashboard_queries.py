@@ -24,6 +24,7 @@ from store.attendance_queries import (
     attendee_row,
     meeting_info,
 )
+from store.certificates import certificates_of_person
 
 PAGE_SIZE = 50
 SHOWS = ("all", "eligible", "not-eligible", "absent")
@@ -291,6 +292,14 @@ def person_story(db: sqlite_utils.Database, uuid: str, person_key: str, *, now: 
         "sessions": sessions,
         "connections": _connections(db, uuid, ids_, set(names_)),
     }
+
+
+def person_certificates(
+    db: sqlite_utils.Database, meeting: str, person_key: str, email: str | None
+) -> list[dict[str, Any]]:
+    """The person's certificates for the meeting (by person key or email), newest first, revoked ones too."""
+    found = {c["number"]: c for who in (person_key, email) if who for c in certificates_of_person(db, meeting, who)}
+    return sorted(found.values(), key=lambda c: c["number"], reverse=True)
 
 
 def _connections(db: sqlite_utils.Database, uuid: str, ids: list[str], names: set[str]) -> list[dict[str, Any]]:

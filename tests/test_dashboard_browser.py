@@ -30,6 +30,8 @@ from werkzeug.serving import make_server
 
 from integrations.demo.webinar import WEBINAR_ID, run_demo
 from integrations.web import create_app
+from store.certificates import certificates_of_person
+from store.db import open_db
 from tests.attendance_support import cli, instance_event, participant_event
 from tests.conftest import API_TOKEN, signed_headers
 from tests.dashboard_support import HOSTILE_NAMES, dashboard_config
@@ -179,10 +181,12 @@ def test_demo_instance_numbers_search_person_and_csv_in_chromium(served, browser
 
     # Search one person by email, open their page.
     attendance = cli(config, "attendance", WEBINAR_ID, "--format", "json")["attendees"]
-    someone = (
-        next(a for a in attendance if a["email"] and a["segments"] > 1)
-        if any(a["email"] and a["segments"] > 1 for a in attendance)
-        else next(a for a in attendance if a["email"])
+    db = open_db(config.database_path)
+    certified = {a["person_key"] for a in attendance if certificates_of_person(db, WEBINAR_ID, a["person_key"])}
+    db.close()
+    # Someone with an email, best with several connections and a certificate.
+    someone = max(
+        (a for a in attendance if a["email"]), key=lambda a: (a["person_key"] in certified, a["segments"] > 1)
     )
     browser.find_element(By.ID, "table-link").click()
     search = browser.find_element(By.CSS_SELECTOR, 'input[type="search"]')
@@ -210,6 +214,13 @@ def test_demo_instance_numbers_search_person_and_csv_in_chromium(served, browser
     assert raw and {"webhook", "report"} <= {
         r.text for r in browser.find_elements(By.CSS_SELECTOR, "table.connections td:first-child")
     }
+    # The demo issues certificates to those who attended half the webinar: theirs are listed.
+    db = open_db(config.database_path)
+    theirs = certificates_of_person(db, WEBINAR_ID, someone["person_key"])
+    db.close()
+    assert theirs  # the demo certifies someone with an email
+    shown = browser.find_elements(By.CSS_SELECTOR, "table.certificates a.verify")
+    assert [a.get_attribute("href") for a in shown] == [f"{base}/verify/{c['code']}" for c in theirs]
     browser.save_screenshot(str(screenshots / "person.png"))
     assert _console_errors(browser) == []
 

@@ -331,9 +331,16 @@ def person():
     story = dq.person_story(db, uuid, key, now=now)
     if story is None:
         raise UnknownMeeting(f"no attendee {key!r} in this instance")
-    result = summary(db, uuid, now=now)  # only its window is used: cheap next to the person
+    meeting = summary(db, uuid, now=now)["meeting"]  # only its window is used: cheap next to the person
+    # A certificate is per meeting (issued from one of its instances): the person's for this meeting.
+    certificates = dq.person_certificates(db, meeting["meeting_id"] or uuid, key, story["email"])
     return render_template(
-        "person.html", uuid=uuid, meeting=result["meeting"], person=story, lanes=_lanes(story, result["meeting"], now)
+        "person.html",
+        uuid=uuid,
+        meeting=meeting,
+        person=story,
+        lanes=_lanes(story, meeting, now),
+        certificates=certificates,
     )
 
 

@@ -333,3 +333,13 @@ def test_threshold_in_percent_gives_the_clis_numbers_and_travels_with_the_links(
 def test_a_threshold_given_twice_or_out_of_range_is_a_400_page(signed, query):
     response = signed.get(f"/instance?uuid={Q}&{query}")
     assert response.status_code == 400 and b"<title>" in response.data
+
+
+def test_people_seen_by_one_source_only_are_listed_on_the_instance_page(signed, webinar):
+    # Regression (issue 15): a reconciliation row without the other source's seconds raised a 500.
+    webinar.joined("late1", "Late Webhook", "10:40", email="late@x.org")
+    html = signed.get(f"/instance?uuid={Q}").get_data(as_text=True)
+    summary = cli(signed.application.config["SETTINGS"], "summary", WEBINAR, "--format", "json")
+    assert summary["reconciliation"]["only_in_webhooks"]
+    assert f"Only in webhooks ({len(summary['reconciliation']['only_in_webhooks'])})" in html
+    assert "Late Webhook" in html

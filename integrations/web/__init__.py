@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import logging
+import time
 
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from integrations.config import Config, load_config
+from integrations.ops.logs import JsonFormatter
+from integrations.ops.metrics import metrics
 from store.db import open_db
 from store.migrations import migrate
 
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr in one line per record, once per process."""
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s"
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr in one line per record, once per process: text, or JSON with LOG_FORMAT=json."""
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+        logging.basicConfig(level=level, format=TEXT_FORMAT)
+    if log_format == "json":
+        for handler in root.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, JsonFormatter):
+                handler.setFormatter(JsonFormatter())
     root.setLevel(level)
     # APScheduler logs every run of the one-second normalize job at INFO.
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
@@ -27,7 +37,7 @@ def configure_logging(level: str) -> None:
 def create_app(config: Config | None = None) -> Flask:
     """Application factory: `gunicorn 'integrations.web:create_app()'`."""
     config = config or load_config()
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     app = Flask(__name__)
     app.config["SETTINGS"] = config
     # Zoom's events are a few KB; larger bodies are refused before they are read.
@@ -37,16 +47,32 @@ def create_app(config: Config | None = None) -> Flask:
     migrate(db)
     db.close()
 
-    from integrations.web import api, health, webhooks
+    from integrations.web import api, health, metrics_endpoint, webhooks
 
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(metrics_endpoint.bp)
     from integrations.web import raw_events  # GET /api/raw-events (issue 5)
 
     app.register_blueprint(raw_events.bp)
     # POST /webhooks/zoom skips Flask's request machinery: the ingest hot path (issue 6).
     app.wsgi_app = webhooks.WebhookEndpoint(app.wsgi_app, config, MAX_BODY_BYTES)  # type: ignore[method-assign]
+
+    @app.before_request
+    def start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def observe_latency(response):
+        """Time each answer for http_request_duration_seconds (issue 18)."""
+        started = g.pop("request_started", None)
+        if started is not None:
+            handler = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            metrics().request_seconds.labels(handler, request.method, str(response.status_code)).observe(
+                time.perf_counter() - started
+            )
+        return response
 
     @app.errorhandler(HTTPException)
     def json_error(error: HTTPException):

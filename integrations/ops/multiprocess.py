@@ -1,0 +1,66 @@
+"""Prometheus multiprocess mode: counters shared by every gunicorn worker and the scheduler.
+
+Each process writes its values to `<metrics dir>/<kind>_<pid>.db` (prometheus-client's
+mmap files); /metrics sums them. The directory is the database's neighbour by default
+(`<database>-metrics/`, like the spool), owner-only, so the web processes and the worker of
+one database share it. Files of processes that no longer run are removed when the web
+process starts (their counts restart from zero, which Prometheus's rate() takes as a reset).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+
+from prometheus_client import values
+from prometheus_client.multiprocess import mark_process_dead
+
+log = logging.getLogger(__name__)
+
+_FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")
+
+
+def is_multiprocess() -> bool:
+    """True when this process's metric values live in the multiprocess directory."""
+    return bool(getattr(values.ValueClass, "_multiprocess", False))
+
+
+def enable_multiprocess(directory: str) -> None:
+    """Keep this process's metric values in `directory`; call before the first metric is used."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    # prometheus-client reads the variable when it opens a process's file, and decides the
+    # mode when it is first imported: a process started without it switches here.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    if not is_multiprocess():
+        values.ValueClass = values.MultiProcessValue()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_dead_files(directory: str) -> int:
+    """Delete the files of processes that are gone; returns how many."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.chmod(directory, 0o700)
+    removed = 0
+    for name in os.listdir(directory):
+        match = _FILE.match(name)
+        if match and not _alive(int(match.group(1))):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(directory, name))
+                removed += 1
+    return removed
+
+
+def process_exited(pid: int) -> None:
+    """gunicorn's child_exit: drop the live gauges of a worker that exited."""
+    mark_process_dead(pid)

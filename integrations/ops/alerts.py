@@ -98,7 +98,7 @@ def firing(snap: Snapshot, limits: Thresholds) -> list[Condition]:
                 "report_sync_failing",
                 "report_sync_failing",
                 None,
-                f"the last {snap.failed_fetches_in_a_row} report fetches failed: see `worker.py reports` "
+                f"the last {snap.failed_fetches_in_a_row} report fetches failed: see `worker.py poll-status` "
                 "and run `worker.py doctor`",
             )
         )

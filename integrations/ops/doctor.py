@@ -35,11 +35,11 @@ ZOOM_ANSWER_SECONDS = 3.0  # Zoom's limit for a webhook answer (NOTES.md "Delive
 APP_PAGE = "Zoom App Marketplace > Manage > your Server-to-Server OAuth app"
 # (what the service does with it, path, the classic scope it needs); {id} is a probe ID.
 API_PROBES = (
-    ("report: participants", "/report/webinars/{id}/participants?page_size=1", "report:read:admin"),
-    ("report: polls", "/report/webinars/{id}/polls", "report:read:admin"),
-    ("webinar: past instances", "/past_webinars/{id}/instances", "webinar:read:admin"),
-    ("webinar: registrants", "/webinars/{id}/registrants?page_size=1", "webinar:read:admin"),
-    ("meeting: past instances", "/past_meetings/{id}/instances", "meeting:read:admin"),
+    ("report (participants)", "/report/webinars/{id}/participants?page_size=1", "report:read:admin"),
+    ("report (polls)", "/report/webinars/{id}/polls", "report:read:admin"),
+    ("webinar (past instances)", "/past_webinars/{id}/instances", "webinar:read:admin"),
+    ("webinar (registrants)", "/webinars/{id}/registrants?page_size=1", "webinar:read:admin"),
+    ("meeting (past instances)", "/past_meetings/{id}/instances", "meeting:read:admin"),
 )
 PROBE_ID = "1"  # no such meeting: an answer of "not found" still shows the scope is there
 
@@ -266,6 +266,13 @@ def check_public_url(config: Config, *, session: requests.Session | None = None)
         answer = response.json()
     except ValueError:
         answer = None
+    if response.status_code == 401:
+        return Check(
+            name,
+            FAILED,
+            f"{url} refused the signed challenge (HTTP 401)",
+            "the server there uses another ZOOM_WEBHOOK_SECRET_TOKEN than this configuration",
+        )
     if response.status_code != 200 or not isinstance(answer, dict):
         return Check(
             name,

@@ -61,6 +61,7 @@ def remove_dead_files(directory: str) -> int:
     return removed
 
 
-def process_exited(pid: int) -> None:
+def process_exited(pid: int, directory: str) -> None:
     """gunicorn's child_exit: drop the live gauges of a worker that exited."""
-    mark_process_dead(pid)
+    # The master never switched to multiprocess mode: it has no PROMETHEUS_MULTIPROC_DIR.
+    mark_process_dead(pid, directory)

@@ -31,4 +31,4 @@ def post_fork(server, worker) -> None:  # noqa: ARG001 (gunicorn's hook signatur
 def child_exit(server, worker) -> None:  # noqa: ARG001 (gunicorn's hook signature)
     """A worker is gone: its live gauges must not be summed any more."""
     if _metrics_dir:
-        process_exited(worker.pid)
+        process_exited(worker.pid, _metrics_dir)

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -243,3 +244,38 @@ def test_bad_log_format_is_a_configuration_error(tmp_path):
 
     with pytest.raises(ConfigError, match="LOG_FORMAT"):
         make_config(tmp_path, LOG_FORMAT="xml")
+
+
+def test_web_start_removes_only_the_files_of_processes_that_are_gone(tmp_path):
+    import subprocess
+    import sys
+
+    from integrations.ops.multiprocess import remove_dead_files
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid, live_pid = int(gone.stdout), os.getpid()
+    directory = tmp_path / "metrics"
+    directory.mkdir(mode=0o755)
+    for name in (f"counter_{dead_pid}.db", f"histogram_{dead_pid}.db", f"counter_{live_pid}.db", "notes.txt"):
+        (directory / name).write_bytes(b"")
+    assert remove_dead_files(str(directory)) == 2
+    assert sorted(os.listdir(directory)) == [f"counter_{live_pid}.db", "notes.txt"]
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+
+
+def test_the_first_burst_of_threads_makes_the_metrics_once(monkeypatch):
+    """A fresh gunicorn worker's first webhooks arrive on many threads at once (a 500 once)."""
+    from integrations.ops import metrics as module
+
+    made = []
+    monkeypatch.setattr(module, "_made", [])
+    monkeypatch.setattr(module, "_new_metrics", lambda: made.append(1) or module.Metrics(*[object()] * 5))
+    start = threading.Barrier(16)
+
+    def first_use():
+        start.wait()
+        return module.metrics()
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda _: first_use(), range(16)))
+    assert made == [1] and all(r is results[0] for r in results)

@@ -8,8 +8,8 @@ its values live, never when a module is imported.
 
 from __future__ import annotations
 
-import functools
 import re
+import threading
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
@@ -59,9 +59,22 @@ class Metrics:
     alert_notifications: Counter
 
 
-@functools.cache
+_made: list[Metrics] = []
+_making = threading.Lock()
+
+
 def metrics() -> Metrics:
     """The metrics, made on first use (after multiprocess mode is on, when it is)."""
+    if not _made:
+        # Once per process, under a lock: the first burst of webhooks reaches here from many
+        # threads at once, and registering a metric twice raises (a 500 to Zoom).
+        with _making:
+            if not _made:
+                _made.append(_new_metrics())
+    return _made[0]
+
+
+def _new_metrics() -> Metrics:
     return Metrics(
         deliveries=Counter(
             "zoom_webhook_deliveries",

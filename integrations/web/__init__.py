@@ -38,6 +38,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Application factory: `gunicorn 'integrations.web:create_app()'`."""
     config = config or load_config()
     configure_logging(config.log_level, config.log_format)
+    metrics()  # made before the first request: requests then only count
     app = Flask(__name__)
     app.config["SETTINGS"] = config
     # Zoom's events are a few KB; larger bodies are refused before they are read.

@@ -70,10 +70,16 @@ def test_deliveries_summed_across_two_gunicorn_workers_equal_those_sent(tmp_path
     database = tmp_path / "attendance.db"
     proc = start_web(database, METRICS_TOKEN=METRICS_TOKEN, WEBHOOK_IMPORT_DELAY_SECONDS="0.2")
     port = proc.port
+    metrics_dir = str(database) + "-metrics"
     try:
-        metrics_dir = str(database) + "-metrics"
         workers = worker_pids(proc.pid)
         assert len(workers) == 2, proc.log()
+        # Each worker's files exist before any request, their blocks allocated: a full disk
+        # later cannot SIGBUS a worker through a sparse page (test_fault_storage fills it).
+        for pid in workers:
+            for kind in ("counter", "histogram"):
+                stat = os.stat(os.path.join(metrics_dir, f"{kind}_{pid}.db"))
+                assert stat.st_size > 0 and stat.st_blocks * 512 >= stat.st_size, (kind, stat)
         bodies = [participant_body(n, run="metrics") for n in range(400)]
         sent = {"stored": 0, "duplicate": 0, "rejected": 0}
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from integrations.attendance.compute import InstanceAttendance, InstanceFacts, compute_attendance
 from integrations.attendance.intervals import epoch_seconds
 from integrations.attendance.segments import report_segments, webhook_segments
-from integrations.ops.metrics import metrics
+from integrations.ops.metrics import metrics, safely
 from store.db import DatabaseUnavailable, Store
 from store.derived import (
     REFRESH_LOCK_TIMEOUT,
@@ -101,7 +101,8 @@ def refresh_instances(
             if evidence is None:
                 continue
             write_instance(db, compute(evidence), evidence.fingerprint, stats, began)
-            metrics().refresh_seconds.observe(time.perf_counter() - began)
+            took = time.perf_counter() - began
+            safely(lambda took=took: metrics().refresh_seconds.observe(took))
             stats.instances += 1
             done.append(uuid)
     stats.seconds += time.perf_counter() - started

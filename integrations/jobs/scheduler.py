@@ -15,7 +15,7 @@ from integrations.config import Config
 from integrations.derived.refresh import worker_pacer
 from integrations.ingest.normalize import normalize_pending
 from integrations.ops.alerts import AlertChecker
-from integrations.ops.multiprocess import enable_multiprocess
+from integrations.ops.multiprocess import prepare_process
 from store.db import DatabaseUnavailable, open_db
 from store.migrations import migrate
 
@@ -87,7 +87,7 @@ def run_scheduler(config: Config) -> None:
     migrate(db)
     db.close()
     # The worker's counters (API calls, imports, refreshes) go where GET /metrics sums them.
-    enable_multiprocess(config.metrics_dir)
+    prepare_process(config.metrics_dir)
     scheduler = BlockingScheduler(timezone="UTC")
     add_jobs(scheduler, config)
 

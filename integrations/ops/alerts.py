@@ -18,7 +18,7 @@ import requests
 import sqlite_utils
 
 from integrations.config import Config
-from integrations.ops.metrics import metrics
+from integrations.ops.metrics import metrics, safely
 from integrations.ops.snapshot import Snapshot, take_snapshot
 from store.db import DatabaseUnavailable, open_db
 from store.ops import alert_rows, clear_alert, mark_notified, raise_alert, update_alert_message
@@ -209,7 +209,7 @@ class AlertChecker:
 
     def _send(self, db, row: dict, kind: str, column: str, url: str, stamp: str) -> None:
         sent = post_notice(self.session, url, notice_text(kind, row))
-        metrics().alert_notifications.labels(kind, "sent" if sent else "failed").inc()
+        safely(lambda: metrics().alert_notifications.labels(kind, "sent" if sent else "failed").inc())
         if sent:
             mark_notified(db, row["key"], column=column, now=stamp)
 

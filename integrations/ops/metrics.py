@@ -8,8 +8,10 @@ its values live, never when a module is imported.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
@@ -36,6 +38,7 @@ KNOWN_EVENTS = frozenset(
     ]
     + ["endpoint.url_validation"]
 )
+log = logging.getLogger(__name__)
 _EVENT = re.compile(rb'"event"\s*:\s*"([a-z_.]{1,64})"')
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REFRESH_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -106,8 +109,32 @@ def _new_metrics() -> Metrics:
     )
 
 
+_warned: list[bool] = []
+
+
+def safely(update: Callable[[], None]) -> None:
+    """Run a metric update; a failure (the metrics file cannot grow) never fails the caller."""
+    # A delivery must never be refused, nor an import undone, because a count could not
+    # be written: the count is lost, once logged.
+    try:
+        update()
+    except (OSError, ValueError) as e:
+        if not _warned:
+            _warned.append(True)
+            log.warning("a metric could not be recorded (further failures not logged): %s", e)
+
+
+def count_delivery(body: bytes, result: str) -> None:
+    """Count a delivery answered without storing it: `rejected` or `error`."""
+    safely(lambda: metrics().deliveries.labels(event_label(body), result).inc())
+
+
 def count_imported(events: list[str], created: list[bool]) -> None:
     """Count deliveries the spool import stored (new) or found already stored."""
+    safely(lambda: _count_imported(events, created))
+
+
+def _count_imported(events: list[str], created: list[bool]) -> None:
     tally: dict[tuple[str, str], int] = {}
     for event, new in zip(events, created, strict=True):
         key = (event, "stored" if new else "duplicate")
@@ -139,4 +166,13 @@ def api_endpoint(url: str) -> str:
 
 def count_api_call(url: str, status: int | None) -> None:
     """Count one call to Zoom's API (status None: no answer, a timeout or a refused connection)."""
-    metrics().zoom_api_requests.labels(api_endpoint(url), str(status) if status else "error").inc()
+    safely(lambda: metrics().zoom_api_requests.labels(api_endpoint(url), str(status) if status else "error").inc())
+
+
+def prime() -> None:
+    """Make a series of each kind now, so this process's metric files exist before the disk
+    can fill (their pages are then allocated by `multiprocess.preallocate`)."""
+    made = metrics()
+    for result in ("rejected", "error"):
+        made.deliveries.labels("other", result)
+    made.zoom_api_requests.labels("token", "200")

@@ -17,6 +17,8 @@ import re
 from prometheus_client import values
 from prometheus_client.multiprocess import mark_process_dead
 
+from integrations.ops.metrics import prime
+
 log = logging.getLogger(__name__)
 
 _FILE = re.compile(r"^[a-z_]+_(\d+)\.db$")
@@ -59,6 +61,32 @@ def remove_dead_files(directory: str) -> int:
                 os.unlink(os.path.join(directory, name))
                 removed += 1
     return removed
+
+
+def preallocate(directory: str) -> None:
+    """Allocate the disk blocks of this process's metric files now.
+
+    prometheus-client maps its files sparse: a first write to a page on a full disk would
+    kill the process with SIGBUS. Allocated while there is room, they never need more
+    (they grow only past 1 MiB, far beyond this service's label sets).
+    """
+    suffix = f"_{os.getpid()}.db"
+    for name in os.listdir(directory):
+        if name.endswith(suffix):
+            fd = os.open(os.path.join(directory, name), os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+            except OSError as e:
+                log.warning("metric file %s not preallocated: %s", name, e)
+            finally:
+                os.close(fd)
+
+
+def prepare_process(directory: str) -> None:
+    """Multiprocess mode for this process, its metric files made and allocated now."""
+    enable_multiprocess(directory)
+    prime()
+    preallocate(directory)
 
 
 def process_exited(pid: int, directory: str) -> None:

@@ -10,7 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from integrations.config import Config, load_config
 from integrations.ops.logs import JsonFormatter
-from integrations.ops.metrics import metrics
+from integrations.ops.metrics import metrics, safely
 from store.db import open_db
 from store.migrations import migrate
 
@@ -70,9 +70,8 @@ def create_app(config: Config | None = None) -> Flask:
         started = g.pop("request_started", None)
         if started is not None:
             handler = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            metrics().request_seconds.labels(handler, request.method, str(response.status_code)).observe(
-                time.perf_counter() - started
-            )
+            took, labels = time.perf_counter() - started, (handler, request.method, str(response.status_code))
+            safely(lambda: metrics().request_seconds.labels(*labels).observe(took))
         return response
 
     @app.errorhandler(HTTPException)

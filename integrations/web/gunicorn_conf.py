@@ -8,7 +8,7 @@ its counters go to the shared directory that GET /metrics sums.
 from __future__ import annotations
 
 from integrations.config import ConfigError, load_config
-from integrations.ops.multiprocess import enable_multiprocess, process_exited, remove_dead_files
+from integrations.ops.multiprocess import prepare_process, process_exited, remove_dead_files
 
 try:
     _metrics_dir: str | None = load_config().metrics_dir
@@ -23,9 +23,9 @@ def on_starting(server) -> None:  # noqa: ARG001 (gunicorn's hook signature)
 
 
 def post_fork(server, worker) -> None:  # noqa: ARG001 (gunicorn's hook signature)
-    """This worker's metric values go to the shared directory."""
+    """This worker's metric values go to the shared directory, its files made before any request."""
     if _metrics_dir:
-        enable_multiprocess(_metrics_dir)
+        prepare_process(_metrics_dir)
 
 
 def child_exit(server, worker) -> None:  # noqa: ARG001 (gunicorn's hook signature)

@@ -20,7 +20,7 @@ from flask import Blueprint, Response, request
 
 from integrations.config import Config
 from integrations.ingest.webhook_path import after_response, store_webhook
-from integrations.ops.metrics import event_label, metrics
+from integrations.ops.metrics import count_delivery, metrics, safely
 from integrations.web.dbconn import settings
 from integrations.zoom.signature import ZoomSignatureError, is_stale, url_validation_response, verify_signature
 from integrations.zoom.webhooks import URL_VALIDATION, ZoomPayloadError, event_name, parse_json, url_validation_token
@@ -53,7 +53,7 @@ def _error_body(code: str, message: str) -> bytes:
 def _count(body: bytes, result: str) -> None:
     # stored and duplicate are counted when the spool is imported (integrations/ingest/spool.py):
     # only then is it known whether the body was new.
-    metrics().deliveries.labels(event_label(body), result).inc()
+    count_delivery(body, result)
 
 
 def receive(
@@ -130,14 +130,15 @@ class WebhookEndpoint:
         body = self._read_body(environ)
         if body is None:
             status, answer = 413, json.dumps(_TOO_LARGE).encode()
-            metrics().deliveries.labels("other", "rejected").inc()
+            count_delivery(b"", "rejected")
         else:
             status, answer = receive(body, _environ_header(environ), self.config, environ.get("REMOTE_ADDR"))
         start_response(
             _REASONS.get(status) or f"{status} ERROR",
             [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],
         )
-        _latency(status).observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        safely(lambda: _latency(status).observe(took))
         return _Answer(answer, self.config) if status == 200 else [answer]
 
     def _read_body(self, environ: dict) -> bytes | None:

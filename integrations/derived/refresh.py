@@ -6,6 +6,7 @@ them, and paces the worker's refreshes (`RefreshPacer`). docs/architecture.md sa
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -102,7 +103,7 @@ def refresh_instances(
                 continue
             write_instance(db, compute(evidence), evidence.fingerprint, stats, began)
             took = time.perf_counter() - began
-            safely(lambda took=took: metrics().refresh_seconds.observe(took))
+            safely(functools.partial(metrics().refresh_seconds.observe, took))
             stats.instances += 1
             done.append(uuid)
     stats.seconds += time.perf_counter() - started

@@ -20,7 +20,7 @@ import sqlite_utils
 from integrations.config import Config
 from integrations.ops.metrics import metrics, safely
 from integrations.ops.snapshot import Snapshot, take_snapshot
-from store.db import DatabaseUnavailable, open_db
+from store.db import DatabaseUnavailable, Store, open_db
 from store.ops import alert_rows, clear_alert, mark_notified, raise_alert, update_alert_message
 from store.reports import to_iso
 
@@ -160,7 +160,7 @@ class AlertChecker:
         self.now = now
         self.session = session or requests.Session()
 
-    def check(self, db: sqlite_utils.Database) -> list[Condition]:
+    def check(self, db: Store) -> list[Condition]:
         """One evaluation; returns the conditions that hold."""
         moment = self.now()
         stamp = to_iso(moment)

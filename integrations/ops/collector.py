@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-import sqlite_utils
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from integrations.ops.snapshot import Snapshot, take_snapshot
+from store.db import Store
 from store.ops import alert_rows
 
 ALERT_NAMES = ("silence", "import_lag", "report_sync_failing", "disk_low", "api_budget_low")
@@ -96,7 +96,7 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
 class StateCollector(Collector):
     """A prometheus-client collector reading the database on every scrape."""
 
-    def __init__(self, open_db: Callable[[], sqlite_utils.Database], *, database_path: str, daily_limit: int, now):
+    def __init__(self, open_db: Callable[[], Store], *, database_path: str, daily_limit: int, now):
         self.open_db = open_db
         self.database_path = database_path
         self.daily_limit = daily_limit

@@ -12,10 +12,9 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-import sqlite_utils
-
 from integrations.ingest.spool import oldest_unimported, spool_status
 from integrations.reports.sync import paused_until
+from store.db import Store
 from store.ops import (
     fetch_counts,
     last_refresh,
@@ -99,7 +98,7 @@ def disk_free_bytes(path: str) -> int:
     return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
 
 
-def take_snapshot(db: sqlite_utils.Database, *, database_path: str, daily_limit: int, now: datetime) -> Snapshot:
+def take_snapshot(db: Store, *, database_path: str, daily_limit: int, now: datetime) -> Snapshot:
     """Read every figure once, at `now`."""
     live = [
         LiveMeeting(

@@ -1,14 +1,8 @@
 """A Zoom-compatible REST API on 127.0.0.1 for tests, the demo and benchmarks.
 
-It serves what the report poller uses: Server-to-Server OAuth tokens, participant reports,
-past instances and webinar registrants, from an in-memory `Dataset`, with Zoom's paging
-(`page_size` <= 300, `next_page_token`), error shapes (NOTES.md, meetings-api.openapi.json)
-and scriptable faults: 429 with Retry-After, the daily limit, 500, slow answers, expired
-access tokens, expired or looping page tokens, malformed JSON. It counts every call.
-
-    with ZoomSimulator(synthetic_webinar(attendees=500)) as zoom:
-        client = ZoomClient(**zoom.credentials(), api_base_url=zoom.api_base_url, oauth_token_url=zoom.oauth_token_url)
-"""
+OAuth tokens, participant reports, past instances and registrants from an in-memory
+`Dataset`, with Zoom's paging and error shapes, scriptable faults and a count of every
+call (docs/internals.md has an example)."""
 
 from __future__ import annotations
 
@@ -26,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -110,6 +104,14 @@ class Fault:
     retry_after: str | None = None
     delay: float = 0.0
     hits: int = 0
+
+
+class Credentials(TypedDict):
+    """What ZoomClient takes to authenticate as the simulator's account."""
+
+    account_id: str
+    client_id: str
+    client_secret: str
 
 
 @dataclass(frozen=True)
@@ -203,8 +205,7 @@ class ZoomSimulator:
         """http://127.0.0.1:PORT"""
         if self._server is None:
             raise RuntimeError("simulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"  # where start() binds it
 
     @property
     def api_base_url(self) -> str:
@@ -214,7 +215,7 @@ class ZoomSimulator:
     def oauth_token_url(self) -> str:
         return self.url + "/oauth/token"
 
-    def credentials(self) -> dict[str, str]:
+    def credentials(self) -> Credentials:
         """account_id, client_id, client_secret as ZoomClient takes them."""
         return {"account_id": self.account_id, "client_id": self.client_id, "client_secret": self.client_secret}
 
@@ -433,7 +434,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not auth.startswith("Bearer ") or not sim.token_valid(auth[7:]):
             return self._error(401, 124, "Invalid access token.")
         scope = REQUIRED_SCOPE.get((endpoint, kind))
-        if scope is not None and scope not in sim.scopes:
+        if scope is not None and scope not in sim.scopes:  # what doctor's scope checks see
             return self._error(403, 4711, f"Invalid access token, does not contain scopes:[{scope}].")
         if sim._over_qps():
             return self._error(
@@ -464,13 +465,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, 300, "The next page token is invalid or expired.")
         with sim._lock:
             dataset = sim.dataset
-        if endpoint == "instances":
-            return self._instances(dataset, kind, key)
-        if endpoint == "polls":
-            if dataset.instance_kind(key) != kind and key not in dataset.meetings:
-                return self._error(404, 3001, f"{kind.title()} {key} not found or has expired.")
-            self._send(200, {"id": key, "uuid": key, "start_time": "", "questions": []})
-            return 200
+        if endpoint in ("instances", "polls"):
+            return self._instances(dataset, kind, key) if endpoint == "instances" else self._polls(dataset, kind, key)
         if endpoint == "registrants":
             if dataset.meetings.get(key, {}).get("kind") != "webinar":
                 return self._error(404, 3001, f"Webinar does not exist: {key}.")
@@ -483,6 +479,12 @@ class _Handler(BaseHTTPRequestHandler):
         if key in dataset.too_old:
             return self._error(400, 12702, f"Can not access a {kind} a year ago.")
         return self._page(listing, "participants", dataset.participants.get(key, []), offset, size, loop=fault)
+
+    def _polls(self, dataset: Dataset, kind: str, key: str) -> int:
+        if dataset.instance_kind(key) != kind and key not in dataset.meetings:
+            return self._error(404, 3001, f"{kind.title()} {key} not found or has expired.")
+        self._send(200, {"id": key, "uuid": key, "start_time": "", "questions": []})
+        return 200
 
     def _instances(self, dataset: Dataset, kind: str, meeting_id: str) -> int:
         if not meeting_id.isdigit():

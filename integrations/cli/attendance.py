@@ -16,6 +16,7 @@ import click
 
 from integrations.cli.context import App, pass_app, user_errors
 from integrations.derived.rebuild import rebuild_attendance
+from integrations.funnel.stages import stored_threshold
 from integrations.reads.attendance import (
     MEETING_FIELDS,
     SUMMARY_FIELDS,
@@ -136,6 +137,8 @@ def attendance(
     with user_errors():
         db = app.store()
         uuid = current_instance(db, meeting, instance)
+        # The meeting's stored rules (worker.py rules) unless an option overrides them here.
+        threshold = threshold if threshold.given else stored_threshold(db, uuid)
         result = attendance_of(db, uuid, now=now_seconds(), threshold=threshold, include_absent=include_absent)
     fmt = _format(fmt)
     fields = attendee_fields(result)
@@ -177,6 +180,7 @@ def summary(
     with user_errors():
         db = app.store()
         uuid = current_instance(db, meeting, instance)
+        threshold = threshold if threshold.given else stored_threshold(db, uuid)
         result = summary_of(db, uuid, now=now_seconds(), threshold=threshold)
     fmt = _format(fmt)
     if fmt == "json":

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 import sqlite_utils
 
 from integrations.derived.refresh import rebuild
+from integrations.funnel.stages import refresh_funnel
 from integrations.ingest.normalize import normalize_delivery, normalize_pending
 from store.derived import RefreshStats, webhook_deliveries
 from store.events import save_normalized
+from store.funnel import drop_funnel
 
 
 def renormalize(db: sqlite_utils.Database, instance_uuids: Sequence[str] | None = None, *, batch: int = 500) -> int:
@@ -32,6 +34,12 @@ def renormalize(db: sqlite_utils.Database, instance_uuids: Sequence[str] | None 
 def rebuild_attendance(
     db: sqlite_utils.Database, instance_uuids: Sequence[str] | None = None, stats: RefreshStats | None = None
 ) -> tuple[int, list[str]]:
-    """Renormalize, then drop and recompute derived rows; returns (deliveries, instances rebuilt)."""
+    """Renormalize, then drop and recompute derived rows; returns (deliveries, instances rebuilt).
+
+    Quiz scores and funnel rows (issue 16) are dropped and recomputed after attendance.
+    """
     deliveries = renormalize(db, instance_uuids)
-    return deliveries, rebuild(db, instance_uuids, stats)
+    done = rebuild(db, instance_uuids, stats)
+    drop_funnel(db, done)
+    refresh_funnel(db, done)
+    return deliveries, done

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,19 +76,60 @@ def approved_registrants(db: sqlite_utils.Database, meeting_id: str | None) -> l
 
 
 def _fingerprint(rows: Sequence[Mapping[str, Any]]) -> str:
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(json.dumps([row.get(c) for c in FUNNEL_COLUMNS], default=str).encode())
-    return digest.hexdigest()
+    # repr of plain values (str, int, float, None) is stable across runs and fast.
+    return hashlib.sha256(repr([tuple(row.get(c) for c in FUNNEL_COLUMNS) for row in rows]).encode()).hexdigest()
 
 
-def write_funnel_people(db: sqlite_utils.Database, instance_uuid: str, rows: Sequence[Mapping[str, Any]]) -> bool:
+FUNNEL_VERSION = "1"  # bump when the funnel's rules of matching or stages change
+
+
+def inputs_signature(
+    db: sqlite_utils.Database, instance_uuid: str, meeting_id: str | None, rules_id: int | None
+) -> str:
+    """A digest of everything funnel_people of an instance is computed from (issue 16).
+
+    The attendance fingerprint covers the instance's evidence (poll report pages too) and
+    Zoom's registrants; imports, poll definitions, scores and the rules version cover the rest.
+    """
+    row = db.execute(
+        """
+        SELECT (SELECT evidence || ':' || (SELECT count(*) FROM attendance WHERE instance_uuid = :u AND open_since IS NOT NULL)
+                FROM attendance_instances WHERE instance_uuid = :u),
+            (SELECT count(*) || ':' || coalesce(max(id), 0) FROM registration_imports WHERE meeting_id = :m),
+            (SELECT count(*) || ':' || coalesce(max(raw_id), 0) FROM polls WHERE meeting_id = :m),
+            (SELECT count(*) || ':' || coalesce(sum(correct), 0) FROM quiz_scores WHERE instance_uuid = :u)
+        """,
+        {"u": instance_uuid, "m": meeting_id},
+    ).fetchone()
+    text = "\x1f".join(str(v) for v in (FUNNEL_VERSION, rules_id, *row))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def stored_people(db: sqlite_utils.Database, instance_uuid: str, signature: str) -> list[dict[str, Any]] | None:
+    """The instance's funnel_people when they were computed from inputs with `signature`, else None."""
+    if get_state(db, f"funnel_inputs:{instance_uuid}") != signature:
+        return None
+    cursor = db.execute(
+        f"SELECT {', '.join(FUNNEL_COLUMNS)} FROM funnel_people WHERE instance_uuid = ? ORDER BY person",
+        [instance_uuid],
+    )
+    return [dict(zip(FUNNEL_COLUMNS, r, strict=True)) for r in cursor]
+
+
+def write_funnel_people(
+    db: sqlite_utils.Database, instance_uuid: str, rows: Sequence[Mapping[str, Any]], signature: str | None = None
+) -> bool:
     """Make `rows` the instance's funnel_people unless they already are; returns whether it wrote."""
     key = f"funnel_people:{instance_uuid}"
     print_ = _fingerprint(rows)
     if get_state(db, key) == print_:
+        if signature is not None and get_state(db, f"funnel_inputs:{instance_uuid}") != signature:
+            with durable_write(db) as conn:
+                set_state(conn, f"funnel_inputs:{instance_uuid}", signature)
         return False
     with durable_write(db) as conn:
+        if signature is not None:
+            set_state(conn, f"funnel_inputs:{instance_uuid}", signature)
         conn.execute("DELETE FROM funnel_people WHERE instance_uuid = ?", (instance_uuid,))
         conn.executemany(
             f"INSERT INTO funnel_people (instance_uuid, {', '.join(FUNNEL_COLUMNS)}) "
@@ -106,4 +146,4 @@ def drop_funnel(db: sqlite_utils.Database, instance_uuids: Sequence[str]) -> Non
         for uuid in instance_uuids:
             conn.execute("DELETE FROM quiz_scores WHERE instance_uuid = ?", (uuid,))
             conn.execute("DELETE FROM funnel_people WHERE instance_uuid = ?", (uuid,))
-            conn.execute("DELETE FROM state WHERE key = ?", (f"funnel_people:{uuid}",))
+            conn.execute("DELETE FROM state WHERE key IN (?, ?)", (f"funnel_people:{uuid}", f"funnel_inputs:{uuid}"))

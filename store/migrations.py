@@ -337,7 +337,6 @@ CREATE TABLE poll_answers (
     date_time TEXT,
     PRIMARY KEY (instance_uuid, entry, detail)
 ) WITHOUT ROWID;
-CREATE INDEX poll_answers_email ON poll_answers (email);
 CREATE TABLE quiz_scores (
     instance_uuid TEXT NOT NULL,
     poll_id TEXT NOT NULL,

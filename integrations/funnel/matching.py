@@ -8,9 +8,10 @@ its own person and is listed among the mismatches.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+import orjson
 
 from integrations.attendance.identity import normalize_email
 from integrations.funnel.scoring import passes
@@ -102,7 +103,9 @@ class _People:
 
 def _list(value: Any) -> list[str]:
     if isinstance(value, str):
-        value = json.loads(value)
+        if value == "[]":
+            return []
+        value = orjson.loads(value)
     return [v for v in value or () if v]
 
 
@@ -189,7 +192,13 @@ def stage_list(*, outside_imported: bool, pass_percent: float | None) -> list[st
 
 def counts(people: Sequence[Mapping[str, Any]], stages: Sequence[str]) -> list[dict[str, Any]]:
     """`[{"stage": ..., "count": ...}]` in funnel order."""
-    return [{"stage": s, "count": sum(1 for p in people if p[FLAGS[s]])} for s in stages]
+    totals = dict.fromkeys(stages, 0)
+    flags = [(s, FLAGS[s]) for s in stages]
+    for p in people:
+        for stage, flag in flags:
+            if p[flag]:
+                totals[stage] += 1
+    return [{"stage": s, "count": totals[s]} for s in stages]
 
 
 def at_stage(people: Sequence[Mapping[str, Any]], stage: str) -> list[Mapping[str, Any]]:

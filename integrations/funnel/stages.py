@@ -23,7 +23,14 @@ from integrations.funnel.matching import (
 from integrations.funnel.scoring import score_quizzes
 from integrations.reads.attendance import current_instance, now_seconds
 from store.attendance_queries import BadQuery, Threshold
-from store.funnel import approved_registrants, attendees, instance_head, write_funnel_people
+from store.funnel import (
+    approved_registrants,
+    attendees,
+    inputs_signature,
+    instance_head,
+    stored_people,
+    write_funnel_people,
+)
 from store.quiz import poll_answers, quiz_questions, quiz_scores, replace_quiz_scores
 from store.registrations import has_imports, outside_registrations
 from store.rules import RULE_FIELDS, current_rules
@@ -111,6 +118,24 @@ def funnel_people(
     return head, stages, people
 
 
+def _people(
+    db: sqlite_utils.Database, uuid: str, meeting_id: str | None, rules: Mapping[str, Any], *, now: int | None
+) -> tuple[dict[str, Any], list[str], list[dict[str, Any]]]:
+    """funnel_people as stored when their inputs have not changed (and nobody is still in
+    the meeting), else computed and stored: `funnel` answers from the derived table."""
+    if rules["overridden"]:
+        return funnel_people(db, uuid, rules, now=now)
+    signature = inputs_signature(db, uuid, meeting_id, rules.get("version"))
+    people = stored_people(db, uuid, signature)
+    head = instance_head(db, uuid)
+    if people is None or head is None:
+        head, stages, people = funnel_people(db, uuid, rules, now=now)
+        write_funnel_people(db, uuid, people, signature)
+        return head, stages, people
+    stages = stage_list(outside_imported=has_imports(db, meeting_id), pass_percent=rules.get("pass_percent"))
+    return head, stages, people
+
+
 def _output(person: Mapping[str, Any]) -> dict[str, Any]:
     row = {k: person.get(k) for k in PERSON_OUTPUT if k != "attended_minutes"}
     seconds = person.get("attended_seconds")
@@ -135,9 +160,7 @@ def funnel(
     meeting_id = db.execute("SELECT meeting_id FROM instances WHERE instance_uuid = ?", [uuid]).fetchone()[0]
     rules = effective_rules(db, meeting_id, overrides)
     threshold_of(rules)  # BadQuery when the combination cannot be applied
-    head, stages, people = funnel_people(db, uuid, rules, now=now)
-    if not rules["overridden"]:
-        write_funnel_people(db, uuid, people)
+    head, stages, people = _people(db, uuid, meeting_id, rules, now=now)
     result: dict[str, Any] = {
         "meeting": meeting_id,
         "instance_uuid": uuid,
@@ -181,4 +204,5 @@ def refresh_funnel(db: sqlite_utils.Database, instance_uuids: list[str]) -> None
         if head is None:
             continue
         rules = effective_rules(db, head["meeting_id"])
-        write_funnel_people(db, uuid, funnel_people(db, uuid, rules)[2])
+        signature = inputs_signature(db, uuid, head["meeting_id"], rules["version"])
+        write_funnel_people(db, uuid, funnel_people(db, uuid, rules)[2], signature)

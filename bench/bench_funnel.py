@@ -109,7 +109,7 @@ def main() -> None:
 
     started = time.perf_counter()
     rows = answer_rows(json.loads(body)["questions"])
-    save_poll_report(db, uuid, body=body, url=f"bench:report/{uuid}/polls", rows=rows)
+    save_poll_report(db, uuid, body=body, url=f"bench:report/{uuid}/polls", rows=rows, meeting_id=WEBINAR)
     stored = time.perf_counter() - started
     scored_rows = refresh_quiz_scores(db, uuid)
     took = time.perf_counter() - started

@@ -88,8 +88,8 @@ def inputs_signature(
 ) -> str:
     """A digest of everything funnel_people of an instance is computed from (issue 16).
 
-    The attendance fingerprint covers the instance's evidence (poll report pages too) and
-    Zoom's registrants; imports, poll definitions, scores and the rules version cover the rest.
+    The attendance fingerprint covers the instance's evidence and Zoom's registrants; imports,
+    poll definitions, scores (recomputed with each poll report) and the rules version the rest.
     """
     row = db.execute(
         """

@@ -77,11 +77,17 @@ def save_poll_report(
     body: bytes,
     url: str,
     rows: Sequence[Mapping[str, Any]],
+    meeting_id: str | None = None,
     received_at: str | None = None,
 ) -> int:
     """Store an instance's poll report as evidence and make its answers the instance's; returns its raw id."""
     with durable_write(db) as conn:
-        record = append_report_page(conn, body, url=url, meeting_uuid=instance_uuid, received_at=received_at)
+        # Filed under the meeting number, not the instance: pages tagged with an instance
+        # move its attendance fingerprint (store/derived.py), and answers change no attendance.
+        # The instance is in the page's URL and body, and poll_answers.raw_id points at it.
+        record = append_report_page(
+            conn, body, url=url, meeting_uuid=None, meeting_id=meeting_id, received_at=received_at
+        )
         _replace_answers(conn, instance_uuid, record.id, rows)
     return record.id
 

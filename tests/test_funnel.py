@@ -17,6 +17,7 @@ from integrations.reports.sync import sync_meeting
 from integrations.simulator.zoom_api import ZoomSimulator
 from store.audit import verify_chain
 from store.db import open_db
+from store.derived import is_current
 from store.migrations import migrate, migrations
 from tests.conftest import API_TOKEN
 from tests.funnel_support import PASS_PERCENT, WEBINAR, scenario
@@ -32,6 +33,7 @@ def synced(db, tmp_path):
     with ZoomSimulator(sc.dataset) as sim:
         result = sync_meeting(db, simulator_client(sim, FakeClock()), WEBINAR)
     assert result.polls is not None and result.polls.quizzes == 1 and not result.polls.failures
+    assert is_current(db, UUID)  # poll pages change no attendance: nothing left to refresh
     path = tmp_path / "registrations.csv"
     path.write_bytes(sc.csv)
     return sc, str(path)
@@ -169,3 +171,15 @@ def test_an_existing_database_upgrades_in_place_and_still_verifies(tmp_path):
         )
     db.close()
     assert os.path.exists(path)
+
+
+def test_raw_export_shows_an_imported_list_as_the_file_it_is(runner_env, synced, tmp_path):
+    _, path = synced
+    run_json(runner_env, ["import-registrations", WEBINAR, path])
+    out = tmp_path / "raw.jsonl"
+    result = runner_env(["export-raw", "--meeting", WEBINAR, "--format", "jsonl", "-o", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    [imported] = [line for line in lines if line["source"] == "import"]
+    assert imported["event"] == "import.file" and imported["parse_error"] is None
+    assert imported["raw"] == Path(path).read_text()

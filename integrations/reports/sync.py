@@ -350,7 +350,7 @@ def sync_polls(
             result.failures.append((f"poll report of {uuid}", _one_line(e)))
             continue
         rows = answer_rows(page.items)
-        save_poll_report(db, uuid, body=page.body, url=page.url, rows=rows)
+        save_poll_report(db, uuid, body=page.body, url=page.url, rows=rows, meeting_id=meeting_id)
         result.answers += len(rows)
         result.instances += 1
         if progress:

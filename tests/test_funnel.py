@@ -20,7 +20,7 @@ from store.db import open_db
 from store.derived import is_current
 from store.migrations import migrate, migrations
 from tests.conftest import API_TOKEN
-from tests.funnel_support import PASS_PERCENT, WEBINAR, scenario
+from tests.funnel_support import PASS_PERCENT, UUID, WEBINAR, scenario
 from tests.zoom_support import FakeClock, simulator_client
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}

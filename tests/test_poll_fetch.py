@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from integrations.reports.sync import sync_polls
+from integrations.derived.refresh import refresh_instances
+from integrations.reports.sync import sync_meeting, sync_polls
 from integrations.simulator.zoom_api import ZoomSimulator
 from integrations.zoom.client import HEAVY, LIGHT, MEDIUM
 from integrations.zoom.polls import answer_rows, fetch_poll_definitions, fetch_poll_report, poll_to_rows
+from store.derived import fingerprint, is_current
 from tests.funnel_support import UUID, WEBINAR, scenario
 from tests.zoom_support import FakeClock, simulator_client
 
@@ -89,3 +91,18 @@ def test_sync_goes_on_when_polls_are_not_available(db):
         result = sync_polls(db, client, WEBINAR, "webinar", [UUID])
     assert [what for what, _ in result.failures] == [f"polls of {WEBINAR}", f"poll report of {UUID}"]
     assert result.answers == 0
+
+
+def test_a_new_poll_report_leaves_the_attendance_fingerprint_alone(db):
+    """Poll pages are filed under the meeting number: answers change no attendance, so they
+    must not make a 20,000-person instance's attendance look stale (store/derived.py)."""
+    sc = scenario(30)
+    with ZoomSimulator(sc.dataset) as sim:
+        client = simulator_client(sim, FakeClock())
+        sync_meeting(db, client, WEBINAR)
+        refresh_instances(db, [UUID])
+        before = fingerprint(db, UUID)
+        sc.dataset.poll_reports[UUID].append({"name": "Anonymous Attendee", "email": "", "question_details": []})
+        result = sync_polls(db, client, WEBINAR, "webinar", [UUID])
+    assert result.instances == 1 and fingerprint(db, UUID) == before and is_current(db, UUID)
+    assert db.execute("SELECT count(*) FROM raw_records WHERE url LIKE '%/report/webinars/%/polls'").fetchone()[0] == 2

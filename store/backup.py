@@ -6,9 +6,8 @@ import os
 import sqlite3
 import tempfile
 
-import sqlite_utils
-
 from store.audit import ChainHead, chain_head
+from store.db import Store
 
 
 class BackupError(Exception):
@@ -23,7 +22,7 @@ def _fsync_path(path: str, flags: int = os.O_RDONLY) -> None:
         os.close(fd)
 
 
-def backup_database(db: sqlite_utils.Database, target: str) -> ChainHead:
+def backup_database(db: Store, target: str) -> ChainHead:
     """Copy the database to `target` (owner-only, replaced atomically); returns the copy's chain head.
 
     SQLite's online backup in a single step reads one snapshot: in WAL mode writers carry on

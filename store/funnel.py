@@ -6,9 +6,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import sqlite_utils
-
-from store.db import durable_write
+from store.db import Store, durable_write
 from store.events import get_state, set_state
 
 FUNNEL_COLUMNS = (
@@ -32,7 +30,7 @@ FUNNEL_COLUMNS = (
 )
 
 
-def instance_head(db: sqlite_utils.Database, instance_uuid: str) -> dict[str, Any] | None:
+def instance_head(db: Store, instance_uuid: str) -> dict[str, Any] | None:
     """meeting_id, kind, topic, start/end and window of an instance's derived row."""
     cursor = db.execute(
         "SELECT meeting_id, kind, topic, start_time, end_time, window_seconds FROM attendance_instances "
@@ -43,7 +41,7 @@ def instance_head(db: sqlite_utils.Database, instance_uuid: str) -> dict[str, An
     return dict(zip([d[0] for d in cursor.description], row, strict=True)) if row else None
 
 
-def attendees(db: sqlite_utils.Database, instance_uuid: str, *, now: int) -> list[dict[str, Any]]:
+def attendees(db: Store, instance_uuid: str, *, now: int) -> list[dict[str, Any]]:
     """Everyone in the instance's attendance, with their ids and seconds (open sessions run to `now`)."""
     rows = db.execute(
         "SELECT p.person_key, p.name, p.email, p.emails, p.registrant_ids, a.attended_seconds, "
@@ -65,7 +63,7 @@ def attendees(db: sqlite_utils.Database, instance_uuid: str, *, now: int) -> lis
     ]
 
 
-def approved_registrants(db: sqlite_utils.Database, meeting_id: str | None) -> list[dict[str, Any]]:
+def approved_registrants(db: Store, meeting_id: str | None) -> list[dict[str, Any]]:
     """Zoom's registrants of a meeting who were approved (pending and denied never registered)."""
     rows = db.execute(
         "SELECT registrant_id, email, name FROM registrants WHERE meeting_id = ? "
@@ -83,9 +81,7 @@ def _fingerprint(rows: Sequence[Mapping[str, Any]]) -> str:
 FUNNEL_VERSION = "1"  # bump when the funnel's rules of matching or stages change
 
 
-def inputs_signature(
-    db: sqlite_utils.Database, instance_uuid: str, meeting_id: str | None, rules_id: int | None
-) -> str:
+def inputs_signature(db: Store, instance_uuid: str, meeting_id: str | None, rules_id: int | None) -> str:
     """A digest of everything funnel_people of an instance is computed from (issue 16).
 
     The attendance fingerprint covers the instance's evidence and Zoom's registrants; imports,
@@ -105,7 +101,7 @@ def inputs_signature(
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def stored_people(db: sqlite_utils.Database, instance_uuid: str, signature: str) -> list[dict[str, Any]] | None:
+def stored_people(db: Store, instance_uuid: str, signature: str) -> list[dict[str, Any]] | None:
     """The instance's funnel_people when they were computed from inputs with `signature`, else None."""
     if get_state(db, f"funnel_inputs:{instance_uuid}") != signature:
         return None
@@ -117,7 +113,7 @@ def stored_people(db: sqlite_utils.Database, instance_uuid: str, signature: str)
 
 
 def write_funnel_people(
-    db: sqlite_utils.Database, instance_uuid: str, rows: Sequence[Mapping[str, Any]], signature: str | None = None
+    db: Store, instance_uuid: str, rows: Sequence[Mapping[str, Any]], signature: str | None = None
 ) -> bool:
     """Make `rows` the instance's funnel_people unless they already are; returns whether it wrote."""
     key = f"funnel_people:{instance_uuid}"
@@ -140,7 +136,7 @@ def write_funnel_people(
     return True
 
 
-def drop_funnel(db: sqlite_utils.Database, instance_uuids: Sequence[str]) -> None:
+def drop_funnel(db: Store, instance_uuids: Sequence[str]) -> None:
     """Forget the derived quiz scores and funnel rows of these instances (rebuild)."""
     with durable_write(db) as conn:
         for uuid in instance_uuids:

@@ -11,9 +11,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import sqlite_utils
-
-from store.db import durable_write
+from store.db import Store, durable_write
 from store.evidence import append_report_page
 
 ANSWER_COLUMNS = ("entry", "detail", "name", "email", "anonymous", "poll_id", "question", "answer", "date_time")
@@ -46,7 +44,7 @@ def _replace_definitions(conn, meeting_id: str, raw_id: int | None, polls, quest
 
 
 def save_poll_definitions(
-    db: sqlite_utils.Database,
+    db: Store,
     meeting_id: str,
     *,
     body: bytes,
@@ -71,7 +69,7 @@ def _replace_answers(conn, instance_uuid: str, raw_id: int, rows: Sequence[Mappi
 
 
 def save_poll_report(
-    db: sqlite_utils.Database,
+    db: Store,
     instance_uuid: str,
     *,
     body: bytes,
@@ -92,7 +90,7 @@ def save_poll_report(
     return record.id
 
 
-def quiz_questions(db: sqlite_utils.Database, meeting_id: str | None) -> list[dict[str, Any]]:
+def quiz_questions(db: Store, meeting_id: str | None) -> list[dict[str, Any]]:
     """The questions of the meeting's quizzes (poll_type 3), right_answers as lists."""
     cursor = db.execute(
         "SELECT q.poll_id, q.number, q.question, q.type, q.right_answers FROM poll_questions q "
@@ -106,7 +104,7 @@ def quiz_questions(db: sqlite_utils.Database, meeting_id: str | None) -> list[di
     ]
 
 
-def poll_answers(db: sqlite_utils.Database, instance_uuid: str) -> list[dict[str, Any]]:
+def poll_answers(db: Store, instance_uuid: str) -> list[dict[str, Any]]:
     """Every stored answer of an instance, in report order."""
     cursor = db.execute(
         f"SELECT {', '.join(ANSWER_COLUMNS)} FROM poll_answers WHERE instance_uuid = ? ORDER BY entry, detail",
@@ -115,7 +113,7 @@ def poll_answers(db: sqlite_utils.Database, instance_uuid: str) -> list[dict[str
     return [dict(zip(ANSWER_COLUMNS, r, strict=True)) for r in cursor]
 
 
-def replace_quiz_scores(db: sqlite_utils.Database, instance_uuid: str, rows: Sequence[Mapping[str, Any]]) -> None:
+def replace_quiz_scores(db: Store, instance_uuid: str, rows: Sequence[Mapping[str, Any]]) -> None:
     """Make `rows` the instance's quiz_scores (derived: recomputed whole)."""
     with durable_write(db) as conn:
         conn.execute("DELETE FROM quiz_scores WHERE instance_uuid = ?", (instance_uuid,))
@@ -126,7 +124,7 @@ def replace_quiz_scores(db: sqlite_utils.Database, instance_uuid: str, rows: Seq
         )
 
 
-def quiz_scores(db: sqlite_utils.Database, instance_uuid: str) -> list[dict[str, Any]]:
+def quiz_scores(db: Store, instance_uuid: str) -> list[dict[str, Any]]:
     """The stored quiz_scores rows of an instance."""
     cursor = db.execute(
         f"SELECT {', '.join(SCORE_COLUMNS)} FROM quiz_scores WHERE instance_uuid = ? ORDER BY poll_id, person",

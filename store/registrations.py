@@ -11,9 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
-from store.db import durable_write
+from store.db import Store, durable_write
 from store.evidence import append_import, content_hash, utc_now
 
 
@@ -31,7 +29,7 @@ class ImportResult:
 
 
 def save_import(
-    db: sqlite_utils.Database,
+    db: Store,
     meeting_id: str,
     *,
     body: bytes,
@@ -77,10 +75,11 @@ def save_import(
             "INSERT INTO registration_rejects (import_id, line, email, reason) VALUES (?, ?, ?, ?)",
             [(import_id, r["line"], r.get("email"), r["reason"]) for r in rejects],
         )
-    return ImportResult(int(import_id), record.id, True, len(rows) + len(rejects), len(rows), len(rejects), new)
+    assert import_id is not None
+    return ImportResult(import_id, record.id, True, len(rows) + len(rejects), len(rows), len(rejects), new)
 
 
-def outside_registrations(db: sqlite_utils.Database, meeting_id: str | None) -> list[dict[str, Any]]:
+def outside_registrations(db: Store, meeting_id: str | None) -> list[dict[str, Any]]:
     """The imported registrations of a meeting (email, name, extra)."""
     cursor = db.execute(
         "SELECT email_key, email, name, extra FROM outside_registrations WHERE meeting_id = ? ORDER BY email_key",
@@ -89,7 +88,7 @@ def outside_registrations(db: sqlite_utils.Database, meeting_id: str | None) -> 
     return [{"email": r[0], "email_as_given": r[1], "name": r[2], "extra": json.loads(r[3])} for r in cursor]
 
 
-def has_imports(db: sqlite_utils.Database, meeting_id: str | None) -> bool:
+def has_imports(db: Store, meeting_id: str | None) -> bool:
     """Whether an outside list was ever imported for the meeting."""
     return (
         db.execute("SELECT 1 FROM registration_imports WHERE meeting_id = ? LIMIT 1", [meeting_id]).fetchone()
@@ -97,7 +96,7 @@ def has_imports(db: sqlite_utils.Database, meeting_id: str | None) -> bool:
     )
 
 
-def rejects_of(db: sqlite_utils.Database, import_id: int) -> list[dict[str, Any]]:
+def rejects_of(db: Store, import_id: int) -> list[dict[str, Any]]:
     """The rows an import could not take, with why."""
     cursor = db.execute(
         "SELECT line, email, reason FROM registration_rejects WHERE import_id = ? ORDER BY line", [import_id]

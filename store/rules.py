@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlite_utils
-
-from store.db import durable_write
+from store.db import Store, durable_write
 from store.evidence import utc_now
 
 RULE_FIELDS = ("min_minutes", "min_percent", "pass_percent")
 _COLUMNS = ("id", "meeting_id", *RULE_FIELDS, "set_at")
 
 
-def current_rules(db: sqlite_utils.Database, meeting_id: str | None) -> dict[str, Any] | None:
+def current_rules(db: Store, meeting_id: str | None) -> dict[str, Any] | None:
     """The newest rules row of a meeting, or None when none was ever set."""
     row = db.execute(
         f"SELECT {', '.join(_COLUMNS)} FROM meeting_rules WHERE meeting_id = ? ORDER BY id DESC LIMIT 1", [meeting_id]
@@ -25,7 +23,7 @@ def current_rules(db: sqlite_utils.Database, meeting_id: str | None) -> dict[str
     return dict(zip(_COLUMNS, row, strict=True)) if row else None
 
 
-def rules_history(db: sqlite_utils.Database, meeting_id: str) -> list[dict[str, Any]]:
+def rules_history(db: Store, meeting_id: str) -> list[dict[str, Any]]:
     """Every rules row of a meeting, oldest first."""
     cursor = db.execute(
         f"SELECT {', '.join(_COLUMNS)} FROM meeting_rules WHERE meeting_id = ? ORDER BY id", [meeting_id]
@@ -34,7 +32,7 @@ def rules_history(db: sqlite_utils.Database, meeting_id: str) -> list[dict[str, 
 
 
 def set_rules(
-    db: sqlite_utils.Database, meeting_id: str, values: dict[str, float | None], *, set_at: str | None = None
+    db: Store, meeting_id: str, values: dict[str, float | None], *, set_at: str | None = None
 ) -> tuple[dict[str, Any], bool]:
     """Record `values` as the meeting's rules unless they are the current ones; (rules, changed)."""
     with durable_write(db) as conn:

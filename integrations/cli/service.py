@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -74,7 +75,12 @@ def run(app: App, host: str, port: int | None) -> None:
     config = app.config
     configure_logging(config.log_level)
     web = subprocess.Popen(gunicorn_command(config, bind=f"{host}:{port or config.port}"))
-    watcher = threading.Thread(target=lambda: (web.wait(), os.kill(os.getpid(), 15)), daemon=True)
+
+    def stop_when_the_web_app_exits() -> None:
+        web.wait()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=stop_when_the_web_app_exits, daemon=True)
     watcher.start()
     try:
         run_scheduler(config)

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlite_utils
-
 from integrations.derived.refresh import rebuild
 from integrations.funnel.stages import refresh_funnel
 from integrations.ingest.normalize import normalize_delivery, normalize_pending
+from store.db import Store
 from store.derived import RefreshStats, webhook_deliveries
 from store.events import save_normalized
 from store.funnel import drop_funnel
 
 
-def renormalize(db: sqlite_utils.Database, instance_uuids: Sequence[str] | None = None, *, batch: int = 500) -> int:
+def renormalize(db: Store, instance_uuids: Sequence[str] | None = None, *, batch: int = 500) -> int:
     """Normalize stored deliveries again (all, or those of these instances); returns how many.
 
     `save_normalized` replaces each delivery's own rows, so this is idempotent, and unlike
@@ -32,7 +31,7 @@ def renormalize(db: sqlite_utils.Database, instance_uuids: Sequence[str] | None 
 
 
 def rebuild_attendance(
-    db: sqlite_utils.Database, instance_uuids: Sequence[str] | None = None, stats: RefreshStats | None = None
+    db: Store, instance_uuids: Sequence[str] | None = None, stats: RefreshStats | None = None
 ) -> tuple[int, list[str]]:
     """Renormalize, then drop and recompute derived rows; returns (deliveries, instances rebuilt).
 

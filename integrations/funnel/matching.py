@@ -129,8 +129,8 @@ def match_people(
     """
     book = _People()
     for a in attendees:
-        emails = _list(a.get("emails")) or [a.get("email")]
-        rids = _list(a.get("registrant_ids")) or [a.get("registrant_id")]
+        emails: list[str | None] = [*_list(a.get("emails"))] or [a.get("email")]
+        rids: list[str | None] = [*_list(a.get("registrant_ids"))] or [a.get("registrant_id")]
         seconds = int(a["attended_seconds"])
         email = normalize_email(a.get("email")) or next((normalize_email(e) for e in emails if e), None)
         i = book.add(
@@ -146,17 +146,15 @@ def match_people(
         book.index(i, emails, rids)
     for r in registrants:
         email = normalize_email(r.get("email"))
-        i = book.find([email], [r.get("registrant_id")])
-        if i is None:
-            i = book.add(f"email:{email}" if email else f"registrant:{r['registrant_id']}")
+        found = book.find([email], [r.get("registrant_id")])
+        i = found if found is not None else book.add(f"email:{email}" if email else f"registrant:{r['registrant_id']}")
         book.fill(i, name=r.get("name"), email=email, registrant_id=r.get("registrant_id"))
         book.people[i]["zoom_registered"] = 1
         book.index(i, [email], [r.get("registrant_id")])
     for o in outside:
         email = normalize_email(o.get("email"))
-        i = book.find([email])
-        if i is None:
-            i = book.add(f"email:{email}")
+        found = book.find([email])
+        i = found if found is not None else book.add(f"email:{email}")
         book.fill(i, name=o.get("name"), email=email)
         book.people[i]["registered"] = 1
         book.index(i, [email])
@@ -164,8 +162,10 @@ def match_people(
     unmatched: dict[str, int] = {}  # one report entry without email, over several quizzes
     for s in scores:
         email = normalize_email(s.get("email"))
-        i = book.find([email]) if email else unmatched.get(s["person"])
-        if i is None:
+        found = book.find([email]) if email else unmatched.get(s["person"])
+        if found is not None:
+            i = found
+        else:
             i = book.add(s["person"] if not email else f"email:{email}", name=s.get("name"), email=email)
             if email:
                 book.index(i, [email])

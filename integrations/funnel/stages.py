@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import sqlite_utils
-
 from integrations.funnel.matching import (
     at_stage,
     counts,
@@ -23,6 +21,7 @@ from integrations.funnel.matching import (
 from integrations.funnel.scoring import score_quizzes
 from integrations.reads.attendance import current_instance, now_seconds
 from store.attendance_queries import BadQuery, Threshold
+from store.db import Store
 from store.funnel import (
     approved_registrants,
     attendees,
@@ -56,7 +55,7 @@ PERSON_OUTPUT = (
 
 
 def effective_rules(
-    db: sqlite_utils.Database, meeting_id: str | None, overrides: Mapping[str, float | None] | None = None
+    db: Store, meeting_id: str | None, overrides: Mapping[str, float | None] | None = None
 ) -> dict[str, Any]:
     """The meeting's stored rules with any one-query overrides on top (and which applied)."""
     stored = current_rules(db, meeting_id)
@@ -77,13 +76,13 @@ def threshold_of(rules: Mapping[str, Any]) -> Threshold:
     return Threshold(rules.get("min_minutes"), rules.get("min_percent"))
 
 
-def stored_threshold(db: sqlite_utils.Database, instance_uuid: str) -> Threshold:
+def stored_threshold(db: Store, instance_uuid: str) -> Threshold:
     """The attendance minimum stored for the meeting of an instance (none when never set)."""
     row = db.execute("SELECT meeting_id FROM instances WHERE instance_uuid = ?", [instance_uuid]).fetchone()
     return threshold_of(effective_rules(db, row[0] if row else None))
 
 
-def refresh_quiz_scores(db: sqlite_utils.Database, instance_uuid: str) -> int:
+def refresh_quiz_scores(db: Store, instance_uuid: str) -> int:
     """Recompute an instance's quiz_scores from its stored answers and quiz; returns rows written."""
     head = db.execute("SELECT meeting_id FROM instances WHERE instance_uuid = ?", [instance_uuid]).fetchone()
     rows = score_quizzes(quiz_questions(db, head[0] if head else None), poll_answers(db, instance_uuid))
@@ -92,7 +91,7 @@ def refresh_quiz_scores(db: sqlite_utils.Database, instance_uuid: str) -> int:
 
 
 def funnel_people(
-    db: sqlite_utils.Database, instance_uuid: str, rules: Mapping[str, Any], *, now: int | None = None
+    db: Store, instance_uuid: str, rules: Mapping[str, Any], *, now: int | None = None
 ) -> tuple[dict[str, Any], list[str], list[dict[str, Any]]]:
     """(instance head, stages, people with a flag per stage) of an instance under `rules`."""
     head = instance_head(db, instance_uuid)
@@ -119,7 +118,7 @@ def funnel_people(
 
 
 def _people(
-    db: sqlite_utils.Database, uuid: str, meeting_id: str | None, rules: Mapping[str, Any], *, now: int | None
+    db: Store, uuid: str, meeting_id: str | None, rules: Mapping[str, Any], *, now: int | None
 ) -> tuple[dict[str, Any], list[str], list[dict[str, Any]]]:
     """funnel_people as stored when their inputs have not changed (and nobody is still in
     the meeting), else computed and stored: `funnel` answers from the derived table."""
@@ -146,7 +145,7 @@ def _output(person: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def funnel(
-    db: sqlite_utils.Database,
+    db: Store,
     meeting: str,
     *,
     instance: str | None = None,
@@ -184,7 +183,7 @@ def funnel(
 
 
 def people_at_stage(
-    db: sqlite_utils.Database, meeting: str, stage: str, *, instance: str | None = None
+    db: Store, meeting: str, stage: str, *, instance: str | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(rules in force, people at `stage`) of MEETING (numeric id: latest instance; or a UUID).
 
@@ -196,7 +195,7 @@ def people_at_stage(
     return result["rules"], result["people"]
 
 
-def refresh_funnel(db: sqlite_utils.Database, instance_uuids: list[str]) -> None:
+def refresh_funnel(db: Store, instance_uuids: list[str]) -> None:
     """Recompute quiz_scores and funnel_people of these instances under their stored rules."""
     for uuid in instance_uuids:
         refresh_quiz_scores(db, uuid)

@@ -1,14 +1,8 @@
 """A Zoom-compatible REST API on 127.0.0.1 for tests, the demo and benchmarks.
 
-It serves what the report poller uses: Server-to-Server OAuth tokens, participant reports,
-past instances and webinar registrants, from an in-memory `Dataset`, with Zoom's paging
-(`page_size` <= 300, `next_page_token`), error shapes (NOTES.md, meetings-api.openapi.json)
-and scriptable faults: 429 with Retry-After, the daily limit, 500, slow answers, expired
-access tokens, expired or looping page tokens, malformed JSON. It counts every call.
-
-    with ZoomSimulator(synthetic_webinar(attendees=500)) as zoom:
-        client = ZoomClient(**zoom.credentials(), api_base_url=zoom.api_base_url, oauth_token_url=zoom.oauth_token_url)
-"""
+OAuth tokens, participant reports, past instances and registrants from an in-memory
+`Dataset`, with Zoom's paging and error shapes, scriptable faults and a count of every
+call (docs/internals.md has an example)."""
 
 from __future__ import annotations
 
@@ -26,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -101,6 +95,14 @@ class Fault:
     retry_after: str | None = None
     delay: float = 0.0
     hits: int = 0
+
+
+class Credentials(TypedDict):
+    """What ZoomClient takes to authenticate as the simulator's account."""
+
+    account_id: str
+    client_id: str
+    client_secret: str
 
 
 @dataclass(frozen=True)
@@ -190,8 +192,7 @@ class ZoomSimulator:
         """http://127.0.0.1:PORT"""
         if self._server is None:
             raise RuntimeError("simulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"  # where start() binds it
 
     @property
     def api_base_url(self) -> str:
@@ -201,7 +202,7 @@ class ZoomSimulator:
     def oauth_token_url(self) -> str:
         return self.url + "/oauth/token"
 
-    def credentials(self) -> dict[str, str]:
+    def credentials(self) -> Credentials:
         """account_id, client_id, client_secret as ZoomClient takes them."""
         return {"account_id": self.account_id, "client_id": self.client_id, "client_secret": self.client_secret}
 
@@ -448,12 +449,7 @@ class _Handler(BaseHTTPRequestHandler):
         if endpoint == "instances":
             return self._instances(dataset, kind, key)
         if endpoint == "polls":
-            if dataset.meetings.get(key, {}).get("kind") != kind:
-                name = "Meeting" if kind == "meeting" else "Webinar"
-                return self._error(404, 3001, f"{name} does not exist: {key}.")
-            polls = dataset.polls.get(key, [])
-            self._send(200, {"polls": polls, "total_records": len(polls)})
-            return 200
+            return self._polls(dataset, kind, key)
         if endpoint == "registrants":
             if dataset.meetings.get(key, {}).get("kind") != "webinar":
                 return self._error(404, 3001, f"Webinar does not exist: {key}.")
@@ -466,12 +462,24 @@ class _Handler(BaseHTTPRequestHandler):
         if key in dataset.too_old:
             return self._error(400, 12702, f"Can not access a {kind} a year ago.")
         if endpoint == "poll_report":
-            meeting_id = next(m for m, i in dataset.instances.items() if any(x["uuid"] == key for x in i))
-            start = next(x["start_time"] for x in dataset.instances[meeting_id] if x["uuid"] == key)
-            body = {"id": int(meeting_id), "uuid": key, "start_time": start}
-            self._send(200, {**body, "questions": dataset.poll_reports.get(key, [])})
-            return 200
+            return self._poll_report(dataset, key)
         return self._page(listing, "participants", dataset.participants.get(key, []), offset, size, loop=fault)
+
+    def _polls(self, dataset: Dataset, kind: str, meeting_id: str) -> int:
+        if dataset.meetings.get(meeting_id, {}).get("kind") != kind:
+            name = "Meeting" if kind == "meeting" else "Webinar"
+            return self._error(404, 3001, f"{name} does not exist: {meeting_id}.")
+        polls = dataset.polls.get(meeting_id, [])
+        self._send(200, {"polls": polls, "total_records": len(polls)})
+        return 200
+
+    def _poll_report(self, dataset: Dataset, uuid: str) -> int:
+        meeting_id, start = next(
+            (m, x["start_time"]) for m, listed in dataset.instances.items() for x in listed if x["uuid"] == uuid
+        )
+        body = {"id": int(meeting_id), "uuid": uuid, "start_time": start}
+        self._send(200, {**body, "questions": dataset.poll_reports.get(uuid, [])})
+        return 200
 
     def _instances(self, dataset: Dataset, kind: str, meeting_id: str) -> int:
         if not meeting_id.isdigit():

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from integrations.certificates import issue as issuing
-from integrations.certificates.eligibility import STAGES, NotEligibleYet
+from integrations.certificates.eligibility import STAGES, NotEligibleYet, eligible_people
 from integrations.certificates.extract import code_from_argument
 from integrations.certificates.keys import KeyFileError, read_key, write_new_key
 from integrations.certificates.mail import Mailer, RateLimit, SmtpSettings, send_certificates
@@ -21,7 +21,7 @@ from integrations.certificates.render import RenderError, page_of, renderer_for,
 from integrations.certificates.signing import InvalidCode, key_id, load_public_key, public_key_pem
 from integrations.certificates.template import Template, TemplateError, load_template
 from integrations.cli.context import App, pass_app, user_errors
-from integrations.reads.attendance import now_seconds
+from integrations.reads.attendance import current_instance, now_seconds
 from integrations.reads.formats import csv_lines
 from store import certificates as store
 from store.attendance_queries import Threshold, meeting_number, resolve_instance
@@ -102,16 +102,10 @@ def issue(
     with certificate_errors():
         key = read_key(app.config.cert_signing_key_file)
         threshold = Threshold(min_minutes=min_minutes, min_percent=min_percent)
-        outcome = issuing.issue_for_meeting(
-            db,
-            meeting,
-            stage=stage,
-            key=key,
-            now=now_seconds(),
-            threshold=threshold,
-            instance=instance,
-            event=event or _template(app).event or None,
+        found = eligible_people(
+            db, current_instance(db, meeting, instance), stage, threshold=threshold, now=now_seconds()
         )
+        outcome = issuing.issue_to_eligible(db, found, key=key, event=event or _template(app).event or None)
     click.echo(
         f"issued {len(outcome.issued)} certificates for meeting {outcome.meeting_id} "
         f"(eligible {outcome.eligible}, already had one {outcome.already}, without a name {outcome.without_name})"
@@ -186,17 +180,26 @@ def list_(app: App, meeting: str, fmt: str) -> None:
         click.echo(f"{len(rows)} certificates", err=True)
 
 
+def _stripped_not_empty(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("must not be empty")
+    return value.strip()
+
+
 @certificates.command()
 @click.argument("number", type=int)
-@click.option("--reason", required=True, help="Why (recorded in the certificate chain; shown as revoked)")
+@click.option(
+    "--reason",
+    required=True,
+    callback=_stripped_not_empty,
+    help="Why (recorded in the certificate chain; shown as revoked)",
+)
 @pass_app
 def revoke(app: App, number: int, reason: str) -> None:
     """Revoke certificate NUMBER: its verify page and API then say revoked."""
     db = app.existing_store()
-    if not reason.strip():
-        raise click.UsageError("--reason must not be empty")
     with certificate_errors():
-        row = store.revoke_certificate(db, number, reason.strip())
+        row = store.revoke_certificate(db, number, reason)
     click.echo(f"revoked certificate {number} ({row['name']}) at {row['revoked_at']}")
 
 

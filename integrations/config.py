@@ -62,6 +62,8 @@ class Config:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_from: str | None = None
     smtp_starttls: bool = True
+    # PEM certificates STARTTLS trusts instead of the system's (a private CA, a self-signed server).
+    smtp_ca_file: str | None = None
 
     def require_zoom_api(self) -> None:
         """Raise ConfigError naming every variable the Zoom REST API needs and lacks."""
@@ -169,6 +171,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         smtp_password=text("SMTP_PASSWORD"),
         smtp_from=text("SMTP_FROM"),
         smtp_starttls=flag("SMTP_STARTTLS", True),
+        smtp_ca_file=text("SMTP_CA_FILE"),
     )
     if errors:
         raise ConfigError("; ".join(errors))

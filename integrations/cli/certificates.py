@@ -15,7 +15,7 @@ from integrations.certificates import issue as issuing
 from integrations.certificates.eligibility import STAGES, NotEligibleYet, eligible_people
 from integrations.certificates.extract import code_from_argument
 from integrations.certificates.keys import KeyFileError, read_key, write_new_key
-from integrations.certificates.mail import Mailer, RateLimit, SmtpSettings, send_certificates
+from integrations.certificates.mail import MailConfigError, Mailer, RateLimit, SmtpUnavailable, send_certificates
 from integrations.certificates.output import OutputError, render_certificates
 from integrations.certificates.render import RenderError, page_of, renderer_for, verify_url
 from integrations.certificates.signing import InvalidCode, key_id, load_public_key, public_key_pem
@@ -38,6 +38,8 @@ def certificate_errors() -> Iterator[None]:
             yield
         except (
             KeyFileError,
+            MailConfigError,
+            SmtpUnavailable,
             TemplateError,
             RenderError,
             OutputError,
@@ -227,21 +229,12 @@ def reissue(app: App, number: int, name: str) -> None:
 def send(app: App, meeting: str, resend_in_doubt: bool) -> None:
     """Email each live certificate of MEETING as a PDF, once; resumable after a crash."""
     config = app.config
-    if not config.smtp_host or not config.smtp_from:
-        raise click.ClickException("set SMTP_HOST and SMTP_FROM (see config.example.env) to send certificates")
-    db = app.existing_store()
     with certificate_errors():
+        mailer = Mailer(config)
+        db = app.existing_store()
         meeting_id = meeting_id_of(db, meeting)
         template = _template(app)
         renderer = renderer_for(store.list_certificates(db, meeting_id), template)
-        settings = SmtpSettings(
-            host=config.smtp_host,
-            port=config.smtp_port,
-            sender=config.smtp_from,
-            username=config.smtp_username,
-            password=config.smtp_password,
-            starttls=config.smtp_starttls,
-        )
 
         def progress(row: dict[str, Any], status: str) -> None:
             click.echo(f"{row['number']} {status}", err=True)
@@ -249,8 +242,7 @@ def send(app: App, meeting: str, resend_in_doubt: bool) -> None:
         report = send_certificates(
             db,
             meeting_id,
-            mailer=Mailer(settings),
-            sender=config.smtp_from,
+            mailer=mailer,
             render_pdf=lambda row: renderer.render(page_of(row, template, config.public_base_url)),
             verify_url=lambda row: verify_url(config.public_base_url, row["code"]),
             rate=RateLimit(config.cert_send_per_minute),

@@ -10,7 +10,6 @@ import http.client
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from typing import Any
 from integrations.certificates.eligibility import eligible_people
 from integrations.certificates.issue import issue_to_eligible
 from integrations.certificates.keys import read_key, write_new_key
+from integrations.demo.processes import stop_process_group
 from integrations.reads.attendance import current_instance, now_seconds
 from integrations.reports.sync import sync_meeting
 from integrations.simulator.webhooks import SimulatedDelivery, instance_deliveries
@@ -191,13 +191,7 @@ def web_app(database_path: str, secret: str, *, timeout: float = 30) -> Iterator
             log.seek(0)
             raise DemoError(f"{e}; the web app's log ends:\n{log.read()[-3000:].decode(errors='replace')}") from None
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+        stop_process_group(process)
         log.close()
 
 

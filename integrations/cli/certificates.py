@@ -17,7 +17,7 @@ from integrations.certificates.extract import code_from_argument
 from integrations.certificates.keys import KeyFileError, read_key, write_new_key
 from integrations.certificates.mail import MailConfigError, Mailer, RateLimit, SmtpUnavailable, send_certificates
 from integrations.certificates.output import OutputError, render_certificates
-from integrations.certificates.render import RenderError, page_of, renderer_for, verify_url
+from integrations.certificates.render import RenderError, misprinted, page_of, renderer_for, verify_url
 from integrations.certificates.signing import InvalidCode, key_id, load_public_key, public_key_pem
 from integrations.certificates.template import Template, TemplateError, load_template
 from integrations.cli.context import App, pass_app, user_errors
@@ -142,8 +142,21 @@ def pdf(app: App, meeting: str, out_dir: str, as_zip: bool, workers: int, includ
         with click.progressbar(names, length=len(rows), label="rendering", file=sys.stderr) as bar:
             for _ in bar:
                 pass
+        _warn_misprinted(rows)
     target = os.path.join(out_dir, f"certificates-{meeting_id}.zip") if as_zip else out_dir
     click.echo(f"wrote {len(rows)} certificates to {target}")
+
+
+def _warn_misprinted(rows: list[dict[str, Any]]) -> None:
+    """Say which certificates print a name not as spelled, so they can be checked before sending."""
+    reasons: dict[str, list[int]] = {}
+    for row in rows:
+        why = misprinted(row["name"])
+        if why:
+            reasons.setdefault(why, []).append(row["number"])
+    for why, numbers in reasons.items():
+        shown = ", ".join(map(str, numbers[:20])) + (" ..." if len(numbers) > 20 else "")
+        click.echo(f"warning: {len(numbers)} names with {why}: certificates {shown}", err=True)
 
 
 def _list_row(row: dict[str, Any], base_url: str) -> dict[str, Any]:

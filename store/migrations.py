@@ -471,3 +471,25 @@ CREATE TABLE certificate_sends (
 );
 CREATE INDEX certificate_sends_number ON certificate_sends (number, status)
 """
+
+
+@migrations()
+def m030_ops_alerts(db: sqlite_utils.Database) -> None:
+    """Alerts the worker raised (issue 18): one row per condition, kept across restarts."""
+    # In the database, so /healthz (another process) sees them and a restarted worker
+    # neither re-sends an incident's notice nor forgets to send its recovery.
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS ops_alerts (
+            key TEXT PRIMARY KEY,              -- the alert, or alert:subject (one per live meeting)
+            alert TEXT NOT NULL,
+            subject TEXT,
+            message TEXT NOT NULL,
+            raised_at TEXT NOT NULL,           -- start of the current (or last) incident
+            cleared_at TEXT,                   -- NULL while the condition holds
+            notified_raised_at TEXT,           -- when ALERT_WEBHOOK_URL took the incident's notice
+            notified_cleared_at TEXT,          -- ... and its recovery
+            updated_at TEXT NOT NULL
+        )
+        """
+    )

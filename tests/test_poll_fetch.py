@@ -86,8 +86,8 @@ def test_sync_goes_on_when_polls_are_not_available(db):
     sc = scenario(30)
     with ZoomSimulator(sc.dataset) as sim:
         client = simulator_client(sim, FakeClock())
-        sim.add_fault("polls", "not_found")
-        sim.add_fault("poll_report", "too_old")
+        sim.add_fault("poll_definitions", "not_found")
+        sim.add_fault("polls", "too_old")
         result = sync_polls(db, client, WEBINAR, "webinar", [UUID])
     assert [what for what, _ in result.failures] == [f"polls of {WEBINAR}", f"poll report of {UUID}"]
     assert result.answers == 0

@@ -97,8 +97,8 @@ def test_sync_stores_every_row_of_a_multi_page_report_and_the_roster(db, sim, zo
         "instances": 2,
         "participants": pages,
         "registrants": roster_pages,
+        "poll_definitions": 1,
         "polls": 1,
-        "poll_report": 1,
     }
     assert zoom.api_calls == 2 + pages + roster_pages + 2
 
@@ -206,7 +206,7 @@ def test_one_instance_with_a_uuid_that_needs_double_encoding(db):
         client = simulator_client(sim, FakeClock())
         [fetch] = sync_meeting(db, client, "81234567890", instance_uuid=SLASHED_UUID, kind="meeting").fetches
         # The poll report's path carries the doubly encoded UUID too (issue 16).
-        assert sim.calls == {"token": 1, "participants": 2, "polls": 1, "poll_report": 1}
+        assert sim.calls == {"token": 1, "participants": 2, "poll_definitions": 1, "polls": 1}
     assert fetch.rows == 301
     assert stored_rows(report_rows(db, SLASHED_UUID)) == expected_rows(dataset, SLASHED_UUID)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from integrations.cli import attendance, audit, certificates, demo, funnel, reports, service
+from integrations.cli import attendance, audit, certificates, demo, doctor, funnel, reports, service
 from integrations.cli.context import App
 
 
@@ -21,6 +21,6 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for _module in (service, reports, attendance, funnel, audit, demo, certificates):
+for _module in (service, reports, attendance, funnel, audit, demo, certificates, doctor):
     for _command in _module.commands:
         cli.add_command(_command)

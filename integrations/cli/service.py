@@ -39,6 +39,9 @@ def gunicorn_command(config: Config, *, bind: str | None = None, workers: int | 
         "20",
         # gunicorn 27's control socket has one default path per user: several servers collide.
         "--no-control-socket",
+        # Prometheus multiprocess mode across the workers (issue 18).
+        "--config",
+        "python:integrations.web.gunicorn_conf",
         "integrations.web:create_app()",
     ]
 
@@ -62,7 +65,7 @@ def serve(app: App, host: str, port: int | None, workers: int | None) -> None:
 @pass_app
 def schedule(app: App) -> None:
     """Run the scheduler (normalization, report polling): the Procfile `worker`."""
-    configure_logging(app.config.log_level)
+    configure_logging(app.config.log_level, app.config.log_format)
     run_scheduler(app.config)
 
 
@@ -73,7 +76,7 @@ def schedule(app: App) -> None:
 def run(app: App, host: str, port: int | None) -> None:
     """Run web app and scheduler together: the embedded single-machine default."""
     config = app.config
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     web = subprocess.Popen(gunicorn_command(config, bind=f"{host}:{port or config.port}"))
 
     def stop_when_the_web_app_exits() -> None:

@@ -40,7 +40,20 @@ FAULT_KINDS = frozenset(
         "too_old",  # 400, code 12702
     )
 )
-ENDPOINTS = ("token", "participants", "instances", "registrants", "polls", "poll_report")
+ENDPOINTS = ("token", "participants", "instances", "registrants", "polls", "poll_definitions")
+# The classic scope each endpoint needs (meetings-api.openapi.json); `doctor` checks them.
+ALL_SCOPES = frozenset(("report:read:admin", "webinar:read:admin", "meeting:read:admin"))
+REQUIRED_SCOPE = {
+    ("participants", "meeting"): "report:read:admin",
+    ("participants", "webinar"): "report:read:admin",
+    ("polls", "meeting"): "report:read:admin",
+    ("polls", "webinar"): "report:read:admin",
+    ("poll_definitions", "meeting"): "meeting:read:admin",
+    ("poll_definitions", "webinar"): "webinar:read:admin",
+    ("instances", "meeting"): "meeting:read:admin",
+    ("instances", "webinar"): "webinar:read:admin",
+    ("registrants", "webinar"): "webinar:read:admin",
+}
 
 
 def _iso(moment: datetime) -> str:
@@ -136,6 +149,8 @@ class ZoomSimulator:
         token_ttl: int = 3600,
         page_token_ttl: float | None = None,
         qps_limit: float | None = None,
+        scopes: frozenset[str] = ALL_SCOPES,
+        clock_offset: float = 0.0,
     ):
         self.dataset = dataset or Dataset()
         self.account_id = account_id
@@ -144,6 +159,8 @@ class ZoomSimulator:
         self.token_ttl = token_ttl
         self.page_token_ttl = page_token_ttl  # seconds; None: tokens never expire on their own
         self.qps_limit = qps_limit  # answer 429 QPS above this many API calls per second
+        self.scopes = scopes  # what the app was granted: others answer 403, code 4711
+        self.clock_offset = clock_offset  # seconds the Date header is ahead of this machine's clock
         self.calls: Counter[str] = Counter()
         self.log: list[Call] = []
         self.faults: list[Fault] = []
@@ -329,8 +346,8 @@ ROUTES = (
     ("participants", re.compile(r"^/v2/report/(meetings|webinars)/(.+)/participants$")),
     ("instances", re.compile(r"^/v2/past_(meetings|webinars)/([^/]+)/instances$")),
     ("registrants", re.compile(r"^/v2/(webinars)/([^/]+)/registrants$")),
-    ("poll_report", re.compile(r"^/v2/report/(meetings|webinars)/(.+)/polls$")),
-    ("polls", re.compile(r"^/v2/(meetings|webinars)/([^/]+)/polls$")),
+    ("polls", re.compile(r"^/v2/report/(meetings|webinars)/(.+)/polls$")),
+    ("poll_definitions", re.compile(r"^/v2/(meetings|webinars)/([^/]+)/polls$")),
 )
 
 
@@ -341,6 +358,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's name)
         log.debug("simulator: " + format, *args)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header, off by the simulator's clock_offset (doctor's clock check)."""
+        return super().date_time_string((time.time() if timestamp is None else timestamp) + self.sim.clock_offset)
 
     def _send(self, status: int, body: bytes | dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
@@ -393,7 +414,7 @@ class _Handler(BaseHTTPRequestHandler):
             "access_token": sim.issue_token(),
             "token_type": "bearer",
             "expires_in": sim.token_ttl,
-            "scope": "report:read:admin webinar:read:admin meeting:read:admin",
+            "scope": " ".join(sorted(sim.scopes)),
             "api_url": sim.url,
         }
         self._send(200, body)
@@ -417,6 +438,9 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not sim.token_valid(auth[7:]):
             return self._error(401, 124, "Invalid access token.")
+        scope = REQUIRED_SCOPE.get((endpoint, kind))
+        if scope is not None and scope not in sim.scopes:  # what doctor's scope checks see
+            return self._error(403, 4711, f"Invalid access token, does not contain scopes:[{scope}].")
         if sim._over_qps():
             return self._error(
                 429,
@@ -446,10 +470,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, 300, "The next page token is invalid or expired.")
         with sim._lock:
             dataset = sim.dataset
-        if endpoint == "instances":
-            return self._instances(dataset, kind, key)
-        if endpoint == "polls":
-            return self._polls(dataset, kind, key)
+        by_meeting = {"instances": self._instances, "polls": self._polls, "poll_definitions": self._poll_definitions}
+        if endpoint in by_meeting:
+            return by_meeting[endpoint](dataset, kind, key)
         if endpoint == "registrants":
             if dataset.meetings.get(key, {}).get("kind") != "webinar":
                 return self._error(404, 3001, f"Webinar does not exist: {key}.")
@@ -461,11 +484,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, 3001, f"{name} {key} not found or has expired.")
         if key in dataset.too_old:
             return self._error(400, 12702, f"Can not access a {kind} a year ago.")
-        if endpoint == "poll_report":
-            return self._poll_report(dataset, key)
         return self._page(listing, "participants", dataset.participants.get(key, []), offset, size, loop=fault)
 
-    def _polls(self, dataset: Dataset, kind: str, meeting_id: str) -> int:
+    def _poll_definitions(self, dataset: Dataset, kind: str, meeting_id: str) -> int:
         if dataset.meetings.get(meeting_id, {}).get("kind") != kind:
             name = "Meeting" if kind == "meeting" else "Webinar"
             return self._error(404, 3001, f"{name} does not exist: {meeting_id}.")
@@ -473,12 +494,19 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"polls": polls, "total_records": len(polls)})
         return 200
 
-    def _poll_report(self, dataset: Dataset, uuid: str) -> int:
-        meeting_id, start = next(
-            (m, x["start_time"]) for m, listed in dataset.instances.items() for x in listed if x["uuid"] == uuid
-        )
-        body = {"id": int(meeting_id), "uuid": uuid, "start_time": start}
-        self._send(200, {**body, "questions": dataset.poll_reports.get(uuid, [])})
+    def _polls(self, dataset: Dataset, kind: str, key: str) -> int:
+        """The poll report of an instance UUID (or, for a meeting number, an empty one)."""
+        if dataset.instance_kind(key) != kind and key not in dataset.meetings:
+            return self._error(404, 3001, f"{kind.title()} {key} not found or has expired.")
+        if key in dataset.too_old:
+            return self._error(400, 12702, f"Can not access a {kind} a year ago.")
+        found = [(m, x["start_time"]) for m, listed in dataset.instances.items() for x in listed if x["uuid"] == key]
+        if not found:
+            self._send(200, {"id": key, "uuid": key, "start_time": "", "questions": []})
+            return 200
+        meeting_id, start = found[0]
+        body = {"id": int(meeting_id), "uuid": key, "start_time": start}
+        self._send(200, {**body, "questions": dataset.poll_reports.get(key, [])})
         return 200
 
     def _instances(self, dataset: Dataset, kind: str, meeting_id: str) -> int:

@@ -1,4 +1,8 @@
-"""GET /healthz: does the database answer, and can it take a durable write right now?"""
+"""GET /healthz: does the database answer, and can it take a durable write right now?
+
+Alerts the worker raised (integrations/ops/alerts.py, issue 18) make the status `degraded`
+with their reasons; the answer stays 200: the service still takes webhooks.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from integrations.web.webhooks import json_response
 from store.db import DatabaseUnavailable
 from store.events import NORMALIZE_CURSOR, get_state
 from store.health import write_probe
+from store.ops import alert_rows
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -32,6 +37,10 @@ def healthz() -> Response:
         pending = db.execute(
             "SELECT count(*) FROM raw_records WHERE id > ? AND +source = 'webhook'", [cursor]
         ).fetchone()[0]
+        alerts = [
+            {"alert": row["alert"], "subject": row["subject"], "since": row["raised_at"], "reason": row["message"]}
+            for row in alert_rows(db, active_only=True)
+        ]
     except (sqlite3.Error, OSError) as e:
         log.error("health check failed: %s", e)
         return json_response({"status": "unavailable", "database": str(e)}, 503)
@@ -42,5 +51,12 @@ def healthz() -> Response:
         log.error("health check failed: database cannot take writes: %s", e)
         return json_response({"status": "unavailable", "database": "ok", "writes": str(e), "spool": spool}, 503)
     return json_response(
-        {"status": "ok", "database": "ok", "records": last_id, "pending_normalization": pending, "spool": spool}
+        {
+            "status": "degraded" if alerts else "ok",
+            "database": "ok",
+            "records": last_id,
+            "pending_normalization": pending,
+            "spool": spool,
+            "alerts": alerts,
+        }
     )

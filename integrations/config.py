@@ -44,6 +44,7 @@ class Config:
     # Zoom gives up on an answer after 3 seconds, so the bound stays well below that.
     db_lock_timeout_seconds: float = 2.0
     zoom_requests_per_second: float = 2.0
+    zoom_heavy_requests_per_second: float = 1.0
     zoom_max_retries: int = 5
     zoom_timeout_seconds: float = 30.0
     report_delays: str = DEFAULT_REPORT_DELAYS
@@ -62,6 +63,8 @@ class Config:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_from: str | None = None
     smtp_starttls: bool = True
+    # PEM certificates STARTTLS trusts instead of the system's (a private CA, a self-signed server).
+    smtp_ca_file: str | None = None
     log_format: str = "text"  # text | json (one JSON object a line, issue 18)
     # Issue 18: /metrics, the alerts the worker raises itself, `doctor`.
     metrics_token: str | None = field(default=None, repr=False)
@@ -148,6 +151,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
     except ConfigError as e:
         errors.append(str(e))
         database_path = "attendance.db"
+    requests_per_second = number("ZOOM_REQUESTS_PER_SECOND", 2.0)
     config = Config(
         webhook_secret_token=text("ZOOM_WEBHOOK_SECRET_TOKEN"),
         zoom_account_id=text("ZOOM_ACCOUNT_ID"),
@@ -163,7 +167,9 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         port=int(number("PORT", 8000, int)),
         web_concurrency=max(1, int(number("WEB_CONCURRENCY", 2, int))),
         db_lock_timeout_seconds=number("DB_LOCK_TIMEOUT_SECONDS", 2.0),
-        zoom_requests_per_second=number("ZOOM_REQUESTS_PER_SECOND", 2.0),
+        zoom_requests_per_second=requests_per_second,
+        # Heavy endpoints (poll reports) allow half of Medium's rate: half the pace by default.
+        zoom_heavy_requests_per_second=number("ZOOM_HEAVY_REQUESTS_PER_SECOND", requests_per_second / 2),
         zoom_max_retries=int(number("ZOOM_MAX_RETRIES", 5, int)),
         zoom_timeout_seconds=number("ZOOM_TIMEOUT_SECONDS", 30.0),
         report_delays=text("REPORT_FETCH_DELAYS") or DEFAULT_REPORT_DELAYS,
@@ -181,6 +187,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         smtp_password=text("SMTP_PASSWORD"),
         smtp_from=text("SMTP_FROM"),
         smtp_starttls=flag("SMTP_STARTTLS", True),
+        smtp_ca_file=text("SMTP_CA_FILE"),
         log_format=(text("LOG_FORMAT") or "text").lower(),
         metrics_token=text("METRICS_TOKEN"),
         # Beside the database, like the spool: the web processes and the worker share it.

@@ -16,6 +16,13 @@ from store.db import Store
 migrations = Migrations("attendance-worker")
 
 
+def _execute_each(db: sqlite_utils.Database, script: str, separator: str = ";\n") -> None:
+    """Run a script's statements one at a time: executescript would commit the migration's transaction."""
+    for statement in script.split(separator):
+        if statement.strip():
+            db.execute(statement)
+
+
 @migrations()
 def m001_evidence_and_events(db: sqlite_utils.Database) -> None:
     """Raw evidence (one hash chain), normalized participant events, instances, meetings."""
@@ -228,10 +235,7 @@ def m005_raw_records_meeting_id_index(db: sqlite_utils.Database) -> None:
 @migrations()
 def m008_derived_attendance(db: sqlite_utils.Database) -> None:
     """Derived attendance tables and views (issue 8)."""
-    # One statement at a time: executescript would commit the migration's transaction.
-    for statement in _SCHEMA.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_each(db, _SCHEMA)
 
 
 @migrations()
@@ -240,9 +244,7 @@ def m009_derived_dirty(db: sqlite_utils.Database) -> None:
     # Plain INSERT ... WHERE NOT EXISTS: an OR IGNORE inside a trigger gives way to the
     # conflict policy of the statement that fired it. Whoever normalizes a delivery (worker, CLI, API) or stores a report or a registrant,
     # the worker learns which instances changed from this table and refreshes them.
-    for statement in _DIRTY.split(";\n\n"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_each(db, _DIRTY, separator=";\n\n")  # a trigger's body holds ";\n"
     db.execute("INSERT OR IGNORE INTO derived_dirty (instance_uuid) SELECT instance_uuid FROM instances")
 
 
@@ -268,6 +270,148 @@ def m011_spool_files(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m012_raw_records_import_source(db: sqlite_utils.Database) -> None:
+    """Let raw_records hold imported files (source 'import'): registration lists (issue 16)."""
+    # Widening a CHECK changes no stored row, so SQLite's documented writable_schema edit
+    # (lang_altertable.html, "otherwise") applies in place, in this migration's transaction:
+    # a rebuild would copy every body of a large log, and a second chained table would
+    # split the one chain that `verify` checks.
+    old = "CHECK (source IN ('webhook', 'report'))"
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'raw_records'").fetchone()[0]
+    if old not in sql:
+        raise RuntimeError("raw_records does not have the CHECK constraint m012 widens")
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    try:
+        db.execute(
+            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'raw_records'",
+            [sql.replace(old, "CHECK (source IN ('webhook', 'report', 'import'))")],
+        )
+        # A new schema version makes every open connection read the changed schema.
+        db.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        db.execute("PRAGMA writable_schema = OFF")
+
+
+@migrations()
+def m013_funnel(db: sqlite_utils.Database) -> None:
+    """Polls and quizzes, outside registrations, per-meeting rules, scores and the funnel (issue 16)."""
+    for statement in _FUNNEL.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_FUNNEL = """
+CREATE TABLE polls (
+    meeting_id TEXT NOT NULL,
+    poll_id TEXT NOT NULL,
+    title TEXT,
+    poll_type INTEGER NOT NULL,      -- 1 poll, 2 advanced poll, 3 quiz
+    anonymous INTEGER NOT NULL,
+    status TEXT,
+    raw_id INTEGER REFERENCES raw_records (id),  -- the definitions page it was read from
+    PRIMARY KEY (meeting_id, poll_id)
+);
+CREATE TABLE poll_questions (
+    meeting_id TEXT NOT NULL,
+    poll_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    question TEXT NOT NULL,
+    type TEXT NOT NULL,
+    answers TEXT NOT NULL,           -- JSON list
+    right_answers TEXT NOT NULL,     -- JSON list (quizzes)
+    PRIMARY KEY (meeting_id, poll_id, number)
+);
+CREATE TABLE poll_answers (
+    instance_uuid TEXT NOT NULL,
+    raw_id INTEGER NOT NULL REFERENCES raw_records (id),  -- the poll report page
+    entry INTEGER NOT NULL,          -- index of the participant in the page's `questions`
+    detail INTEGER NOT NULL,         -- index in that participant's `question_details`
+    name TEXT,
+    email TEXT,
+    anonymous INTEGER NOT NULL,
+    poll_id TEXT,
+    question TEXT NOT NULL,
+    answer TEXT,
+    date_time TEXT,
+    PRIMARY KEY (instance_uuid, entry, detail)
+) WITHOUT ROWID;
+CREATE TABLE quiz_scores (
+    instance_uuid TEXT NOT NULL,
+    poll_id TEXT NOT NULL,
+    person TEXT NOT NULL,            -- email:<normalized>, anonymous:<entry> or unmatched:<entry>
+    email TEXT,
+    name TEXT,
+    anonymous INTEGER NOT NULL,
+    questions INTEGER NOT NULL,
+    answered INTEGER NOT NULL,
+    correct INTEGER NOT NULL,
+    score_percent REAL NOT NULL,
+    PRIMARY KEY (instance_uuid, poll_id, person)
+) WITHOUT ROWID;
+CREATE TABLE registration_imports (
+    id INTEGER PRIMARY KEY,
+    meeting_id TEXT NOT NULL,
+    raw_id INTEGER NOT NULL REFERENCES raw_records (id),  -- the file's bytes, in the chain
+    filename TEXT,
+    sha256 TEXT NOT NULL,
+    imported_at TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    valid INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    UNIQUE (meeting_id, sha256)
+);
+CREATE TABLE outside_registrations (
+    meeting_id TEXT NOT NULL,
+    email_key TEXT NOT NULL,         -- trimmed, lower-cased: what matching uses
+    email TEXT NOT NULL,             -- as written in the file
+    name TEXT,
+    extra TEXT NOT NULL,             -- JSON object of the file's other columns
+    import_id INTEGER NOT NULL REFERENCES registration_imports (id),
+    line INTEGER NOT NULL,
+    PRIMARY KEY (meeting_id, email_key)
+) WITHOUT ROWID;
+CREATE TABLE registration_rejects (
+    import_id INTEGER NOT NULL REFERENCES registration_imports (id),
+    line INTEGER NOT NULL,
+    email TEXT,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (import_id, line)
+) WITHOUT ROWID;
+CREATE TABLE meeting_rules (
+    id INTEGER PRIMARY KEY,          -- a new row per change: the history is the table
+    meeting_id TEXT NOT NULL,
+    min_minutes REAL,
+    min_percent REAL,
+    pass_percent REAL,
+    set_at TEXT NOT NULL
+);
+CREATE INDEX meeting_rules_meeting ON meeting_rules (meeting_id, id);
+CREATE TABLE funnel_people (
+    instance_uuid TEXT NOT NULL,
+    person TEXT NOT NULL,
+    name TEXT,
+    email TEXT,
+    registrant_id TEXT,
+    person_key TEXT,                 -- the attendance person, when joined
+    attended_seconds INTEGER,
+    questions INTEGER,
+    answered INTEGER,
+    correct INTEGER,
+    score_percent REAL,
+    registered INTEGER NOT NULL,
+    zoom_registered INTEGER NOT NULL,
+    joined INTEGER NOT NULL,
+    attended INTEGER NOT NULL,
+    answered_quiz INTEGER NOT NULL,
+    passed INTEGER NOT NULL,
+    rules_id INTEGER,                -- meeting_rules row applied
+    PRIMARY KEY (instance_uuid, person)
+) WITHOUT ROWID
+"""
 
 
 _SCHEMA = """
@@ -419,10 +563,7 @@ def migrate(db: Store) -> None:
 @migrations()
 def m020_certificates(db: sqlite_utils.Database) -> None:
     """E-certificates, their hash-chained issuance and revocation events, and email sends (issue 17)."""
-    # One statement at a time: executescript would commit the migration's transaction.
-    for statement in _CERTIFICATES.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_each(db, _CERTIFICATES)
 
 
 _CERTIFICATES = """

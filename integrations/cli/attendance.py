@@ -16,6 +16,7 @@ import click
 
 from integrations.cli.context import App, pass_app, user_errors
 from integrations.derived.rebuild import rebuild_attendance
+from integrations.funnel.stages import stored_threshold
 from integrations.reads import attendance as reads
 from integrations.reads.formats import csv_lines, display_cell, hms, table_lines
 from store.attendance_queries import BadQuery, Threshold, instance_uuids_of
@@ -136,6 +137,8 @@ def attendance(
     with user_errors():
         db = app.store()
         uuid = reads.current_instance(db, meeting, instance)
+        # The meeting's stored rules (worker.py rules) unless an option overrides them here.
+        threshold = threshold if threshold.given else stored_threshold(db, uuid)
         result = attendance_of(db, uuid, now=reads.now_seconds(), threshold=threshold, include_absent=include_absent)
     if not _write_data(_format(fmt), result, "attendees", result["attendees"], reads.attendee_fields(result)):
         people = result["attendees"]
@@ -171,6 +174,7 @@ def summary(
     with user_errors():
         db = app.store()
         uuid = reads.current_instance(db, meeting, instance)
+        threshold = threshold if threshold.given else stored_threshold(db, uuid)
         result = summary_of(db, uuid, now=reads.now_seconds(), threshold=threshold)
     if not _write_data(_format(fmt), result, None, [reads.summary_row(result)], reads.SUMMARY_FIELDS):
         click.echo(_heading(result["meeting"]) + "\n")

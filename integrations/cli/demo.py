@@ -75,9 +75,16 @@ def demo(attendees: int, speed: float, database: str | None, seed: int) -> None:
     table = [{**a, "attended": hms(a["attended_seconds"]), "sources": ",".join(a["sources"])} for a in s.attendees]
     for line in table_lines(table, ["name", "email", "attended", "segments", "first_join", "last_leave", "sources"]):
         click.echo("  " + line)
+    if s.funnel:
+        click.echo()
+        rules = s.funnel["rules"]
+        click.echo(f"Funnel (min {rules['min_minutes']:g} minutes, pass {rules['pass_percent']:g} percent)")
+        for line in table_lines(s.funnel["stages"], ["stage", "count"]):
+            click.echo("  " + line)
     click.echo()
     click.echo(f"Database: {s.database_path}  (demo took {s.seconds:.0f} s)")
     click.echo(f"Explore:  DATABASE_URL=sqlite:///{s.database_path} python worker.py attendance {s.webinar_id}")
+    click.echo(f"          DATABASE_URL=sqlite:///{s.database_path} python worker.py funnel {s.webinar_id}")
     click.echo()
     env = (
         f"DATABASE_URL=sqlite:///{s.database_path} CERT_SIGNING_KEY_FILE={s.signing_key_file} "

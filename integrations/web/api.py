@@ -9,6 +9,9 @@ from urllib.parse import unquote
 from flask import Blueprint, Response, request
 from werkzeug.routing import PathConverter
 
+from integrations.funnel.matching import STAGES
+from integrations.funnel.stages import PERSON_OUTPUT, stored_threshold
+from integrations.funnel.stages import funnel as funnel_of
 from integrations.reads.attendance import (
     MEETING_FIELDS,
     SUMMARY_FIELDS,
@@ -129,6 +132,8 @@ def meeting_view(meeting: str, view: str) -> Response:
                 result, list_key="points", csv_rows=result["points"], fields=TIMELINE_FIELDS, filename="timeline"
             )
         threshold = queries.Threshold(_number("min_minutes"), _number("min_percent"))
+        # The meeting's stored rules (worker.py rules) unless the query gives a minimum.
+        threshold = threshold if threshold.given else stored_threshold(db, uuid)
         if view == "summary":
             result = queries.summary(db, uuid, now=now, threshold=threshold)
             return _answer(
@@ -142,6 +147,41 @@ def meeting_view(meeting: str, view: str) -> Response:
             csv_rows=result["attendees"],
             fields=attendee_fields(result),
             filename="attendance",
+        )
+    except queries.UnknownMeeting as e:
+        return error(404, "unknown_meeting", str(e))
+    except BadQuery as e:
+        return error(400, "bad_request", str(e))
+    except DatabaseUnavailable as e:
+        return error(503, "busy", f"attendance is being recomputed or the database is busy; retry: {e}")
+
+
+@bp.get("/meetings/<meeting:meeting>/funnel", merge_slashes=False)
+def meeting_funnel(meeting: str) -> Response:
+    """The funnel of a meeting: counts per stage; `stage` or `dropped_at` lists the people."""
+    stage, dropped = request.args.get("stage"), request.args.get("dropped_at")
+    try:
+        for name, value in (("stage", stage), ("dropped_at", dropped)):
+            if value is not None and value not in STAGES:
+                raise BadQuery(f"{name} must be one of {', '.join(STAGES)}, got {value!r}")
+        if stage and dropped:
+            raise BadQuery("give stage or dropped_at, not both")
+        overrides = {name: _number(name) for name in ("min_minutes", "min_percent", "pass_percent")}
+        result = funnel_of(
+            get_db(),
+            _meeting_argument(meeting),
+            instance=request.args.get("instance"),
+            overrides=overrides,
+            stage=stage,
+            dropped=dropped,
+        )
+        listing = "people" in result
+        return _answer(
+            result,
+            list_key="people" if listing else None,
+            csv_rows=result["people"] if listing else result["stages"],
+            fields=PERSON_OUTPUT if listing else ("stage", "count"),
+            filename="funnel",
         )
     except queries.UnknownMeeting as e:
         return error(404, "unknown_meeting", str(e))

@@ -224,18 +224,39 @@ def newest_webhook_at(db: sqlite_utils.Database, uuid: str) -> str | None:
     return row[0] if row else None
 
 
-def eligible_counts(db: sqlite_utils.Database, threshold: Threshold, *, now: int) -> dict[str, int]:
-    """Eligible people per instance under `threshold`, for the meetings list."""
-    if not threshold.given:
-        return {}
+def eligible_counts(db: sqlite_utils.Database, thresholds: dict[str, Threshold], *, now: int) -> dict[str, int]:
+    """Eligible people per instance, each under its own threshold (none given: not counted), for the meetings list."""
     counts: dict[str, int] = {}
     for uuid, seconds, open_since, window in db.execute(
         "SELECT a.instance_uuid, a.attended_seconds, a.open_since, ai.window_seconds FROM attendance a "
         "JOIN attendance_instances ai USING (instance_uuid)"
     ):
-        if threshold.eligible(_live_seconds(seconds, open_since, now), window):
+        threshold = thresholds.get(uuid)
+        if (
+            threshold is not None
+            and threshold.given
+            and threshold.eligible(_live_seconds(seconds, open_since, now), window)
+        ):
             counts[uuid] = counts.get(uuid, 0) + 1
     return counts
+
+
+def meeting_id_of(db: sqlite_utils.Database, uuid: str) -> str | None:
+    """The meeting or webinar number of an instance."""
+    row = db.execute("SELECT meeting_id FROM instances WHERE instance_uuid = ?", [uuid]).fetchone()
+    return row[0] if row else None
+
+
+def has_funnel_inputs(db: sqlite_utils.Database, meeting_id: str | None) -> bool:
+    """Whether a meeting has more than attendance for its record funnel: registrants, an imported list, polls or rules."""
+    row = db.execute(
+        "SELECT EXISTS (SELECT 1 FROM registrants WHERE meeting_id = :m) "
+        "OR EXISTS (SELECT 1 FROM registration_imports WHERE meeting_id = :m) "
+        "OR EXISTS (SELECT 1 FROM polls WHERE meeting_id = :m) "
+        "OR EXISTS (SELECT 1 FROM meeting_rules WHERE meeting_id = :m)",
+        {"m": meeting_id},
+    ).fetchone()
+    return bool(row[0])
 
 
 def instance_states(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:

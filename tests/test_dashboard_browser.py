@@ -153,6 +153,12 @@ def test_demo_instance_numbers_search_person_and_csv_in_chromium(served, browser
     browser.find_element(By.LINK_TEXT, "Quarterly all-hands (simulated)").click()
     WebDriverWait(browser, WAIT).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".uplot canvas")) == 2)
 
+    # The demo has a registration list and a quiz: its record funnel, as `worker.py funnel` counts it.
+    funnel = cli(config, "funnel", WEBINAR_ID, "--format", "json")
+    WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-funnel]"))
+    bars = {e.get_attribute("data-funnel"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-funnel]")}
+    assert bars == {s["stage"]: str(s["count"]) for s in funnel["stages"]} and len(bars) >= 4
+
     # The threshold typed on the page: the eligible count follows without a reload.
     field = browser.find_element(By.ID, "min_minutes")
     field.send_keys("60")

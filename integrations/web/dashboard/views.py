@@ -15,6 +15,8 @@ from typing import Any
 
 from flask import Response, abort, current_app, redirect, render_template, request, stream_with_context, url_for
 
+from integrations.funnel.stages import funnel as funnel_of
+from integrations.funnel.stages import stored_threshold
 from integrations.reads.attendance import attendee_fields, current_instance, current_meetings, now_seconds
 from integrations.reads.formats import csv_lines, hms
 from integrations.web.dashboard import bp
@@ -41,6 +43,14 @@ REFRESH_LOCK_TIMEOUT = 10.0  # under gunicorn's 30 s worker timeout
 CURVE_POINTS = 2000  # zoomable, and ~25 KB of JSON
 POLL_SECONDS = 4  # the live page asks for new numbers this often (issue 15: at least every 5 s)
 OPEN_ENDPOINTS = {"dashboard.login", "dashboard.static"}
+STAGE_LABELS = {  # the funnel's stages (integrations/funnel/matching.STAGES), as the page names them
+    "registered": "Registered (imported list)",
+    "zoom_registered": "Registered in Zoom",
+    "joined": "Joined",
+    "attended": "Attended (met the minimum)",
+    "answered": "Answered the quiz",
+    "passed": "Passed",
+}
 THRESHOLD_ARGS = ("min_minutes", "min_percent")  # as `worker.py summary --min-minutes / --min-percent`
 
 bp.after_request(security_headers)
@@ -54,6 +64,7 @@ def _template_helpers() -> dict[str, Any]:
         "hms": hms,
         "signed_in": signed_in,
         "threshold_args": threshold_args,
+        "threshold_from_rules": lambda threshold: threshold.given and not _threshold().given,
     }
 
 
@@ -171,15 +182,23 @@ def _uuid() -> str:
 
 
 def _instance_request() -> tuple[Store, str, Threshold]:
-    """The database, the instance and the eligibility threshold a page of one instance asks about."""
-    return get_db(), _uuid(), _threshold()
+    """The database, the instance and the eligibility threshold: the page's, else the meeting's stored rules."""
+    db, uuid, threshold = get_db(), _uuid(), _threshold()
+    return db, uuid, threshold if threshold.given else stored_threshold(db, uuid)
 
 
-def _table_query() -> dq.TableQuery:
+def _page() -> int:
     try:
         page = int(request.args.get("page", "1") or 1)
     except ValueError:
         raise BadQuery("page must be a whole number") from None
+    if page < 1:
+        raise BadQuery("page must be 1 or more")
+    return page
+
+
+def _table_query() -> dq.TableQuery:
+    page = _page()
     return dq.TableQuery(
         search=request.args.get("q", "").strip()[:200],
         show=request.args.get("show", "all") or "all",
@@ -206,10 +225,15 @@ def meetings():
     threshold = _threshold()
     rows = current_meetings(db, live_max_age=LIVE_MAX_AGE, lock_timeout=REFRESH_LOCK_TIMEOUT)
     states = dq.instance_states(db)
-    eligible = dq.eligible_counts(db, threshold, now=now_seconds())
+    # The threshold typed on the page for all, else each meeting's stored rules (worker.py rules).
+    thresholds = {
+        row["instance_uuid"]: threshold if threshold.given else stored_threshold(db, row["instance_uuid"])
+        for row in rows
+    }
+    eligible = dq.eligible_counts(db, thresholds, now=now_seconds())
     for row in rows:
         row.update(states.get(row["instance_uuid"], {"peak": None, "live": False, "in_now": None, "last_report": None}))
-        row["eligible"] = eligible.get(row["instance_uuid"], 0) if threshold.given else None
+        row["eligible"] = eligible.get(row["instance_uuid"], 0) if thresholds[row["instance_uuid"]].given else None
     return render_template("meetings.html", meetings=rows, threshold=threshold)
 
 
@@ -232,7 +256,37 @@ def instance():
         poll_seconds=POLL_SECONDS,
         newest_age=_seconds_since(dq.newest_webhook_at(db, uuid), now),
         recon_shown=20,
+        funnel=dq.has_funnel_inputs(db, meeting["meeting_id"]),
+        page_threshold=_threshold(),
     )
+
+
+def _funnel_chart(db: Store, uuid: str) -> dict[str, Any]:
+    """The record funnel's stages as bars (issue 16) under the page's threshold, else the stored rules."""
+    try:
+        result = funnel_of(db, uuid, overrides=_threshold().describe())
+    except BadQuery:
+        return {"stages": [], "rules": None}  # e.g. nothing computed for this instance yet
+    top = max((s["count"] for s in result["stages"]), default=0) or 1
+    page: dict[str, Any] = {**threshold_args(_threshold())}  # url_for takes Any keyword values
+    stages = [
+        {
+            **s,
+            "label": STAGE_LABELS[s["stage"]],
+            "width": round(100 * s["count"] / top, 2),
+            "href": url_for("dashboard.funnel_stage", uuid=uuid, stage=s["stage"], **page),
+        }
+        for s in result["stages"]
+    ]
+    return {"stages": stages, "rules": result["rules"], "meeting": result["meeting"], "topic": result["topic"]}
+
+
+@bp.get("/instance/funnel.json")
+def instance_funnel() -> Response:
+    """The instance page's funnel bars, loaded apart: counting 20,000 people must not hold up the page."""
+    db, uuid = get_db(), _uuid()
+    body = _funnel_chart(db, uuid) if dq.has_funnel_inputs(db, dq.meeting_id_of(db, uuid)) else {"stages": []}
+    return Response(json.dumps(body, separators=(",", ":")), mimetype="application/json")
 
 
 @bp.get("/instance/data.json")
@@ -286,9 +340,8 @@ def attendance_table():
 
 
 def _export_rows() -> dict[str, Any]:
-    db = get_db()
-    uuid = _uuid()
-    return dq.attendance_rows(db, uuid, now=now_seconds(), threshold=_threshold(), query=_table_query(), limit=None)
+    db, uuid, threshold = _instance_request()
+    return dq.attendance_rows(db, uuid, now=now_seconds(), threshold=threshold, query=_table_query(), limit=None)
 
 
 def _filename(result: dict[str, Any], ext: str) -> str:
@@ -319,6 +372,35 @@ def attendance_jsonl() -> Response:
     response = Response(stream_with_context(lines()), mimetype="application/x-ndjson")
     response.headers["Content-Disposition"] = f'attachment; filename="{_filename(result, "jsonl")}"'
     return response
+
+
+@bp.get("/funnel")
+def funnel_stage():
+    """The record funnel's bars (without `stage`), or the people at one stage, 50 a page (`funnel --stage`)."""
+    db, uuid = get_db(), _uuid()
+    stage = request.args.get("stage", "")
+    if not stage:
+        return render_template(
+            "funnel.html", uuid=uuid, funnel=_funnel_chart(db, uuid), stage=None, threshold=_threshold()
+        )
+    if stage not in STAGE_LABELS:
+        raise BadQuery(f"stage must be one of {', '.join(STAGE_LABELS)}, got {stage!r}")
+    result = funnel_of(db, uuid, overrides=_threshold().describe(), stage=stage)
+    page, people = _page(), result["people"]
+    pages = max(1, -(-len(people) // dq.PAGE_SIZE))
+    return render_template(
+        "funnel.html",
+        uuid=uuid,
+        result=result,
+        stage=stage,
+        label=STAGE_LABELS[stage],
+        threshold=_threshold(),
+        people=people[(page - 1) * dq.PAGE_SIZE : page * dq.PAGE_SIZE],
+        total=len(people),
+        page=page,
+        pages=pages,
+        args={k: v for k, v in request.args.items() if k != "page"},
+    )
 
 
 @bp.get("/person")

@@ -115,6 +115,62 @@
       .then(function (d) { showNumbers(d); drawCurve(d); drawHistogram(d); live = d.live; });
   }
 
+  // The record funnel (issue 16): counted apart from the page, drawn as one bar per stage.
+  var funnelEl = document.getElementById("funnel");
+  var SVG = "http://www.w3.org/2000/svg";
+
+  function rulesText(r) {
+    if (!r) { return ""; }
+    var t = r.min_minutes !== null ? "at least " + r.min_minutes + " minutes"
+      : r.min_percent !== null ? "at least " + r.min_percent + "% of the instance" : "no minimum";
+    if (r.pass_percent !== null) { t += ", pass at " + r.pass_percent + "%"; }
+    if (r.overridden && r.overridden.length) { t += " (minimum from this page)"; }
+    else if (r.version) { t += " (worker.py rules, version " + r.version + ")"; }
+    return "Rules: " + t + ".";
+  }
+
+  function drawFunnel(d) {
+    var body = document.getElementById("funnel-bars");
+    while (body.firstChild) { body.removeChild(body.firstChild); }
+    d.stages.forEach(function (s) {
+      var tr = document.createElement("tr");
+      var th = document.createElement("th");
+      th.scope = "row";
+      var a = document.createElement("a");
+      a.href = s.href;
+      a.textContent = s.label;
+      th.appendChild(a);
+      var count = document.createElement("td");
+      count.className = "num";
+      count.setAttribute("data-funnel", s.stage);
+      count.textContent = String(s.count);
+      var bar = document.createElement("td");
+      bar.className = "bar";
+      var svg = document.createElementNS(SVG, "svg");
+      svg.setAttribute("viewBox", "0 0 100 10");
+      svg.setAttribute("preserveAspectRatio", "none");
+      svg.setAttribute("aria-hidden", "true");
+      var rect = document.createElementNS(SVG, "rect");
+      rect.setAttribute("width", String(s.width));
+      rect.setAttribute("height", "10");
+      svg.appendChild(rect);
+      bar.appendChild(svg);
+      tr.appendChild(th); tr.appendChild(count); tr.appendChild(bar);
+      body.appendChild(tr);
+    });
+    document.getElementById("funnel-rules").textContent = d.stages.length ? rulesText(d.rules) : "No funnel yet.";
+  }
+
+  function loadFunnel(typed) {
+    if (!funnelEl) { return; }
+    var u = new URL(funnelEl.getAttribute("data-url"), window.location.href);
+    if (typed) { thresholdQuery(u.searchParams); }  // else the page's own: empty means the stored rules
+    fetch(u.pathname + u.search, { credentials: "same-origin", headers: { "Accept": "application/json" } })
+      .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
+      .then(drawFunnel)
+      .catch(function () { document.getElementById("funnel-rules").textContent = "The funnel could not be counted."; });
+  }
+
   function poll() {
     load().catch(function () { /* keep the last numbers; the next poll retries */ })
       .then(function () { if (live) { window.setTimeout(poll, pollMs); } });
@@ -127,6 +183,7 @@
       window.clearTimeout(timer);
       timer = window.setTimeout(function () {
         load().catch(function () {});
+        loadFunnel(true);
         if (tableLink) {
           var u = new URL(tableLink.href, window.location.href);
           thresholdQuery(u.searchParams);
@@ -146,4 +203,5 @@
   });
   window.setInterval(showAge, 1000);
   poll();
+  loadFunnel(false);
 }());

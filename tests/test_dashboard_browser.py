@@ -154,13 +154,25 @@ def test_demo_instance_numbers_search_person_and_csv_in_chromium(served, browser
     WebDriverWait(browser, WAIT).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, ".uplot canvas")) == 2)
 
     # The demo has a registration list and a quiz: its record funnel, as `worker.py funnel` counts it.
-    funnel = cli(config, "funnel", WEBINAR_ID, "--format", "json")
+    # The page counts it (and stores the per-person rows) first; the CLI then reads the same.
     WebDriverWait(browser, WAIT).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-funnel]"))
+    funnel = cli(config, "funnel", WEBINAR_ID, "--format", "json")
     bars = {e.get_attribute("data-funnel"): e.text for e in browser.find_elements(By.CSS_SELECTOR, "[data-funnel]")}
     assert bars == {s["stage"]: str(s["count"]) for s in funnel["stages"]} and len(bars) >= 4
 
-    # The threshold typed on the page: the eligible count follows without a reload.
+    # The demo stored its rules (60 minutes): the page starts from them, as the CLI does.
     field = browser.find_element(By.ID, "min_minutes")
+    stored = cli(config, "summary", WEBINAR_ID, "--format", "json")
+    assert field.get_attribute("value") == "60" and "the meeting's rules" in browser.page_source
+    assert _metrics(browser)["eligible"] == str(stored["eligible"])
+
+    # The threshold typed on the page: the eligible count follows without a reload.
+    thirty = cli(config, "summary", WEBINAR_ID, "--min-minutes", "30", "--format", "json")
+    assert thirty["eligible"] != stored["eligible"]  # or the wait below proves nothing
+    field.send_keys(Keys.CONTROL, "a")
+    field.send_keys("30")
+    WebDriverWait(browser, WAIT).until(lambda d: _metrics(d)["eligible"] == str(thirty["eligible"]))
+    field.send_keys(Keys.CONTROL, "a")
     field.send_keys("60")
     summary = cli(config, "summary", WEBINAR_ID, "--min-minutes", "60", "--format", "json")
     WebDriverWait(browser, WAIT).until(lambda d: _metrics(d)["eligible"] == str(summary["eligible"]))

@@ -180,6 +180,8 @@
   inputs.forEach(function (input) {
     input.addEventListener("input", function () {
       inputs.forEach(function (other) { if (other !== input && input.value.trim()) { other.value = ""; } });
+      var hint = document.getElementById("rules-hint");  // typed: no longer the stored rules
+      if (hint) { hint.hidden = true; }
       window.clearTimeout(timer);
       timer = window.setTimeout(function () {
         load().catch(function () {});

@@ -39,6 +39,7 @@ PERSON_OUTPUT = (
     "name",
     "email",
     "registrant_id",
+    "person_key",  # the attendance engine's key: certificates are kept per person_key
     "attended_seconds",
     "attended_minutes",
     "questions",
@@ -183,15 +184,22 @@ def funnel(
 
 
 def people_at_stage(
-    db: Store, meeting: str, stage: str, *, instance: str | None = None
+    db: Store,
+    meeting: str,
+    stage: str,
+    *,
+    instance: str | None = None,
+    overrides: Mapping[str, float | None] | None = None,
+    now: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(rules in force, people at `stage`) of MEETING (numeric id: latest instance; or a UUID).
 
-    Each person: person, name, email, registrant_id, attended_seconds, attended_minutes,
-    questions, answered, correct, score_percent and a flag per stage. Raises
+    Each person: person, name, email, registrant_id, person_key (None for people never seen
+    in the meeting), attended_seconds, attended_minutes, questions, answered, correct,
+    score_percent and a flag per stage. `overrides` replace stored rules for this call. Raises
     store.attendance_queries.UnknownMeeting or BadQuery (e.g. "passed" without a pass percent).
     """
-    result = funnel(db, meeting, instance=instance, stage=stage)
+    result = funnel(db, meeting, instance=instance, overrides=overrides, stage=stage, now=now)
     return result["rules"], result["people"]
 
 

@@ -148,4 +148,4 @@ def test_track_then_poll_status(run, sim, tmp_path):
 
 
 def test_report_commands_are_registered():
-    assert {"track", "sync", "get", "poll-status"} <= set(cli.commands)
+    assert {"track", "sync", "get", "poll-status"} <= set(cli.list_commands(None))

@@ -164,3 +164,16 @@ def test_a_live_instance_gets_no_certificates(client, config, runner_env):
     result = runner_env(["certificates", "issue", MEETING, "--min-minutes", "0"])
     assert result.exit_code == 1
     assert result.output == f"Error: instance {UUID} has not ended: issue certificates once it is over\n"
+
+
+def test_with_no_minimum_nobody_gets_a_certificate_for_zero_seconds(client, config, runner_env):
+    sc = Scenario(client, config, meeting_id=MEETING, uuid=UUID)
+    sc.started("10:00")
+    sc.joined("u0", "Zoë", "10:00", email="zoe@example.org")
+    sc.joined("u1", "Blink", "10:30", email="blink@example.org")
+    sc.left("u1", "Blink", "10:30", email="blink@example.org")  # joined and left in the same second
+    sc.left("u0", "Zoë", "11:00", email="zoe@example.org")
+    sc.ended("11:00")
+    ok(runner_env(["certificates", "keygen"]))
+    ok(runner_env(["certificates", "issue", MEETING]))  # no rules stored: everyone who joined attended
+    assert set(issued(open_db(config.database_path), MEETING)) == {"zoe@example.org"}

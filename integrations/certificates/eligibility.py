@@ -71,7 +71,8 @@ def eligible_people(
             "score": _score(p),
         }
         for p in people
-        # Both stages need attendance, so everyone here was seen in the meeting and has a key.
-        if p["person_key"] is not None
+        # Both stages need attendance, so everyone here was seen in the meeting and has a key;
+        # with no minimum stored, `attended` is everyone who joined: a certificate needs a second.
+        if p["person_key"] is not None and p["attended_seconds"]
     ]
     return Eligible({"stage": stage, "source": "funnel", **rules}, info, eligible)

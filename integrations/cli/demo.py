@@ -91,7 +91,7 @@ def demo(attendees: int, speed: float, database: str | None, seed: int) -> None:
         f"DATABASE_URL=sqlite:///{s.database_path} CERT_SIGNING_KEY_FILE={s.signing_key_file} "
         "PUBLIC_BASE_URL=http://127.0.0.1:8000"
     )
-    click.echo(f"Certificates: {s.certificates_issued:,} issued (at least half the webinar). Render, serve, verify:")
+    click.echo(f"Certificates: {s.certificates_issued:,} issued (stage attended, stored rules). Render, serve, verify:")
     click.echo(f"  {env} {worker_command()} certificates pdf {s.webinar_id} --out ./demo-certificates")
     click.echo(f"  {env} {worker_command()} serve")
     click.echo("  then scan a PDF's QR code or open its link; revoke one with")

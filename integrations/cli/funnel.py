@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from integrations.cli.attendance import FORMATS, _csv, _emit, _format, _table
 from integrations.cli.context import App, pass_app, user_errors
+from integrations.cli.output import emit, format_option, output_format, write_csv, write_table
 from integrations.funnel.registrations import RegistrationFileError, parse_registrations
 from integrations.funnel.stages import PERSON_OUTPUT, refresh_funnel
 from integrations.funnel.stages import funnel as funnel_of
@@ -44,9 +44,7 @@ def _refresh_known(db, meeting_id: str) -> None:
 @click.command(name="import-registrations")
 @click.argument("meeting")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), help="Output format (default: table on a terminal, json otherwise)"
-)
+@format_option
 @pass_app
 def import_registrations(app: App, meeting: str, file: str, fmt: str | None) -> None:
     """Import MEETING's outside registration list (CSV with a header row and an `email` column).
@@ -77,18 +75,18 @@ def import_registrations(app: App, meeting: str, file: str, fmt: str | None) -> 
         "new": result.new,
         "rejected": listed,
     }
-    fmt = _format(fmt)
+    fmt = output_format(fmt)
     if fmt == "json":
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))
     elif fmt == "csv":
-        _csv(listed, ["line", "email", "reason"])
+        write_csv(listed, ["line", "email", "reason"])
     else:
         state = "already imported: nothing changed" if not result.created else f"{result.new} new registrations"
         click.echo(
             f"{file}: {result.rows} rows, {result.valid} valid, {len(listed)} rejected; {state} (record {result.raw_id})"
         )
         if listed:
-            _table(listed, ["line", "email", "reason"])
+            write_table(listed, ["line", "email", "reason"])
 
 
 @click.command()
@@ -96,9 +94,7 @@ def import_registrations(app: App, meeting: str, file: str, fmt: str | None) -> 
 @click.option("--min-minutes", type=float, metavar="N", help="Attended: at least N minutes")
 @click.option("--min-percent", type=float, metavar="P", help="Attended: at least P percent of the instance")
 @click.option("--pass-percent", type=float, metavar="P", help="Passed: a quiz score of at least P percent")
-@click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), help="Output format (default: table on a terminal, json otherwise)"
-)
+@format_option
 @pass_app
 def rules(
     app: App,
@@ -134,19 +130,19 @@ def rules(
                 _refresh_known(db, meeting_id)
         history = rules_history(db, meeting_id)
     fields = ["id", *RULE_FIELDS, "set_at"]
-    fmt = _format(fmt)
+    fmt = output_format(fmt)
     current = history[-1] if history else None
     if fmt == "json":
         click.echo(
             json.dumps({"meeting": meeting_id, "rules": current, "changed": changed, "history": history}, indent=2)
         )
     elif fmt == "csv":
-        _csv(history, fields)
+        write_csv(history, fields)
     elif current is None:
         click.echo(f"no rules set for {meeting_id}: worker.py rules {meeting_id} --min-minutes N --pass-percent P")
     else:
         click.echo(f"rules of {meeting_id}" + (" (changed)" if changed else "") + ":")
-        _table(history, fields)
+        write_table(history, fields)
 
 
 @click.command()
@@ -157,9 +153,7 @@ def rules(
 @click.option("--min-minutes", type=float, metavar="N", help="For this query: attended at least N minutes")
 @click.option("--min-percent", type=float, metavar="P", help="For this query: attended at least P percent")
 @click.option("--pass-percent", type=float, metavar="P", help="For this query: passed with at least P percent")
-@click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), help="Output format (default: table on a terminal, json otherwise)"
-)
+@format_option
 @pass_app
 def funnel(
     app: App,
@@ -182,15 +176,15 @@ def funnel(
     with user_errors():
         db = app.store()
         result = funnel_of(db, meeting, instance=instance, overrides=overrides, stage=stage, dropped=dropped_at)
-    fmt = _format(fmt)
+    fmt = output_format(fmt)
     listing = "people" in result
     if fmt == "json":
-        _emit(json_chunks(result, "people" if listing else None))
+        emit(json_chunks(result, "people" if listing else None))
     elif fmt == "csv":
         if listing:
-            _csv(result["people"], PERSON_OUTPUT)
+            write_csv(result["people"], PERSON_OUTPUT)
         else:
-            _csv(result["stages"], ["stage", "count"])
+            write_csv(result["stages"], ["stage", "count"])
     else:
         r = result["rules"]
         click.echo(
@@ -200,13 +194,13 @@ def funnel(
             + ")\n"
         )
         if listing:
-            _table(
+            write_table(
                 result["people"], ["name", "email", "attended_minutes", "score_percent", "joined", "attended", "passed"]
             )
         else:
             top = max((s["count"] for s in result["stages"]), default=0) or 1
             rows = [{**s, "bar": "#" * round(40 * s["count"] / top)} for s in result["stages"]]
-            _table(rows, ["stage", "count", "bar"])
+            write_table(rows, ["stage", "count", "bar"])
             if result["mismatches"]:
                 click.echo(f"\n{len(result['mismatches'])} mismatches (--format json lists them all)")
 

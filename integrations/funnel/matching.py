@@ -25,24 +25,6 @@ FLAGS = {
     "answered": "answered_quiz",
     "passed": "passed",
 }
-PERSON_FIELDS = (
-    "person",
-    "name",
-    "email",
-    "registrant_id",
-    "person_key",
-    "attended_seconds",
-    "questions",
-    "answered",
-    "correct",
-    "score_percent",
-    "registered",
-    "zoom_registered",
-    "joined",
-    "attended",
-    "answered_quiz",
-    "passed",
-)
 
 
 class _People:

@@ -23,6 +23,7 @@ from integrations.reads.attendance import current_instance, now_seconds
 from store.attendance_queries import BadQuery, Threshold
 from store.db import Store
 from store.funnel import (
+    FUNNEL_COLUMNS,
     approved_registrants,
     attendees,
     inputs_signature,
@@ -34,24 +35,11 @@ from store.quiz import poll_answers, quiz_questions, quiz_scores, replace_quiz_s
 from store.registrations import has_imports, outside_registrations
 from store.rules import RULE_FIELDS, current_rules
 
-PERSON_OUTPUT = (
-    "person",
-    "name",
-    "email",
-    "registrant_id",
-    "attended_seconds",
-    "attended_minutes",
-    "questions",
-    "answered",
-    "correct",
-    "score_percent",
-    "registered",
-    "zoom_registered",
-    "joined",
-    "attended",
-    "answered_quiz",
-    "passed",
-)
+# A person of the funnel as users see it: the stored columns (person_key is the attendance
+# engine's key, which certificates are kept by), with minutes beside the seconds.
+_STORED = tuple(c for c in FUNNEL_COLUMNS if c != "rules_id")
+_MINUTES_AT = _STORED.index("attended_seconds") + 1
+PERSON_OUTPUT = (*_STORED[:_MINUTES_AT], "attended_minutes", *_STORED[_MINUTES_AT:])
 
 
 def effective_rules(
@@ -183,15 +171,22 @@ def funnel(
 
 
 def people_at_stage(
-    db: Store, meeting: str, stage: str, *, instance: str | None = None
+    db: Store,
+    meeting: str,
+    stage: str,
+    *,
+    instance: str | None = None,
+    overrides: Mapping[str, float | None] | None = None,
+    now: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(rules in force, people at `stage`) of MEETING (numeric id: latest instance; or a UUID).
 
-    Each person: person, name, email, registrant_id, attended_seconds, attended_minutes,
-    questions, answered, correct, score_percent and a flag per stage. Raises
+    Each person: person, name, email, registrant_id, person_key (None for people never seen
+    in the meeting), attended_seconds, attended_minutes, questions, answered, correct,
+    score_percent and a flag per stage. `overrides` replace stored rules for this call. Raises
     store.attendance_queries.UnknownMeeting or BadQuery (e.g. "passed" without a pass percent).
     """
-    result = funnel(db, meeting, instance=instance, stage=stage)
+    result = funnel(db, meeting, instance=instance, overrides=overrides, stage=stage, now=now)
     return result["rules"], result["people"]
 
 

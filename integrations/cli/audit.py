@@ -14,6 +14,7 @@ from integrations.audit.bundle import BundleError, build_bundle
 from integrations.audit.export import FORMATS, meeting_filter, parse_bound
 from integrations.audit.export_parallel import default_workers, export_to_fd
 from integrations.cli.context import App, pass_app, user_errors, worker_command
+from integrations.cli.options import rule_options
 from store.attendance_queries import Threshold
 from store.audit import ChainError, verify_file
 from store.backup import BackupError, backup_database
@@ -162,8 +163,7 @@ def backup(app: App, file: str, database: str | None) -> None:
     help="New directory, or a .zip file, to write the bundle to",
 )
 @click.option("--instance", metavar="UUID", help="This instance of MEETING instead of its latest")
-@click.option("--min-minutes", type=float, metavar="N", help="Eligible: attended at least N minutes")
-@click.option("--min-percent", type=float, metavar="P", help="Eligible: attended at least P percent of the instance")
+@rule_options("Eligible: attended at least N minutes", "Eligible: attended at least P percent of the instance")
 @database_option
 @pass_app
 def evidence(

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from integrations.cli.context import App, pass_app, user_errors
+from integrations.cli.options import rule_options
 from integrations.cli.output import emit, format_option, output_format, write_csv, write_table
 from integrations.funnel.registrations import RegistrationFileError, parse_registrations
 from integrations.funnel.stages import PERSON_OUTPUT, refresh_funnel
@@ -91,9 +92,11 @@ def import_registrations(app: App, meeting: str, file: str, fmt: str | None) -> 
 
 @click.command()
 @click.argument("meeting")
-@click.option("--min-minutes", type=float, metavar="N", help="Attended: at least N minutes")
-@click.option("--min-percent", type=float, metavar="P", help="Attended: at least P percent of the instance")
-@click.option("--pass-percent", type=float, metavar="P", help="Passed: a quiz score of at least P percent")
+@rule_options(
+    min_minutes="Attended: at least N minutes",
+    min_percent="Attended: at least P percent of the instance",
+    pass_percent="Passed: a quiz score of at least P percent",
+)
 @format_option
 @pass_app
 def rules(
@@ -150,9 +153,11 @@ def rules(
 @click.option("--instance", metavar="UUID", help="This instance of MEETING instead of its latest")
 @click.option("--stage", metavar="NAME", help="List the people at this stage")
 @click.option("--dropped-at", metavar="NAME", help="List those who reached the stage before NAME but not NAME")
-@click.option("--min-minutes", type=float, metavar="N", help="For this query: attended at least N minutes")
-@click.option("--min-percent", type=float, metavar="P", help="For this query: attended at least P percent")
-@click.option("--pass-percent", type=float, metavar="P", help="For this query: passed with at least P percent")
+@rule_options(
+    min_minutes="For this query: attended at least N minutes",
+    min_percent="For this query: attended at least P percent",
+    pass_percent="For this query: passed with at least P percent",
+)
 @format_option
 @pass_app
 def funnel(

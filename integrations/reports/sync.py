@@ -310,6 +310,14 @@ def _poll_error(error: ZoomApiError) -> bool:
     return isinstance(error, NotFound | ReportTooOld | Forbidden) or error.status in (400, 404)
 
 
+def _skip_poll_error(result: PollSync, what: str, error: ZoomApiError) -> None:
+    """Log and record a poll fetch that failed for a reason `_poll_error` accepts; re-raise any other."""
+    if not _poll_error(error):
+        raise error
+    log.warning("%s not fetched: %s", what, _one_line(error))
+    result.failures.append((what, _one_line(error)))
+
+
 def sync_polls(
     db: Store,
     client: ZoomClient,
@@ -333,18 +341,12 @@ def sync_polls(
         result.polls = len(polls)
         result.quizzes = sum(1 for p in polls if p["poll_type"] == 3)
     except ZoomApiError as e:
-        if not _poll_error(e):
-            raise
-        log.warning("poll definitions of %s not fetched: %s", meeting_id, _one_line(e))
-        result.failures.append((f"polls of {meeting_id}", _one_line(e)))
+        _skip_poll_error(result, f"polls of {meeting_id}", e)
     for uuid in instance_uuids:
         try:
             page = fetch_poll_report(client, uuid, kind)
         except ZoomApiError as e:
-            if not _poll_error(e):
-                raise
-            log.warning("poll report of %s not fetched: %s", uuid, _one_line(e))
-            result.failures.append((f"poll report of {uuid}", _one_line(e)))
+            _skip_poll_error(result, f"poll report of {uuid}", e)
             continue
         rows = answer_rows(page.items)
         save_poll_report(db, uuid, body=page.body, url=page.url, rows=rows, meeting_id=meeting_id)

@@ -29,6 +29,38 @@ class DatabaseUnavailable(Exception):
     "The database cannot take the write now (locked past the bound, disk full, read-only)"
 
 
+class DatabaseOpenError(DatabaseUnavailable):
+    "The database file cannot be used at all: missing, a directory, not SQLite, unreadable"
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_database_file(path: str, *, must_exist: bool, writable: bool = True) -> None:
+    """Raise DatabaseOpenError unless `path` is (or, without `must_exist`, may become) a SQLite file."""
+    if path == ":memory:":
+        return
+    if os.path.isdir(path):
+        raise DatabaseOpenError(f"database {path} is a directory, not a SQLite file")
+    if not os.path.exists(path):
+        if must_exist:
+            raise DatabaseOpenError(f"database {path} does not exist (check DATABASE_URL or --database)")
+        return
+    try:
+        with open(path, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+    except OSError as e:
+        raise DatabaseOpenError(f"cannot read database {path}: {e.strerror}") from None
+    if must_exist and not header:
+        raise DatabaseOpenError(f"database {path} is an empty file, not an attendance-worker database")
+    if header and header != SQLITE_HEADER:
+        raise DatabaseOpenError(f"{path} is not a SQLite database")
+    if writable and not os.access(path, os.W_OK):
+        raise DatabaseOpenError(
+            f"database {path} is read-only: the service writes to it (verify and export-raw read a read-only copy)"
+        )
+
+
 # Errors SQLite reports when the write cannot happen; all mean "try again later" to Zoom.
 _UNAVAILABLE_MESSAGES = (
     "disk is full",
@@ -82,15 +114,31 @@ class Store(sqlite_utils.Database):
         return write_lock(self.path)
 
 
-def open_db(path: str, *, lock_timeout: float = 2.0) -> Store:
-    """Open the database at `path` in WAL mode, creating it owner-only if it is new."""
-    create_private_file(path)
-    # SQLite's own busy handler is the fallback for writers that skip our lock (an
-    # operator's sqlite-utils, a backup); ours wakes waiters sooner.
-    conn = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
+def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Store:
+    """Open the database at `path` in WAL mode, creating it owner-only if it is new.
+
+    `create=False` (read commands) refuses a missing file instead of creating it and its
+    directories. Either way a directory, a non-SQLite file or an unreadable one raises
+    DatabaseOpenError with one clear sentence.
+    """
+    check_database_file(path, must_exist=not create)
+    try:
+        if create:
+            create_private_file(path)
+        # SQLite's own busy handler is the fallback for writers that skip our lock (an
+        # operator's sqlite-utils, a backup); ours wakes waiters sooner.
+        conn = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
+    except (sqlite3.Error, OSError) as e:
+        raise DatabaseOpenError(f"cannot open database {path}: {e}") from None
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.Error as e:
+        conn.close()
+        if "locked" in str(e).lower() or "busy" in str(e).lower():
+            raise DatabaseUnavailable(f"database {path} is busy: {e}") from None
+        raise DatabaseOpenError(f"cannot use database {path}: {e}") from None
     return Store(conn, path=path, lock_timeout=lock_timeout)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from integrations.cli.context import App, pass_app, user_errors
+from integrations.cli.context import FINITE_MINUTES, PERCENT, App, pass_app, user_errors
 from integrations.derived.rebuild import rebuild_attendance
 from integrations.reads.attendance import (
     MEETING_FIELDS,
@@ -57,9 +57,11 @@ def meeting_options(f: Callable) -> Callable:
 
 def threshold_options(f: Callable) -> Callable:
     f = click.option(
-        "--min-percent", type=float, metavar="P", help="Eligible: attended at least P percent of the instance"
+        "--min-percent", type=PERCENT, metavar="P", help="Eligible: attended at least P percent of the instance"
     )(f)
-    return click.option("--min-minutes", type=float, metavar="N", help="Eligible: attended at least N minutes")(f)
+    return click.option(
+        "--min-minutes", type=FINITE_MINUTES, metavar="N", help="Eligible: attended at least N minutes"
+    )(f)
 
 
 def _threshold(min_minutes: float | None, min_percent: float | None):
@@ -102,7 +104,7 @@ def _heading(meeting: dict[str, Any]) -> str:
 def meetings(app: App, fmt: str | None) -> None:
     """List known meetings and webinars, one row per instance."""
     with user_errors():
-        db = app.store()
+        db = app.existing_store()
         rows = current_meetings(db)
     fmt = _format(fmt)
     if fmt == "json":
@@ -134,7 +136,7 @@ def attendance(
 
     threshold = _threshold(min_minutes, min_percent)
     with user_errors():
-        db = app.store()
+        db = app.existing_store()
         uuid = current_instance(db, meeting, instance)
         result = attendance_of(db, uuid, now=now_seconds(), threshold=threshold, include_absent=include_absent)
     fmt = _format(fmt)
@@ -175,7 +177,7 @@ def summary(
 
     threshold = _threshold(min_minutes, min_percent)
     with user_errors():
-        db = app.store()
+        db = app.existing_store()
         uuid = current_instance(db, meeting, instance)
         result = summary_of(db, uuid, now=now_seconds(), threshold=threshold)
     fmt = _format(fmt)
@@ -207,7 +209,7 @@ def timeline(app: App, meeting: str, instance: str | None, step: int, fmt: str |
     """How many people were present over time in MEETING (the concurrency curve)."""
 
     with user_errors():
-        db = app.store()
+        db = app.existing_store()
         uuid = current_instance(db, meeting, instance)
         result = timeline_of(db, uuid, now=now_seconds(), step=step)
     fmt = _format(fmt)
@@ -231,7 +233,7 @@ def rebuild(app: App, meeting: str | None, fmt: str | None) -> None:
 
     stats = RefreshStats()
     with user_errors():
-        db = app.store()
+        db = app.existing_store()
         uuids = instance_uuids_of(db, meeting) if meeting else None
         deliveries, done = rebuild_attendance(db, uuids, stats)
     result = {

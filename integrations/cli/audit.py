@@ -13,7 +13,7 @@ import click
 from integrations.audit.bundle import BundleError, build_bundle
 from integrations.audit.export import FORMATS, meeting_filter, parse_bound
 from integrations.audit.export_parallel import default_workers, export_to_fd
-from integrations.cli.context import App, pass_app, user_errors
+from integrations.cli.context import FINITE_MINUTES, PERCENT, App, pass_app, user_errors
 from store.attendance_queries import Threshold
 from store.audit import ChainError, verify_file
 from store.backup import BackupError, backup_database
@@ -94,11 +94,13 @@ def export_raw(
     workers: int | None,
 ) -> None:
     """Export the raw join log: every stored delivery and report row, with `raw` as received (JSONL) or as CSV."""
-    try:
-        since_at = parse_bound(since) if since else None
-        until_at = parse_bound(until) if until else None
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    bounds = {}
+    for name, value in (("--since", since), ("--until", until)):
+        try:
+            bounds[name] = parse_bound(value) if value else None
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint=name) from None
+    since_at, until_at = bounds["--since"], bounds["--until"]
     app.readonly_store(database)  # one clear line if it cannot be read
     started = time.monotonic()
     filters = {"meeting": meeting_filter(meeting), "since": since_at, "until": until_at}
@@ -152,8 +154,8 @@ def backup(app: App, file: str, database: str | None) -> None:
     help="New directory, or a .zip file, to write the bundle to",
 )
 @click.option("--instance", metavar="UUID", help="This instance of MEETING instead of its latest")
-@click.option("--min-minutes", type=float, metavar="N", help="Eligible: attended at least N minutes")
-@click.option("--min-percent", type=float, metavar="P", help="Eligible: attended at least P percent of the instance")
+@click.option("--min-minutes", type=FINITE_MINUTES, metavar="N", help="Eligible: attended at least N minutes")
+@click.option("--min-percent", type=PERCENT, metavar="P", help="Eligible: attended at least P percent of the instance")
 @database_option
 @pass_app
 def evidence(

@@ -98,7 +98,7 @@ def normalize(app: App) -> None:
 @pass_app
 def problems(app: App, limit: int, as_json: bool) -> None:
     """List deliveries operators should look at: unparseable bodies, stale timestamps."""
-    rows = list_problems(app.store(normalize=True), limit=limit)
+    rows = list_problems(app.existing_store(normalize=True), limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

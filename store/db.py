@@ -33,9 +33,6 @@ class DatabaseOpenError(DatabaseUnavailable):
     "The database file cannot be used at all: missing, a directory, not SQLite, unreadable"
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def check_database_file(path: str, *, must_exist: bool, writable: bool = True) -> None:
     """Raise DatabaseOpenError unless `path` is (or, without `must_exist`, may become) a SQLite file."""
     if path == ":memory:":
@@ -46,15 +43,13 @@ def check_database_file(path: str, *, must_exist: bool, writable: bool = True) -
         if must_exist:
             raise DatabaseOpenError(f"database {path} does not exist (check DATABASE_URL or --database)")
         return
-    try:
-        with open(path, "rb") as f:
-            header = f.read(len(SQLITE_HEADER))
-    except OSError as e:
-        raise DatabaseOpenError(f"cannot read database {path}: {e.strerror}") from None
-    if must_exist and not header:
+    # Never open() the file here to read its header: closing any descriptor of a file drops
+    # every POSIX lock this process holds on it, SQLite's included. SQLite itself says
+    # "file is not a database" (open_db turns that into DatabaseOpenError).
+    if not os.access(path, os.R_OK):
+        raise DatabaseOpenError(f"cannot read database {path}: permission denied")
+    if must_exist and os.path.getsize(path) == 0:
         raise DatabaseOpenError(f"database {path} is an empty file, not an attendance-worker database")
-    if header and header != SQLITE_HEADER:
-        raise DatabaseOpenError(f"{path} is not a SQLite database")
     if writable and not os.access(path, os.W_OK):
         raise DatabaseOpenError(
             f"database {path} is read-only: the service writes to it (verify and export-raw read a read-only copy)"
@@ -138,6 +133,8 @@ def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Sto
         conn.close()
         if "locked" in str(e).lower() or "busy" in str(e).lower():
             raise DatabaseUnavailable(f"database {path} is busy: {e}") from None
+        if "not a database" in str(e):
+            raise DatabaseOpenError(f"{path} is not a SQLite database") from None
         raise DatabaseOpenError(f"cannot use database {path}: {e}") from None
     return Store(conn, path=path, lock_timeout=lock_timeout)
 

@@ -106,6 +106,8 @@ class App:
                 db = open_readonly(path)
                 db.execute("SELECT 1 FROM raw_records LIMIT 1")
             except sqlite3.Error as e:
+                if "not a database" in str(e):
+                    raise click.ClickException(f"{path} is not a SQLite database") from None
                 raise click.ClickException(f"cannot read {path} as an attendance-worker database: {e}") from None
             self._stores[key] = db
         return self._stores[key]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -38,9 +40,15 @@ def gunicorn_command(config: Config, *, bind: str | None = None, workers: int | 
         "20",
         # gunicorn 27's control socket has one default path per user: several servers collide.
         "--no-control-socket",
+        # `worker.py run` works from any directory.
+        "--chdir",
+        ROOT,
         "integrations.web:create_app()",
     ]
 
+
+log = logging.getLogger(__name__)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on")
 port_option = click.option("--port", type=int, help="Port (default: PORT, else 8000)")
@@ -53,6 +61,8 @@ port_option = click.option("--port", type=int, help="Port (default: PORT, else 8
 @pass_app
 def serve(app: App, host: str, port: int | None, workers: int | None) -> None:
     """Run the web app (webhooks, read API) under gunicorn."""
+    app.store()  # a bad DATABASE_URL is one line, not a traceback in every gunicorn worker
+    app.close()
     command = gunicorn_command(app.config, bind=f"{host}:{port or app.config.port}", workers=workers)
     os.execv(command[0], command)
 
@@ -62,6 +72,7 @@ def serve(app: App, host: str, port: int | None, workers: int | None) -> None:
 def schedule(app: App) -> None:
     """Run the scheduler (normalization, report polling): the Procfile `worker`."""
     configure_logging(app.config.log_level)
+    app.store()  # a bad DATABASE_URL is one line, not a traceback
     run_scheduler(app.config)
 
 
@@ -73,15 +84,29 @@ def run(app: App, host: str, port: int | None) -> None:
     """Run web app and scheduler together: the embedded single-machine default."""
     config = app.config
     configure_logging(config.log_level)
+    app.store()  # a bad DATABASE_URL is one line here, not a traceback in every gunicorn worker
+    stop = threading.Event()
     web = subprocess.Popen(gunicorn_command(config, bind=f"{host}:{port or config.port}"))
-    watcher = threading.Thread(target=lambda: (web.wait(), os.kill(os.getpid(), 15)), daemon=True)
-    watcher.start()
+
+    def watch() -> None:
+        web.wait()
+        if not stop.is_set():
+            log.error("the web process exited with code %s: stopping", web.returncode)
+            stop.set()
+
+    threading.Thread(target=watch, daemon=True).start()
     try:
-        run_scheduler(config)
+        run_scheduler(config, stop)
     finally:
         if web.poll() is None:
-            web.terminate()
-            web.wait(timeout=30)
+            web.send_signal(signal.SIGTERM)  # gunicorn finishes in-flight requests first
+            try:
+                web.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                web.kill()
+                web.wait()
+    if web.returncode not in (0, -signal.SIGTERM, -signal.SIGINT):
+        raise click.ClickException(f"the web process exited with code {web.returncode}")
 
 
 @click.command()

@@ -563,3 +563,34 @@ def test_an_unexpected_error_on_one_instance_does_not_stop_the_others(
     row = schedule_row(db, UUID)
     assert (row["status"], row["attempts"], row["claimed_by"]) == ("pending", 1, None)
     assert "RuntimeError: unforeseen" in row["last_error"] and "failed unexpectedly" in caplog.text
+
+
+# -- sync leaves the derived tables as rebuild makes them (issue 14) -------------------------------
+
+
+def derived_tables(db) -> dict[str, list[tuple]]:
+    """Every derived row, without the columns that say when it was computed."""
+    from store.derived import TABLES
+
+    tables = {}
+    for table in (*TABLES, "attendance_instances"):
+        cursor = db.execute(f"SELECT * FROM {table} ORDER BY 1, 2")
+        names = [d[0] for d in cursor.description]
+        keep = [i for i, n in enumerate(names) if n not in ("computed_at", "refreshed_at", "as_of")]
+        tables[table] = [tuple(row[i] for i in keep) for row in cursor.fetchall()]
+    return tables
+
+
+def test_sync_without_a_worker_leaves_what_rebuild_makes(client, db, zoom, webinar):
+    from integrations.derived.rebuild import rebuild_attendance
+
+    # Webhooks first, as during the webinar: the derived rows exist before the roster does.
+    post_event(client, webinar_ended(END))
+    normalize_pending(db)
+    sync_meeting(db, zoom, WEBINAR_ID)
+    after_sync = derived_tables(db)
+    assert any(row for row in after_sync["attendance"])
+    matched = db.execute("SELECT count(*) FROM attendance WHERE registrant_matched").fetchone()[0]
+    assert matched > 0  # the roster reached the derived rows
+    rebuild_attendance(db, None)
+    assert derived_tables(db) == after_sync

@@ -284,7 +284,18 @@ def sync_meeting(
             result.failures.append((uuid, e))
     if registrants and kind == "webinar":
         result.registrants = sync_registrants(db, client, meeting_id, progress=progress)
+        refresh_meeting(db, meeting_id)
     return result
+
+
+def refresh_meeting(db: sqlite_utils.Database, meeting_id: str) -> None:
+    """Bring the derived rows of every instance of `meeting_id` up to date.
+
+    After storing a roster: registrant matches change with it, and without a worker process
+    nothing else would refresh them (issue 14: `sync` left rows `rebuild` would change).
+    """
+    uuids = [r[0] for r in db.execute("SELECT instance_uuid FROM instances WHERE meeting_id = ?", [meeting_id])]
+    refresh_instances(db, uuids)  # skips those whose evidence did not change
 
 
 def _merge(first: Iterable[str], second: Iterable[str]) -> list[str]:
@@ -445,6 +456,7 @@ def fetch_due(
 def _refresh_roster(db: sqlite_utils.Database, client: ZoomClient, webinar_id: str) -> None:
     try:
         sync_registrants(db, client, webinar_id)
+        refresh_meeting(db, webinar_id)
     except (DailyLimitError, ZoomAuthError, Unauthorized, SyncInterrupted):
         raise
     except (ZoomError, DatabaseUnavailable) as e:

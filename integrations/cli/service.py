@@ -31,7 +31,9 @@ def gunicorn_command(config: Config, *, bind: str | None = None, workers: int | 
         str(workers),
         # Threads let a process's concurrent webhooks share one commit and fsync (issue 6).
         "--worker-class",
-        "gthread",
+        # gthread whose event loop reads whole requests before a thread runs the app: slow
+        # clients cannot hold the threads (issue 14, integrations/web/server.py).
+        "integrations.web.server.BufferingWorker",
         "--threads",
         "16",
         "--bind",

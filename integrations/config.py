@@ -13,6 +13,8 @@ class ConfigError(Exception):
 
 
 DEFAULT_REPORT_DELAYS = "30m,2h,24h"
+MIN_API_TOKEN_LENGTH = 32
+MAKE_A_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class Config:
     normalize_interval_seconds: float = 1.0
     webhook_import_delay_seconds: float = 1.0
     log_level: str = "INFO"
+    # Where Zoom (and participants) reach the service over HTTPS, e.g. https://attend.example.org;
+    # the startup banner prints the webhook URL from it, certificates and doctor use it too.
+    public_base_url: str | None = None
 
     def require_zoom_api(self) -> None:
         """Raise ConfigError naming every variable the Zoom REST API needs and lacks."""
@@ -103,6 +108,17 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
     except ConfigError as e:
         errors.append(str(e))
         database_path = "attendance.db"
+    api_token = text("API_TOKEN")
+    if api_token is not None and len(api_token) < MIN_API_TOKEN_LENGTH:
+        errors.append(
+            f"API_TOKEN must be at least {MIN_API_TOKEN_LENGTH} characters (it has {len(api_token)}); "
+            f"make one with: {MAKE_A_TOKEN}"
+        )
+    public_base_url = text("PUBLIC_BASE_URL")
+    if public_base_url is not None:
+        public_base_url = public_base_url.rstrip("/")
+        if not public_base_url.startswith(("https://", "http://")) or " " in public_base_url:
+            errors.append(f"PUBLIC_BASE_URL must be an https:// URL, got {public_base_url!r}")
     config = Config(
         webhook_secret_token=text("ZOOM_WEBHOOK_SECRET_TOKEN"),
         zoom_account_id=text("ZOOM_ACCOUNT_ID"),
@@ -111,7 +127,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         zoom_api_base_url=(text("ZOOM_API_BASE_URL") or Config.zoom_api_base_url).rstrip("/"),
         zoom_oauth_token_url=text("ZOOM_OAUTH_TOKEN_URL") or Config.zoom_oauth_token_url,
         database_path=database_path,
-        api_token=text("API_TOKEN"),
+        api_token=api_token,
         webhook_tolerance_seconds=int(number("WEBHOOK_TOLERANCE_SECONDS", 300, int)),
         port=int(number("PORT", 8000, int)),
         web_concurrency=max(1, int(number("WEB_CONCURRENCY", 2, int))),
@@ -123,6 +139,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         normalize_interval_seconds=number("NORMALIZE_INTERVAL_SECONDS", 1.0),
         webhook_import_delay_seconds=number("WEBHOOK_IMPORT_DELAY_SECONDS", 1.0),
         log_level=(text("LOG_LEVEL") or "INFO").upper(),
+        public_base_url=public_base_url,
     )
     if errors:
         raise ConfigError("; ".join(errors))

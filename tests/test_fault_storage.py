@@ -19,8 +19,10 @@ from integrations.ingest.normalize import normalize_pending
 from integrations.ingest.spool import spool_status
 from store.db import DatabaseUnavailable, thread_db
 from store.evidence import content_hash
-from tests.conftest import post_event
+from tests.conftest import API_TOKEN, post_event
 from tests.fault_support import get, participant_body, post_signed, start_web, stored_hashes, verify_chain
+
+DETAILS = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def app_connection(config):
@@ -50,7 +52,7 @@ def test_full_database_keeps_webhooks_in_the_spool_then_catches_up(app, client, 
     assert "spool import postponed" in caplog.text and "full" in caplog.text
     assert spool_status(db)["pending_bytes"] > 0
 
-    health = client.get("/healthz")
+    health = client.get("/healthz", headers=DETAILS)
     assert health.status_code == 503, health.json
     assert "full" in health.json["writes"] and health.json["spool"]["pending_bytes"] > 0
 
@@ -81,7 +83,7 @@ def test_read_only_database_keeps_webhooks_in_the_spool_then_catches_up(app, cli
     later = [participant_body(n, run="ro") for n in range(1, 4)]
     assert [post_event(client, body).status_code for body in later] == [200] * 3
     assert "spool import postponed" in caplog.text and "readonly" in caplog.text
-    health = client.get("/healthz")
+    health = client.get("/healthz", headers=DETAILS)
     assert health.status_code == 503 and "readonly" in health.json["writes"]
     assert verify_chain(Path(config.database_path)) == 1
 

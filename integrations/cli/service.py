@@ -12,6 +12,7 @@ import threading
 
 import click
 
+from integrations.banner import banner
 from integrations.cli.context import App, pass_app
 from integrations.config import Config
 from integrations.ingest.normalize import normalize_pending
@@ -65,7 +66,10 @@ def serve(app: App, host: str, port: int | None, workers: int | None) -> None:
     """Run the web app (webhooks, read API) under gunicorn."""
     app.store()  # a bad DATABASE_URL is one line, not a traceback in every gunicorn worker
     app.close()
-    command = gunicorn_command(app.config, bind=f"{host}:{port or app.config.port}", workers=workers)
+    configure_logging(app.config.log_level)
+    bind = f"{host}:{port or app.config.port}"
+    log.info(banner(app.config, listen=bind, jobs=False))
+    command = gunicorn_command(app.config, bind=bind, workers=workers)
     os.execv(command[0], command)
 
 
@@ -75,6 +79,7 @@ def schedule(app: App) -> None:
     """Run the scheduler (normalization, report polling): the Procfile `worker`."""
     configure_logging(app.config.log_level)
     app.store()  # a bad DATABASE_URL is one line, not a traceback
+    log.info(banner(app.config, web=False))
     run_scheduler(app.config)
 
 
@@ -88,7 +93,9 @@ def run(app: App, host: str, port: int | None) -> None:
     configure_logging(config.log_level)
     app.store()  # a bad DATABASE_URL is one line here, not a traceback in every gunicorn worker
     stop = threading.Event()
-    web = subprocess.Popen(gunicorn_command(config, bind=f"{host}:{port or config.port}"))
+    bind = f"{host}:{port or config.port}"
+    log.info(banner(config, listen=bind))
+    web = subprocess.Popen(gunicorn_command(config, bind=bind))
 
     def watch() -> None:
         web.wait()

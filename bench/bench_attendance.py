@@ -32,9 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from integrations.config import load_config  # noqa: E402
 from integrations.derived.refresh import refresh_instances  # noqa: E402
+from integrations.web import create_app  # noqa: E402
 from integrations.zoom.reports import participant_to_row  # noqa: E402
-from store.db import durable_write, open_db  # noqa: E402
+from store.db import Store, durable_write, open_db  # noqa: E402
 from store.derived import RefreshStats  # noqa: E402
 from store.events import upsert_instance  # noqa: E402
 from store.evidence import GENESIS, chain_hash, content_hash  # noqa: E402
@@ -51,9 +53,29 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def store_instance_window(db: Store) -> None:
+    """The benchmark webinar's instance row, started and ended as its events would say."""
+    with durable_write(db) as c:
+        for event, moment in (("started", START), ("ended", START + timedelta(minutes=MINUTES))):
+            upsert_instance(
+                c,
+                {
+                    "instance_uuid": UUID,
+                    "meeting_id": WEBINAR,
+                    "kind": "webinar",
+                    "topic": "Bench webinar",
+                    "event_ts": int(moment.timestamp() * 1000),
+                    event: True,
+                    "start_time": iso(START),
+                    "end_time": iso(moment),
+                },
+            )
+
+
 def make_people(people: int, segments: int, rng: random.Random) -> tuple[list[dict], list[dict]]:
     """(connections, registrants): each connection has ids, a name and join/leave times."""
-    connections, registrants = [], []
+    connections: list[dict] = []
+    registrants: list[dict] = []
     end = START + timedelta(minutes=MINUTES)
     for p in range(people):
         guest = rng.random() < 0.08
@@ -263,9 +285,6 @@ def refresh_in_child(path: str) -> str:
 
 def time_api(path: str, runs: int) -> list[float]:
     """Seconds per GET of the read API, in this process through the real app (no network)."""
-    from integrations.config import load_config
-    from integrations.web import create_app
-
     config = load_config({"DATABASE_URL": f"sqlite:///{path}", "API_TOKEN": "bench"}, dotenv=False)
     client = create_app(config).test_client()
     times = []
@@ -294,21 +313,7 @@ def main() -> None:
     rng = random.Random(7)
     connections, registrants = make_people(opts.people, opts.segments, rng)
     t = time.perf_counter()
-    with durable_write(db) as c:
-        for event, moment in (("started", START), ("ended", START + timedelta(minutes=MINUTES))):
-            upsert_instance(
-                c,
-                {
-                    "instance_uuid": UUID,
-                    "meeting_id": WEBINAR,
-                    "kind": "webinar",
-                    "topic": "Bench webinar",
-                    "event_ts": int(moment.timestamp() * 1000),
-                    event: True,
-                    "start_time": iso(START),
-                    "end_time": iso(moment),
-                },
-            )
+    store_instance_window(db)
     events = store_webhooks(db, connections)
     rows = store_report(db, connections, registrants)
     print(

@@ -139,7 +139,4 @@ def _wait_for_normalization(database: Path, *, bound: float) -> bool:
 
 
 if __name__ == "__main__":
-    started = time.monotonic()
-    code = main()
-    print(f"(took {time.monotonic() - started:.0f} s)")
-    sys.exit(code)
+    sys.exit(harness.timed(main))

@@ -14,20 +14,14 @@ processes, summed). Target: >= 100,000 records/s and < 200 MB.
 
 from __future__ import annotations
 
-import argparse
 import os
-import shlex
-import shutil
 import sqlite3
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.raw_db import database_for_bench, run_measured  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench import raw_db  # noqa: E402
 
 
 def count_lines(path: str) -> int:
@@ -40,22 +34,10 @@ def count_lines(path: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--report-every", type=int, default=1000, help="one report page per N records (0: none)")
+    parser = raw_db.database_arguments(__doc__.split("\n\n")[0], "keep the temporary directory (database and exports)")
     parser.add_argument("--workers", type=int, help="export-raw --workers (default: the command's own default)")
-    parser.add_argument("--db", help="database to use; built here if it does not exist")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (database and exports)")
-    args = parser.parse_args(argv)
-    if not 1 <= args.records <= 5_000_000:
-        parser.error("--records must be 1 to 5,000,000")
-    workdir = tempfile.mkdtemp(prefix="bench-export-")
-    try:
-        db, built = database_for_bench(args.db, args.records, args.report_every, workdir)
-        if built:
-            print(
-                f"built {db}: {built['records']:,} records ({built['report_pages']:,} report pages) in {built['seconds']:.1f}s"
-            )
+    args = raw_db.parse_database_arguments(parser, argv)
+    with raw_db.bench_workdir(args, "bench-export-") as (workdir, db):
         conn = sqlite3.connect(db)
         records = conn.execute("SELECT count(*) FROM raw_records").fetchone()[0]
         conn.close()
@@ -66,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.workers:
                 command += ["--workers", str(args.workers)]
             load = os.getloadavg()[0]
-            seconds, cpu, peak_mb, code = run_measured(command)
+            seconds, cpu, peak_mb, code = raw_db.run_measured(command)
             if code != 0:
                 print(f"{fmt}: command failed with exit code {code}")
                 failed = True
@@ -79,16 +61,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"peak RSS of the process tree {peak_mb:.0f} MB; load average before {load:.1f} "
                 f"[{'meets' if ok else 'MISSES'} >= 100,000 records/s, < 200 MB]"
             )
-            print(f"       command: (cd {ROOT} && {shlex.join(command)})")
+            raw_db.print_command(command)
             os.unlink(out)
             failed |= not ok
-        print("figures vary with other load on this 2-core machine: compare only within one run")
-        return 1 if failed else 0
-    finally:
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -197,7 +196,4 @@ def steady(ours: Server, bare: Server, database: Path, args: argparse.Namespace)
 
 
 if __name__ == "__main__":
-    started = time.monotonic()
-    code = main()
-    print(f"(took {time.monotonic() - started:.0f} s)")
-    sys.exit(code)
+    sys.exit(harness.timed(main))

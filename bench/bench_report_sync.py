@@ -28,6 +28,13 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import integrations.reports.sync
+from integrations.reports.sync import sync_instance
+from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
+from integrations.zoom.client import ZoomClient
+from store.db import open_db
+from store.migrations import migrate
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 WEBINAR_ID = "91234567890"
@@ -36,8 +43,6 @@ UUID = "/bench+Instance//Uuid=="  # needs double encoding, like some real ones
 
 def serve(rows: int, pipe) -> None:
     """Child process: build the dataset, serve it, report the call counts when told to stop."""
-    from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
-
     dataset = synthetic_webinar(rows=rows, webinar_id=WEBINAR_ID, uuid=UUID, seed=42)
     with ZoomSimulator(dataset) as sim:
         pipe.send({"env": sim.environ(), "rows": dataset.row_count})
@@ -52,8 +57,6 @@ class RefreshMeter:
     complete fetch) so its time and memory are reported apart from the sync's own."""
 
     def __init__(self):
-        import integrations.reports.sync
-
         self.module = integrations.reports.sync
         self.real = integrations.reports.sync.refresh_instances
         self.seconds = 0.0
@@ -74,11 +77,6 @@ class RefreshMeter:
 
 def sync_once(env: dict[str, str], db_path: str, rps: float):
     """One sync_instance of the benchmark report into `db_path`: (summary, seconds, (api calls, tokens))."""
-    from integrations.reports.sync import sync_instance
-    from integrations.zoom.client import ZoomClient
-    from store.db import open_db
-    from store.migrations import migrate
-
     db = open_db(db_path)
     migrate(db)
     client = ZoomClient(

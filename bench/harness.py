@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from integrations.ingest.spool import spool_status  # noqa: E402
 from integrations.zoom.signature import sign  # noqa: E402
+from store.db import open_db  # noqa: E402
 
 SECRET = "bench-webhook-secret"
 WEBHOOK_PATH = "/webhooks/zoom"
@@ -455,9 +457,6 @@ def wait_for_import(database_path: Path, *, timeout: float = 15) -> float:
     """Wait until the web processes have imported everything they spooled (integrations/ingest/spool.py);
     the seconds it took. Webhooks are answered from the spool and imported up to
     WEBHOOK_IMPORT_DELAY_SECONDS later, so that work belongs to the round that caused it."""
-    from integrations.ingest.spool import spool_status
-    from store.db import open_db
-
     started = time.monotonic()
     if not database_path.exists():
         return 0.0
@@ -484,3 +483,11 @@ def median(values: Sequence[float]) -> float:
 
 def temp_dir(prefix: str) -> tempfile.TemporaryDirectory:
     return tempfile.TemporaryDirectory(prefix=prefix)
+
+
+def timed(main: Callable[[], int]) -> int:
+    """Run a benchmark's `main`, then print how long the whole run took; its exit code."""
+    started = time.monotonic()
+    code = main()
+    print(f"(took {time.monotonic() - started:.0f} s)")
+    return code

@@ -7,15 +7,24 @@ every `report_every` records, as a sync of a large webinar stores them.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
+import shlex
+import shutil
 import sqlite3
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from store.db import open_db  # noqa: E402
 from store.evidence import GENESIS, chain_hash, content_hash  # noqa: E402
@@ -173,12 +182,9 @@ def _tree_rss_kb(pid: int) -> int:
 def run_measured(command: list[str], *, stdout=None) -> tuple[float, float, float, int]:
     """Run `command`; returns (wall seconds, CPU seconds of it and its children, peak summed RSS in MB of
     its process tree sampled every 20 ms, exit code)."""
-    import subprocess
-    import threading
-
     peak = 0
     started = time.monotonic()
-    process = subprocess.Popen(command, stdout=stdout, cwd=str(Path(__file__).resolve().parents[1]))
+    process = subprocess.Popen(command, stdout=stdout, cwd=str(ROOT))
     done = threading.Event()
 
     def sample() -> None:
@@ -205,3 +211,46 @@ def database_for_bench(path: str | None, records: int, report_every: int, keep_d
         return path, None
     target = path or os.path.join(keep_dir, f"raw-{records}.db")
     return target, build_raw_database(target, records, report_every=report_every)
+
+
+def database_arguments(description: str, keep_help: str) -> argparse.ArgumentParser:
+    """A command line parser with the options every raw-database benchmark takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--report-every", type=int, default=1000, help="one report page per N records (0: none)")
+    parser.add_argument("--db", help="database to use; built here if it does not exist")
+    parser.add_argument("--keep", action="store_true", help=keep_help)
+    return parser
+
+
+def parse_database_arguments(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """The parsed arguments, with --records checked (1 to 5,000,000)."""
+    args = parser.parse_args(argv)
+    if not 1 <= args.records <= 5_000_000:
+        parser.error("--records must be 1 to 5,000,000")
+    return args
+
+
+@contextlib.contextmanager
+def bench_workdir(args, prefix: str) -> Iterator[tuple[str, str]]:
+    """A temporary directory and the database to measure (args.db, or one built there); the
+    directory is removed afterwards unless args.keep."""
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    try:
+        db, built = database_for_bench(args.db, args.records, args.report_every, workdir)
+        if built:
+            print(
+                f"built {db}: {built['records']:,} records ({built['report_pages']:,} report pages) in {built['seconds']:.1f}s"
+            )
+        yield workdir, db
+        print("figures vary with other load on this 2-core machine: compare only within one run")
+    finally:
+        if args.keep:
+            print(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def print_command(command: list[str]) -> None:
+    """The measured command, as a line to paste into a shell."""
+    print(f"       command: (cd {ROOT} && {shlex.join(command)})")

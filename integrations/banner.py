@@ -20,12 +20,13 @@ def banner_lines(config: Config, *, listen: str | None = None, web: bool = True,
     if web:
         if listen:
             lines.append(f"  listening on:          http://{listen} (webhook path {WEBHOOK_PATH})")
-        if config.public_base_url:
-            lines.append(f"  Zoom webhook URL:      {config.public_base_url}{WEBHOOK_PATH}")
+        url = f"{config.public_base_url}{WEBHOOK_PATH}"
+        if config.public_base_url.startswith("https://"):
+            lines.append(f"  Zoom webhook URL:      {url}")
         else:
             lines.append(
-                "  Zoom webhook URL:      PUBLIC_BASE_URL not set: Zoom needs a public HTTPS URL "
-                "(a reverse proxy in front: deploy/, docs/deploy.md)"
+                f"  Zoom webhook URL:      {url} is not public HTTPS: set PUBLIC_BASE_URL to the https:// "
+                "address of a reverse proxy in front (deploy/, docs/operations.md)"
             )
         lines.append(f"  webhook secret token:  {_is_set(config.webhook_secret_token)}")
         lines.append(

@@ -1,4 +1,8 @@
-"""The one place that reads configuration: the environment, plus an optional `.env` file."""
+"""The one place that reads configuration: the environment, plus an optional `.env` file.
+
+`load_config()` returns a frozen `Config` and names every missing or invalid variable at
+once; everything else receives values as arguments. Each variable is documented in
+config.example.env."""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from dotenv import load_dotenv
 
 
 class ConfigError(Exception):
@@ -29,6 +35,10 @@ class Config:
     zoom_oauth_token_url: str = "https://zoom.us/oauth/token"
     database_path: str = "attendance.db"
     api_token: str | None = field(default=None, repr=False)
+    # Signs the dashboard's session cookie; without it the dashboard refuses to serve.
+    secret_key: str | None = field(default=None, repr=False)
+    # Honour X-Forwarded-Proto/-For from one reverse proxy in front (TLS terminated there).
+    trust_proxy_headers: bool = False
     webhook_tolerance_seconds: int = 300
     port: int = 8000
     web_concurrency: int = 2
@@ -42,9 +52,18 @@ class Config:
     normalize_interval_seconds: float = 1.0
     webhook_import_delay_seconds: float = 1.0
     log_level: str = "INFO"
-    # Where Zoom (and participants) reach the service over HTTPS, e.g. https://attend.example.org;
-    # the startup banner prints the webhook URL from it, certificates and doctor use it too.
-    public_base_url: str | None = None
+    # E-certificates (issue 17)
+    cert_signing_key_file: str | None = None
+    public_base_url: str = "http://127.0.0.1:8000"
+    cert_template_file: str | None = None
+    cert_send_per_minute: float = 30.0
+    cert_verify_per_minute: float = 30.0
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_from: str | None = None
+    smtp_starttls: bool = True
 
     def require_zoom_api(self) -> None:
         """Raise ConfigError naming every variable the Zoom REST API needs and lacks."""
@@ -79,8 +98,6 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
     """Read configuration from `environ` (default: the process environment and `.env`)."""
     if environ is None:
         if dotenv:
-            from dotenv import load_dotenv
-
             # Real environment variables win over .env, as operators expect.
             load_dotenv(Path.cwd() / ".env", override=False)
         environ = os.environ
@@ -103,6 +120,19 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
             errors.append(f"{name} must not be negative, got {raw!r}")
         return value
 
+    def flag(name: str, default: bool = False) -> bool:
+        raw = text(name)
+        if raw is None:
+            return default
+        raw = raw.lower()
+        if raw not in ("0", "1", "true", "false", "yes", "no"):
+            errors.append(f"{name} must be 1 or 0, got {raw!r}")
+            return default
+        return raw in ("1", "true", "yes")
+
+    public_base_url = (text("PUBLIC_BASE_URL") or Config.public_base_url).rstrip("/")
+    if not public_base_url.startswith(("http://", "https://")):
+        errors.append(f"PUBLIC_BASE_URL must start with http:// or https://, got {public_base_url!r}")
     try:
         database_path = database_path_from_url(text("DATABASE_URL") or "sqlite:///attendance.db")
     except ConfigError as e:
@@ -114,11 +144,6 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
             f"API_TOKEN must be at least {MIN_API_TOKEN_LENGTH} characters (it has {len(api_token)}); "
             f"make one with: {MAKE_A_TOKEN}"
         )
-    public_base_url = text("PUBLIC_BASE_URL")
-    if public_base_url is not None:
-        public_base_url = public_base_url.rstrip("/")
-        if not public_base_url.startswith(("https://", "http://")) or " " in public_base_url:
-            errors.append(f"PUBLIC_BASE_URL must be an https:// URL, got {public_base_url!r}")
     config = Config(
         webhook_secret_token=text("ZOOM_WEBHOOK_SECRET_TOKEN"),
         zoom_account_id=text("ZOOM_ACCOUNT_ID"),
@@ -128,6 +153,8 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         zoom_oauth_token_url=text("ZOOM_OAUTH_TOKEN_URL") or Config.zoom_oauth_token_url,
         database_path=database_path,
         api_token=api_token,
+        secret_key=text("SECRET_KEY"),
+        trust_proxy_headers=flag("TRUST_PROXY_HEADERS"),
         webhook_tolerance_seconds=int(number("WEBHOOK_TOLERANCE_SECONDS", 300, int)),
         port=int(number("PORT", 8000, int)),
         web_concurrency=max(1, int(number("WEB_CONCURRENCY", 2, int))),
@@ -139,7 +166,17 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         normalize_interval_seconds=number("NORMALIZE_INTERVAL_SECONDS", 1.0),
         webhook_import_delay_seconds=number("WEBHOOK_IMPORT_DELAY_SECONDS", 1.0),
         log_level=(text("LOG_LEVEL") or "INFO").upper(),
+        cert_signing_key_file=text("CERT_SIGNING_KEY_FILE"),
         public_base_url=public_base_url,
+        cert_template_file=text("CERT_TEMPLATE_FILE"),
+        cert_send_per_minute=number("CERT_SEND_PER_MINUTE", 30.0),
+        cert_verify_per_minute=number("CERT_VERIFY_PER_MINUTE", 30.0),
+        smtp_host=text("SMTP_HOST"),
+        smtp_port=int(number("SMTP_PORT", 587, int)),
+        smtp_username=text("SMTP_USERNAME"),
+        smtp_password=text("SMTP_PASSWORD"),
+        smtp_from=text("SMTP_FROM"),
+        smtp_starttls=flag("SMTP_STARTTLS", True),
     )
     if errors:
         raise ConfigError("; ".join(errors))

@@ -1,10 +1,7 @@
 """Organizer queries over the derived attendance tables (issue 4): the CLI and the API call these.
 
-They read only the derived tables (store/derived.py), so they cannot disagree with what
-SQL users see there. The one thing added at read time is the clock: a person still in a
-live meeting has an open session since `open_since`, and `now` extends it, exactly as the
-`attendees` view does in SQL.
-"""
+They read only the derived tables, adding only the clock: an open session runs until
+`now`, as the `attendees` view does in SQL."""
 
 from __future__ import annotations
 
@@ -13,6 +10,7 @@ import json
 import math
 import re
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -225,32 +223,15 @@ def attendance(
     threshold = threshold or Threshold()
     meeting = meeting_info(db, uuid, now=now, threshold=threshold)
     window = meeting["window_seconds"]
-    attendees = []
-    for row in db.execute(
-        "SELECT p.person_key, p.identity, p.name, p.email, a.registrant_id, a.attended_seconds, a.segments, "
-        "a.first_join, a.last_leave, a.in_meeting, a.sources, a.webhook_only, a.open_since "
-        "FROM attendance a JOIN people p ON p.instance_uuid = a.instance_uuid AND p.person_key = a.person_key "
-        "WHERE a.instance_uuid = ?",
-        [uuid],
-    ):
-        seconds = _live_seconds(row[5], row[12], now)
-        attendee = {
-            "person_key": row[0],
-            "identity": row[1],
-            "name": row[2],
-            "email": row[3],
-            "registrant_id": row[4],
-            "attended_seconds": seconds,
-            "segments": row[6],
-            "first_join": row[7],
-            "last_leave": row[8],
-            "in_meeting": bool(row[9]),
-            "sources": _sources(row[10]),
-            "webhook_only": bool(row[11]),
-        }
-        if threshold.given:
-            attendee["eligible"] = threshold.eligible(seconds, window)
-        attendees.append(attendee)
+    attendees = [
+        attendee_row(row, now=now, threshold=threshold, window=window)
+        for row in db.execute(
+            f"SELECT {ATTENDEE_COLUMNS} "
+            "FROM attendance a JOIN people p ON p.instance_uuid = a.instance_uuid AND p.person_key = a.person_key "
+            "WHERE a.instance_uuid = ?",
+            [uuid],
+        )
+    ]
     if include_absent:
         attendees.extend(_absent(db, uuid, meeting["meeting_id"], threshold))
     attendees.sort(key=lambda a: (-a["attended_seconds"], (a["name"] or "").casefold(), a["person_key"]))
@@ -265,26 +246,57 @@ def _absent(db: sqlite_utils.Database, uuid: str, meeting_id: str | None, thresh
         "ORDER BY registrant_id",
         [uuid],
     ).fetchall()
-    out = []
-    for registrant_id, name, email in rows:
-        row = {
-            "person_key": f"registrant:{registrant_id}",
-            "identity": "registrant",
-            "name": name,
-            "email": email,
-            "registrant_id": registrant_id,
-            "attended_seconds": 0,
-            "segments": 0,
-            "first_join": None,
-            "last_leave": None,
-            "in_meeting": False,
-            "sources": [],
-            "webhook_only": False,
-        }
-        if threshold.given:
-            row["eligible"] = False
-        out.append(row)
-    return out
+    return [absent_registrant(registrant_id, name, email, threshold) for registrant_id, name, email in rows]
+
+
+# The columns `attendee_row` reads, in its order (people p JOIN attendance a).
+ATTENDEE_COLUMNS = (
+    "p.person_key, p.identity, p.name, p.email, a.registrant_id, a.attended_seconds, a.segments, "
+    "a.first_join, a.last_leave, a.in_meeting, a.sources, a.webhook_only, a.open_since"
+)
+
+
+def attendee_row(row: Sequence[Any], *, now: int, threshold: Threshold, window: int | None) -> dict[str, Any]:
+    """One attendee from a row of ATTENDEE_COLUMNS: seconds so far at `now`, eligibility if asked."""
+    seconds = _live_seconds(row[5], row[12], now)
+    attendee = {
+        "person_key": row[0],
+        "identity": row[1],
+        "name": row[2],
+        "email": row[3],
+        "registrant_id": row[4],
+        "attended_seconds": seconds,
+        "segments": row[6],
+        "first_join": row[7],
+        "last_leave": row[8],
+        "in_meeting": bool(row[9]),
+        "sources": _sources(row[10]),
+        "webhook_only": bool(row[11]),
+    }
+    if threshold.given:
+        attendee["eligible"] = threshold.eligible(seconds, window)
+    return attendee
+
+
+def absent_registrant(registrant_id: str, name: str | None, email: str | None, threshold: Threshold) -> dict[str, Any]:
+    """The attendance row of a registrant who never joined: 0 seconds."""
+    row: dict[str, Any] = {
+        "person_key": f"registrant:{registrant_id}",
+        "identity": "registrant",
+        "name": name,
+        "email": email,
+        "registrant_id": registrant_id,
+        "attended_seconds": 0,
+        "segments": 0,
+        "first_join": None,
+        "last_leave": None,
+        "in_meeting": False,
+        "sources": [],
+        "webhook_only": False,
+    }
+    if threshold.given:
+        row["eligible"] = False
+    return row
 
 
 def summary(db: sqlite_utils.Database, uuid: str, *, now: int, threshold: Threshold | None = None) -> dict[str, Any]:

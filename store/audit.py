@@ -1,16 +1,10 @@
 """Verifying the hash chain of raw records (store/evidence.py), and reading its head.
 
-The chain proves that nothing was edited, inserted, deleted or reordered *inside* the log:
-each record's `chain_hash` covers the previous record's. What it cannot prove alone is that
-the newest records were not cut off (the log then just ends earlier), nor that someone who
-recomputed every hash after an edit did not rewrite history. A head recorded elsewhere
-(an evidence bundle's MANIFEST, a printed `verify` result) closes both gaps: `verify_chain(
-db, expect_head=...)` fails unless that exact head is still in the chain.
-"""
+The chain proves nothing was changed inside the log; a head recorded elsewhere (a bundle's
+MANIFEST, a printed `verify`) also proves nothing was cut off (docs/internals.md)."""
 
 from __future__ import annotations
 
-import hashlib
 import multiprocessing
 import sqlite3
 from dataclasses import dataclass
@@ -19,7 +13,7 @@ from pathlib import Path
 import sqlite_utils
 
 from store.db import Store
-from store.evidence import GENESIS
+from store.evidence import GENESIS, chain_hash, content_hash
 
 
 class ChainError(Exception):
@@ -81,14 +75,13 @@ def _verify_rows(
 ) -> tuple[int, int | None, str, bool]:
     """Check rows (id order) following a record with `previous_hash`; (count, last id, last hash, head seen)."""
     count, head_seen = 0, False
-    sha256 = hashlib.sha256
     for row in rows:
         record_id, _, received_at, body, stored_sha, stored_chain = row
         if body.__class__ is not bytes:  # edited by hand into TEXT: hash what it now says
             body = str(body).encode("utf-8", "surrogatepass")
-        if sha256(body).hexdigest() != stored_sha:
+        if content_hash(body) != stored_sha:
             raise ContentMismatch(f"{_describe(row)}: body does not match its SHA-256 (edited?)", record_id=record_id)
-        if sha256(f"{previous_hash}:{stored_sha}:{received_at}".encode()).hexdigest() != stored_chain:
+        if chain_hash(previous_hash, stored_sha, received_at) != stored_chain:
             raise LinkMismatch(_link_problem(row, previous_id), record_id=record_id)
         if stored_chain == expect_head:
             head_seen = True
@@ -171,7 +164,8 @@ def verify_file(path: str, *, expect_head: str | None = None, workers: int = 1) 
     spans = [
         (path, first, min(first + VERIFY_SPAN - 1, high), expect_head) for first in range(low, high + 1, VERIFY_SPAN)
     ]
-    count, head_seen, last = 0, False, (None, GENESIS)
+    count, head_seen = 0, False
+    last: tuple[int | None, str] = (None, GENESIS)
     # fork: workers start at once; each opens its own connection and never touches ours.
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
     with context.Pool(workers) as pool:

@@ -5,17 +5,16 @@ from __future__ import annotations
 import os
 import sqlite3
 
-import sqlite_utils
-
 from integrations.files import OutputError, private_output_path
 from store.audit import ChainHead, chain_head
+from store.db import Store
 
 
 class BackupError(Exception):
     "The backup could not be written"
 
 
-def backup_database(db: sqlite_utils.Database, target: str, *, force: bool = False) -> ChainHead:
+def backup_database(db: Store, target: str, *, force: bool = False) -> ChainHead:
     """Copy the database to `target` (owner-only, never through a symlink); returns the copy's chain head.
 
     An existing `target` is refused unless `force`, then replaced atomically. SQLite's online

@@ -1,14 +1,7 @@
-"""Opening the SQLite database, and the write path every writer shares.
+"""Opening the SQLite database (`Store`), and the write path every writer shares.
 
-Durability without an fsync per request: writers commit in WAL mode with
-`synchronous=NORMAL` under a short exclusive lock, then call `fdatasync` on the WAL file
-*after* releasing the lock. One fsync makes every frame written before it durable, so
-concurrent writers in several processes (spool imports, normalization, report sync, the
-health probe) share fsyncs instead of queueing behind each other's. Webhook requests
-never wait here: they are durable in the spool first (integrations/ingest/spool.py).
-Checkpoints in NORMAL mode sync the WAL before copying it and the database after, so a
-frame is durable in the WAL or in the main file at every moment after our fdatasync.
-"""
+Writers commit in WAL mode under a short cross-process lock and fdatasync the WAL after
+releasing it, so writers in several processes share syncs (docs/internals.md)."""
 
 from __future__ import annotations
 
@@ -266,6 +259,22 @@ def durable_write(db: Store, *, timeout: float | None = None, sync: bool = True)
         if is_unavailable_error(e):
             raise DatabaseUnavailable(str(e)) from e
         raise
+
+
+@contextlib.contextmanager
+def read_snapshot(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+    """A read transaction: every query inside sees the database as of its first read (WAL:
+    writers are not blocked). Inside a transaction already open on `db`, that one serves."""
+    conn = db.conn
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
 
 
 def query_one(db: sqlite_utils.Database, sql: str, params: Any = ()) -> Any:

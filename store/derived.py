@@ -1,18 +1,8 @@
-"""Derived attendance tables (issue 8): refresh from the evidence, rebuild, worker pacing.
+"""The SQL of the derived attendance tables (issue 8): reading an instance's evidence,
+writing its rows in short transactions, and the refresh lock.
 
-The schema is in store/derived_schema.py; triggers there mark the instances whose evidence
-changed (`derived_dirty`), whoever stored it, and the worker's pacer refreshes them.
-
-The tables are a function of the stored evidence alone (integrations/attendance/compute.py never reads
-the clock), recomputed per instance when its evidence changes. Writes go through
-`durable_write` in short transactions of at most `CHUNK_ROWS` changed rows, because
-webhook requests wait on the same lock (Zoom gives up after 3 s); only rows that changed
-are written, so a live webinar's refresh after a few events is a few small writes.
-Each instance row carries `evidence`, a fingerprint of what it was computed from:
-NULL while its rows are being rewritten, so readers know to refresh first.
-One refresher at a time (a lock of its own, never the write lock): a slow refresher
-can never overwrite a newer result with an older one.
-"""
+The refresh itself (rules applied, pacing) is integrations/derived/refresh.py; the schema
+and the triggers that mark changed instances are in store/migrations.py."""
 
 from __future__ import annotations
 
@@ -28,7 +18,7 @@ from typing import Any
 
 import sqlite_utils
 
-from store.db import durable_write, write_lock
+from store.db import Store, durable_write, read_snapshot, write_lock
 from store.evidence import utc_now
 
 log = logging.getLogger(__name__)
@@ -57,20 +47,6 @@ class Evidence:
     report_rows: list[dict[str, Any]]
     registrants: list[dict[str, Any]]
     fingerprint: str
-
-
-@contextmanager
-def read_snapshot(db: sqlite_utils.Database) -> Iterator[None]:
-    """Reads inside see one consistent state of the database (WAL: writers are not blocked)."""
-    conn = db.conn
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN")
-    try:
-        yield
-    finally:
-        conn.execute("COMMIT")
 
 
 def _dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
@@ -159,7 +135,7 @@ def is_current(db: sqlite_utils.Database, uuid: str) -> bool:
 
 
 @contextmanager
-def refresh_lock(db: sqlite_utils.Database, timeout: float = REFRESH_LOCK_TIMEOUT) -> Iterator[None]:
+def refresh_lock(db: Store, timeout: float = REFRESH_LOCK_TIMEOUT) -> Iterator[None]:
     """Held by whoever recomputes derived rows; separate from the write lock webhooks use."""
     with write_lock(db.path + "-derived").hold(timeout):
         yield
@@ -187,7 +163,7 @@ def live_and_recent(db: sqlite_utils.Database, uuid: str, max_age: float) -> boo
     return (datetime.now(UTC) - datetime.fromisoformat(row[0].replace("Z", "+00:00"))).total_seconds() < max_age
 
 
-def clear_dirty(db: sqlite_utils.Database, uuid: str) -> None:
+def clear_dirty(db: Store, uuid: str) -> None:
     if db.execute("SELECT 1 FROM derived_dirty WHERE instance_uuid = ?", [uuid]).fetchone():
         with durable_write(db) as conn:
             conn.execute("DELETE FROM derived_dirty WHERE instance_uuid = ?", (uuid,))
@@ -234,7 +210,7 @@ def _upsert_sql(table: str, columns: Sequence[str], pk: Sequence[str]) -> str:
     )
 
 
-def write_instance(db: sqlite_utils.Database, result: Any, print_: str, stats: RefreshStats, began: float) -> None:
+def write_instance(db: Store, result: Any, print_: str, stats: RefreshStats, began: float) -> None:
     """Bring one instance's rows to `result` (an InstanceAttendance), writing only what changed, in short transactions."""
     uuid = result.instance["instance_uuid"]
     ops: list[tuple[str, tuple]] = []  # (sql, params), in an order foreign keys accept
@@ -272,7 +248,7 @@ def write_instance(db: sqlite_utils.Database, result: Any, print_: str, stats: R
     _run(db, final, stats)
 
 
-def _run(db: sqlite_utils.Database, ops: Sequence[tuple[str, tuple]], stats: RefreshStats) -> None:
+def _run(db: Store, ops: Sequence[tuple[str, tuple]], stats: RefreshStats) -> None:
     """One short durable transaction; consecutive statements with the same SQL are batched."""
     started = time.perf_counter()
     with durable_write(db) as conn:
@@ -290,7 +266,7 @@ def _run(db: sqlite_utils.Database, ops: Sequence[tuple[str, tuple]], stats: Ref
     stats.longest_transaction = max(stats.longest_transaction, elapsed)
 
 
-def drop_instances(db: sqlite_utils.Database, instance_uuids: Iterable[str], stats: RefreshStats | None = None) -> None:
+def drop_instances(db: Store, instance_uuids: Iterable[str], stats: RefreshStats | None = None) -> None:
     """Delete the derived rows of these instances, in short transactions."""
     stats = stats if stats is not None else RefreshStats()
     for uuid in sorted(set(instance_uuids)):

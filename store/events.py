@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlite_utils
 
-from store.db import durable_write, query_one
+from store.db import Store, durable_write, query_one
 from store.evidence import utc_now
 
 NORMALIZE_CURSOR = "normalize_cursor"
@@ -57,23 +57,21 @@ def pending_deliveries(db: sqlite_utils.Database, *, limit: int = 1000) -> list[
     ).fetchall()
 
 
-def reset_normalization(db: sqlite_utils.Database) -> None:
-    """Forget normalized rows so every delivery is normalized again (used by rebuild)."""
-    with durable_write(db) as conn:
-        conn.execute("DELETE FROM participant_events")
-        set_state(conn, NORMALIZE_CURSOR, "0")
-
-
-def upsert_instance(conn, instance: dict[str, Any]) -> None:
-    """Record what an event says about an instance; older events never overwrite newer ones."""
-    uuid = instance["instance_uuid"]
+def ensure_instance(conn, uuid: str, meeting_id: str | None, kind: str | None, first_seen_at: str) -> None:
+    """Add an instance row, or fill in its meeting number and kind where they are still unknown."""
     conn.execute(
         "INSERT INTO instances (instance_uuid, meeting_id, kind, first_seen_at) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (instance_uuid) DO UPDATE SET "
         "meeting_id = coalesce(instances.meeting_id, excluded.meeting_id), "
         "kind = coalesce(instances.kind, excluded.kind)",
-        (uuid, instance.get("meeting_id"), instance.get("kind"), utc_now()),
+        (uuid, meeting_id, kind, first_seen_at),
     )
+
+
+def upsert_instance(conn, instance: dict[str, Any]) -> None:
+    """Record what an event says about an instance; older events never overwrite newer ones."""
+    uuid = instance["instance_uuid"]
+    ensure_instance(conn, uuid, instance.get("meeting_id"), instance.get("kind"), utc_now())
     ts = instance.get("event_ts") or 0
     if instance.get("host_id"):
         conn.execute(
@@ -111,7 +109,7 @@ def track_meeting(conn, meeting_id: str, *, kind: str | None, topic: str | None,
     )
 
 
-def save_normalized(db: sqlite_utils.Database, deliveries: Iterable[NormalizedDelivery]) -> list[str]:
+def save_normalized(db: Store, deliveries: Iterable[NormalizedDelivery]) -> list[str]:
     """Write normalized deliveries and advance the cursor; returns affected instance uuids."""
     affected: set[str] = set()
     last_id = None

@@ -1,10 +1,7 @@
 """Raw evidence: every webhook delivery and every fetched report page, hash-chained.
 
-Each record's `chain_hash` is SHA-256 over the previous record's chain hash, the
-record's own content hash and its received time. Records get their id and chain hash
-inside the same write transaction, under the cross-process write lock, so the chain
-stays linear however many gunicorn workers write at once.
-"""
+Each record gets its id and chain hash (`chain_hash`, the one copy of the formula) in the
+same write transaction, under the cross-process write lock, so the chain stays linear."""
 
 from __future__ import annotations
 
@@ -14,9 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-import sqlite_utils
-
-from store.db import durable_write
+from store.db import Store, durable_write
 
 GENESIS = "0" * 64
 
@@ -70,7 +65,7 @@ class Delivery(NamedTuple):
 
 
 def store_delivery(
-    db: sqlite_utils.Database,
+    db: Store,
     body: bytes,
     *,
     timestamp: str | None,
@@ -122,7 +117,8 @@ def append_deliveries(conn, deliveries: list[Delivery]) -> list[StoredRecord]:
         )
         known.update(conn.execute(sql, chunk).fetchall())
     now = utc_now()
-    records, rows = [], []
+    records: list[StoredRecord] = []
+    rows: list[object] = []
     for d, sha256 in zip(deliveries, hashes, strict=True):
         if sha256 in known:
             records.append(StoredRecord(known[sha256], False, sha256))
@@ -139,8 +135,8 @@ def append_deliveries(conn, deliveries: list[Delivery]) -> list[StoredRecord]:
     width = len(_DELIVERY_COLUMNS)
     per_statement = _ROWS_PER_INSERT * width
     for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        conn.execute(_insert_rows_sql(len(chunk) // width), chunk)
+        values = rows[start : start + per_statement]
+        conn.execute(_insert_rows_sql(len(values) // width), values)
     return records
 
 

@@ -1,21 +1,16 @@
 """Can the database take a durable write right now? The probe behind /healthz (issue 7).
 
-A SELECT answers even when every write fails (disk full, read-only file, lock held), so
-the health check commits a real write: one that needs a fresh page (a full database or
-disk refuses it) and goes through the shared write path (lock bound, fdatasync). It adds
-and removes its own row in one transaction, so it leaves nothing behind but a free page.
-"""
+It commits a real write that needs a fresh page, through the shared write path, and leaves
+nothing behind: a SELECT would answer even when every write fails."""
 
 from __future__ import annotations
 
-import sqlite_utils
-
-from store.db import durable_write, query_one
+from store.db import Store, durable_write, query_one
 
 PROBE_KEY = "healthz_write_probe"
 
 
-def write_probe(db: sqlite_utils.Database) -> None:
+def write_probe(db: Store) -> None:
     """Commit a page-sized write and undo it; raises DatabaseUnavailable when writes fail."""
     page_size = query_one(db, "PRAGMA page_size") or 4096
     with durable_write(db) as conn:

@@ -414,3 +414,61 @@ def migrate(db: Store) -> None:
         return
     with db.write_lock.hold(timeout=60):
         migrations.apply(db)
+
+
+@migrations()
+def m020_certificates(db: sqlite_utils.Database) -> None:
+    """E-certificates, their hash-chained issuance and revocation events, and email sends (issue 17)."""
+    # One statement at a time: executescript would commit the migration's transaction.
+    for statement in _CERTIFICATES.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_CERTIFICATES = """
+CREATE TABLE certificates (
+    number INTEGER PRIMARY KEY,
+    meeting_id TEXT NOT NULL,
+    instance_uuid TEXT,
+    person_key TEXT NOT NULL,
+    email TEXT,
+    name TEXT NOT NULL,
+    event TEXT,
+    date TEXT NOT NULL,
+    attended_minutes INTEGER NOT NULL,
+    score TEXT,
+    stage TEXT NOT NULL,
+    rules TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    code TEXT NOT NULL UNIQUE,
+    issued_at TEXT NOT NULL,
+    revoked_at TEXT,
+    revoked_reason TEXT,
+    replaces INTEGER REFERENCES certificates (number),
+    replaced_by INTEGER REFERENCES certificates (number)
+);
+CREATE UNIQUE INDEX certificates_live ON certificates (meeting_id, person_key) WHERE revoked_at IS NULL;
+CREATE INDEX certificates_meeting ON certificates (meeting_id, number);
+CREATE INDEX certificates_email ON certificates (email);
+CREATE TABLE certificate_events (
+    id INTEGER PRIMARY KEY,
+    number INTEGER NOT NULL REFERENCES certificates (number),
+    action TEXT NOT NULL CHECK (action IN ('issued', 'revoked')),
+    at TEXT NOT NULL,
+    body BLOB NOT NULL,
+    sha256 TEXT NOT NULL,
+    chain_hash TEXT NOT NULL
+);
+CREATE INDEX certificate_events_number ON certificate_events (number);
+CREATE TABLE certificate_sends (
+    id INTEGER PRIMARY KEY,
+    number INTEGER NOT NULL REFERENCES certificates (number),
+    status TEXT NOT NULL CHECK (status IN ('sending', 'sent', 'refused', 'failed', 'in_doubt')),
+    recipient TEXT,
+    message_id TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    response TEXT
+);
+CREATE INDEX certificate_sends_number ON certificate_sends (number, status)
+"""

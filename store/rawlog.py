@@ -1,33 +1,16 @@
 """Handing out raw records for the raw join log (export-raw, evidence, /api/raw-events).
 
-Rows leave as plain tuples in `RAW_RECORD_COLUMNS` order, streamed from one SELECT, so
+Rows leave as plain tuples (the columns `raw_records` names), streamed from one SELECT, so
 memory stays flat and each export reads one consistent snapshot. Zoom's shapes inside the
 bodies are flattened in integrations/zoom/rawlog.py, not here.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-import sqlite_utils
-
 from store.events import NORMALIZE_CURSOR
-
-RAW_RECORD_COLUMNS = (
-    "id",
-    "source",
-    "received_at",
-    "body",
-    "sha256",
-    "chain_hash",
-    "stale_timestamp",
-    "url",
-    "meeting_id",
-    "meeting_uuid",
-    "pending",  # webhook not normalized yet: its meeting columns are still empty
-)
 
 _SELECT = f"""
 SELECT r.id, r.source, r.received_at, r.body, r.sha256, r.chain_hash, r.stale_timestamp, r.url,
@@ -77,7 +60,11 @@ def raw_records(
     first_id: int | None = None,
     last_id: int | None = None,
 ) -> Iterator[tuple]:
-    """Raw records in id order, as tuples in RAW_RECORD_COLUMNS order.
+    """Raw records in id order, as tuples.
+
+    Columns: id, source, received_at, body, sha256, chain_hash, stale_timestamp, url,
+    meeting_id, meeting_uuid, pending (a webhook not normalized yet: its meeting columns are
+    still empty).
 
     `since` (inclusive) and `until` (exclusive) compare with `received_at` (canonical UTC ISO);
     `first_id` and `last_id` (both inclusive) bound the record ids.
@@ -101,18 +88,6 @@ def record_ids(
             yield record_id
     finally:
         cursor.close()
-
-
-@contextlib.contextmanager
-def read_snapshot(db: sqlite_utils.Database) -> Iterator[Any]:
-    """A read transaction: every query inside sees the database as of its first read."""
-    conn = db.conn
-    conn.execute("BEGIN")
-    try:
-        yield conn
-    finally:
-        if conn.in_transaction:
-            conn.execute("COMMIT")
 
 
 REGISTRANT_COLUMNS = (
@@ -140,18 +115,6 @@ def registrants(conn, meeting_id: str) -> Iterator[dict[str, Any]]:
             yield dict(zip(REGISTRANT_COLUMNS, row, strict=True))
     finally:
         cursor.close()
-
-
-def instances_of(conn, meeting: str) -> list[dict[str, Any]]:
-    """Instances named by `meeting`: its own row for an instance uuid, else all of a meeting number's, newest first."""
-    cursor = conn.execute(
-        "SELECT instance_uuid, meeting_id, kind, topic, start_time, end_time FROM instances "
-        "WHERE instance_uuid = :m OR meeting_id = :m "
-        "ORDER BY instance_uuid = :m DESC, coalesce(start_time, first_seen_at) DESC",
-        {"m": meeting},
-    )
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor]
 
 
 def evidence_pages(conn, *, instance_uuid: str, meeting_id: str | None) -> Iterator[tuple]:

@@ -1,13 +1,8 @@
-"""Report evidence from Zoom's REST API: fetched pages, report rows, registrants.
+"""Report evidence from Zoom's REST API: fetched pages, report rows, registrants, and the
+re-fetch schedule.
 
-Pages are raw records in the hash chain (store/evidence.py). Report rows are one per row
-of Zoom's participant report; the rows of an instance are those of its last complete
-fetch (`instances.report_fetch_id`), so a partial fetch never replaces a complete one.
-
-Rows arrive as plain dicts from integrations/zoom/reports.py; every write goes through
-`durable_write`. The re-fetch schedule lives here too, so a restarted worker picks up
-where it stopped. Migrations are at the end of this module, in the order they apply.
-"""
+An instance's rows are those of its last complete fetch, so a partial fetch never
+replaces a complete one; every write goes through `durable_write`."""
 
 from __future__ import annotations
 
@@ -21,11 +16,11 @@ from typing import Any
 import sqlite_utils
 
 from store.db import Store, durable_write, query_one
-from store.events import track_meeting
+from store.events import ensure_instance, track_meeting
 from store.evidence import append_report_page, utc_now
 
-ROW_COLUMNS = (
-    "row_hash",
+# The fields of a participant report row as stored (integrations/zoom/reports.py hashes them).
+REPORT_FIELDS = (
     "user_id",
     "participant_user_id",
     "registrant_id",
@@ -39,6 +34,7 @@ ROW_COLUMNS = (
     "customer_key",
     "failover",
 )
+ROW_COLUMNS = ("row_hash", *REPORT_FIELDS)
 REGISTRANT_COLUMNS = ("email", "first_name", "last_name", "name", "status", "create_time")
 SCHEDULE_FIELDS = frozenset(
     (
@@ -95,7 +91,7 @@ class FetchSummary:
 
 
 def start_fetch(
-    db: sqlite_utils.Database,
+    db: Store,
     instance_uuid: str,
     *,
     kind: str,
@@ -127,11 +123,13 @@ def start_fetch(
             "INSERT INTO report_fetches (instance_uuid, kind, meeting_id, started_at) VALUES (?, ?, ?, ?)",
             (instance_uuid, kind, meeting_id, now),
         )
-        return int(cursor.lastrowid)
+        if cursor.lastrowid is None:  # set by every INSERT: this is not reached
+            raise RuntimeError("INSERT INTO report_fetches gave no row id")
+        return cursor.lastrowid
 
 
 def save_report_page(
-    db: sqlite_utils.Database,
+    db: Store,
     fetch_id: int,
     instance_uuid: str,
     *,
@@ -172,7 +170,7 @@ def _update_schedule(conn, instance_uuid: str, fields: Mapping[str, Any]) -> Non
 
 
 def complete_fetch(
-    db: sqlite_utils.Database,
+    db: Store,
     fetch_id: int,
     *,
     api_calls: int = 0,
@@ -201,12 +199,7 @@ def complete_fetch(
             "zero_duration_rows = ? WHERE id = ?",
             (now, rows, api_calls, restarts, zero_duration_rows, fetch_id),
         )
-        conn.execute(
-            "INSERT INTO instances (instance_uuid, meeting_id, kind, first_seen_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (instance_uuid) DO UPDATE SET meeting_id = coalesce(instances.meeting_id, excluded.meeting_id), "
-            "kind = coalesce(instances.kind, excluded.kind)",
-            (instance_uuid, meeting_id, kind, now),
-        )
+        ensure_instance(conn, instance_uuid, meeting_id, kind, now)
         conn.execute(
             "UPDATE instances SET report_fetch_id = ?, report_complete = 1, report_fetched_at = ? WHERE instance_uuid = ?",
             (fetch_id, now, instance_uuid),
@@ -217,7 +210,7 @@ def complete_fetch(
 
 
 def fail_fetch(
-    db: sqlite_utils.Database,
+    db: Store,
     fetch_id: int,
     error: str,
     *,
@@ -268,7 +261,7 @@ def report_rows(db: sqlite_utils.Database, instance_uuid: str) -> list[dict[str,
 
 
 def save_instances(
-    db: sqlite_utils.Database, rows: Iterable[Mapping[str, Any]], *, body: bytes | None = None, url: str | None = None
+    db: Store, rows: Iterable[Mapping[str, Any]], *, body: bytes | None = None, url: str | None = None
 ) -> list[str]:
     """Record instances listed by Zoom (and the listing as evidence); returns the new uuids."""
     now = utc_now()
@@ -292,9 +285,7 @@ def save_instances(
     return new
 
 
-def save_registrants(
-    db: sqlite_utils.Database, rows: Sequence[Mapping[str, Any]], *, body: bytes, url: str
-) -> SavedPage:
+def save_registrants(db: Store, rows: Sequence[Mapping[str, Any]], *, body: bytes, url: str) -> SavedPage:
     """Store a registrants page as evidence and upsert its registrants (a status may change)."""
     now = utc_now()
     columns = ", ".join(REGISTRANT_COLUMNS)
@@ -326,7 +317,7 @@ def save_registrants(
 
 
 def track(
-    db: sqlite_utils.Database,
+    db: Store,
     meeting_id: str,
     *,
     kind: str | None = None,
@@ -395,7 +386,7 @@ def unscheduled_ended_instances(db: sqlite_utils.Database) -> list[dict[str, Any
     ]
 
 
-def schedule_instances(db: sqlite_utils.Database, rows: Iterable[Mapping[str, Any]]) -> int:
+def schedule_instances(db: Store, rows: Iterable[Mapping[str, Any]]) -> int:
     """Add schedule rows (instance_uuid, meeting_id, kind, ended_at, stage, due_at); existing rows stay."""
     now = utc_now()
     with durable_write(db) as conn:
@@ -424,7 +415,7 @@ def due_fetches(db: sqlite_utils.Database, *, now: str, limit: int) -> list[dict
     return free[:limit]
 
 
-def claim_fetch(db: sqlite_utils.Database, instance_uuid: str, *, now: str, until: str, worker: str) -> bool:
+def claim_fetch(db: Store, instance_uuid: str, *, now: str, until: str, worker: str) -> bool:
     """Claim a pending schedule row until `until`; False when another live worker holds it."""
     with durable_write(db) as conn:
         row = conn.execute(
@@ -439,7 +430,7 @@ def claim_fetch(db: sqlite_utils.Database, instance_uuid: str, *, now: str, unti
         return True
 
 
-def update_schedule(db: sqlite_utils.Database, instance_uuid: str, **fields: Any) -> None:
+def update_schedule(db: Store, instance_uuid: str, **fields: Any) -> None:
     """Change one schedule row (due time, status, claim...)."""
     with durable_write(db) as conn:
         _update_schedule(conn, instance_uuid, fields)
@@ -465,7 +456,7 @@ def meetings_to_discover(db: sqlite_utils.Database, *, checked_before: str) -> l
 
 
 def record_discovery(
-    db: sqlite_utils.Database,
+    db: Store,
     meeting_id: str,
     *,
     instances: int,

@@ -8,6 +8,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
+import worker
 from integrations.attendance.intervals import epoch_seconds
 from integrations.reports.sync import sync_meeting
 from integrations.simulator.zoom_api import Dataset, ZoomSimulator
@@ -138,8 +139,6 @@ def registrant(registrant_id: str, email: str, first: str, last: str, status: st
 
 def cli(config, *args: str) -> Any:
     """Run `worker.py ARGS` against the test database; JSON output parsed (text for csv/table)."""
-    import worker
-
     env = {"DATABASE_URL": f"sqlite:///{config.database_path}", "API_TOKEN": "", "ZOOM_WEBHOOK_SECRET_TOKEN": "x"}
     result = CliRunner().invoke(worker.cli, list(args), env=env, catch_exceptions=False)
     if result.exit_code != 0:
@@ -151,8 +150,6 @@ def cli(config, *args: str) -> Any:
 
 def cli_error(config, *args: str) -> str:
     """Run a command that must fail; returns its output (the one-line error)."""
-    import worker
-
     env = {"DATABASE_URL": f"sqlite:///{config.database_path}"}
     result = CliRunner().invoke(worker.cli, list(args), env=env, catch_exceptions=False)
     assert result.exit_code != 0, result.output

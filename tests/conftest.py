@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
+import worker
+from integrations.cli import context
 from integrations.config import load_config
 from integrations.web import create_app
 from integrations.zoom.signature import sign
@@ -93,11 +96,6 @@ def post_event(client, event: dict | bytes, **kwargs):
 @pytest.fixture
 def runner_env(config, monkeypatch):
     """Run `worker.py` commands in-process against the test database."""
-    from click.testing import CliRunner
-
-    import worker
-    from integrations.cli import context
-
     monkeypatch.setattr(context, "load_config", lambda: config)
 
     def run(args):

@@ -23,7 +23,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-from store.evidence import GENESIS, chain_hash, content_hash
+from integrations.ingest.spool import import_spool
+from store.audit import open_readonly
+from store.audit import verify_chain as audit_verify
+from store.db import open_db
+from store.evidence import GENESIS, chain_hash, content_hash, utc_now
+from store.migrations import migrate
 from tests.conftest import API_TOKEN, SECRET, signed_headers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,9 +241,6 @@ def verify_chain(database: Path) -> int:
     Recomputed here, independently, and by the app's own `verify` (store/audit.py): a broken,
     reordered or half-written record fails both.
     """
-    from store.audit import open_readonly
-    from store.audit import verify_chain as audit_verify
-
     audited = open_readonly(str(database))
     try:
         head = audit_verify(audited)
@@ -296,10 +298,6 @@ def wait_for_records(database: Path, count: int, *, timeout: float = 15) -> int:
 
 def import_spooled(database: Path) -> None:
     """Move every spooled delivery into raw_records, as the worker and every reader do."""
-    from integrations.ingest.spool import import_spool
-    from store.db import open_db
-    from store.migrations import migrate
-
     db = open_db(str(database))
     try:
         migrate(db)
@@ -325,10 +323,6 @@ def bounded(seconds: float, what: str) -> Iterator[None]:
 
 def insert_deliveries(database: Path, bodies: list[bytes]) -> None:
     """Store many webhook deliveries in one transaction, hash-chained as the app does (setup)."""
-    from store.db import open_db
-    from store.evidence import utc_now
-    from store.migrations import migrate
-
     migrate(open_db(str(database)))
     conn = sqlite3.connect(database, isolation_level=None)
     try:

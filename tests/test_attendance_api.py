@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 import pytest
@@ -145,8 +146,6 @@ def test_errors_are_json_with_a_message(client, config):
 
 
 def test_a_live_instance_is_served_from_a_refresh_seconds_old(client, config):
-    from datetime import UTC, datetime, timedelta
-
     start = datetime.now(UTC) - timedelta(minutes=10)
     sc = Scenario(client, config, meeting_id=MEETING, uuid="live==", day=start.strftime("%Y-%m-%d"))
     sc.started(start.strftime("%H:%M:%S"))

@@ -3,6 +3,8 @@ the Zoom simulator, then the `attendance`, `summary` and `timeline` commands."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from tests.attendance_support import Scenario, by_key, cli, cli_error, registrant, report_row
@@ -223,8 +225,6 @@ def test_latest_instance_unless_instance_is_given(client, config):
 
 
 def test_live_meeting_counts_open_connections_until_now(client, config):
-    from datetime import UTC, datetime, timedelta
-
     start = datetime.now(UTC) - timedelta(minutes=10)
     sc = Scenario(client, config, meeting_id=MEETING, uuid="live==", day=start.strftime("%Y-%m-%d"))
     sc.started(start.strftime("%H:%M:%S"))

@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from integrations.web import create_app
 from integrations.zoom.rawlog import JSONL_COLUMNS, RAW_LOG_COLUMNS
 from tests.audit_support import (
     INSTANCE,
@@ -41,8 +42,6 @@ def test_raw_events_need_the_bearer_token(client, stored):
 
 
 def test_raw_events_are_off_without_an_api_token(tmp_path):
-    from integrations.web import create_app
-
     app = create_app(make_config(tmp_path, API_TOKEN=None))
     response = app.test_client().get("/api/raw-events", headers=AUTH)
     assert response.status_code == 503

@@ -105,7 +105,12 @@ def test_directory_bundle_checks_out_with_its_manifest_and_verify_command(webina
 def test_bundle_files_open_as_promised(webinar, tmp_path):
     out = tmp_path / "bundle"
     bundle(webinar, out, "--min-minutes", "30")
+    _check_attendance_files(out)
+    reported = _check_raw_join_log(out)
+    _check_report_pages_and_registrants(out, reported)
 
+
+def _check_attendance_files(out):
     people = list(csv.DictReader(io.StringIO((out / "attendance.csv").read_text(encoding="utf-8"), newline="")))
     assert {p["name"] for p in people} >= {"Ada Lovelace", "Reported Only", '\'=HYPERLINK("http://evil")', "Never Came"}
     ada = next(p for p in people if p["name"] == "Ada Lovelace")
@@ -115,6 +120,9 @@ def test_bundle_files_open_as_promised(webinar, tmp_path):
     assert summary["meeting"]["instance_uuid"] == UUID
     assert summary["unique_attendees"] == len([p for p in people if p["segments"] != "0"])
 
+
+def _check_raw_join_log(out):
+    """The raw join log in both formats; returns its report lines."""
     lines = [json.loads(line) for line in (out / "raw_join_log.jsonl").read_text().splitlines()]
     assert all(tuple(line) == JSONL_COLUMNS for line in lines)
     assert {line["meeting_uuid"] for line in lines} == {UUID}  # not the other instance
@@ -132,7 +140,10 @@ def test_bundle_files_open_as_promised(webinar, tmp_path):
 
     rows = list(csv.DictReader(io.StringIO((out / "raw_join_log.csv").read_text(encoding="utf-8"), newline="")))
     assert tuple(rows[0]) == RAW_LOG_COLUMNS and len(rows) == len(lines)
+    return reported
 
+
+def _check_report_pages_and_registrants(out, reported):
     pages = [json.loads(line) for line in (out / "report_pages.jsonl").read_text().splitlines()]
     assert {line["record_id"] for line in reported} <= {p["record_id"] for p in pages}
     assert any("/registrants" in p["url"] for p in pages)

@@ -58,6 +58,9 @@ def test_small_demo_end_to_end_matches_the_simulated_webinar(tmp_path, monkeypat
     assert sorted(stored) == sorted(d.body for _, d in delivered)  # every delivery sent, byte for byte, once
     assert conn.execute("SELECT count(*) FROM report_rows").fetchone()[0] == len(rows)
     assert conn.execute("SELECT count(*) FROM attendance WHERE instance_uuid = ?", [uuid]).fetchone()[0] == people
+    # Issue 17: the demo issues certificates to those who attended at least half the webinar.
+    issued = int(re.search(r"Certificates: ([\d,]+) issued", out).group(1).replace(",", ""))
+    assert 0 < issued == conn.execute("SELECT count(*) FROM certificates").fetchone()[0] <= people
     # Every attended span comes from the simulated connections: nobody attends longer than
     # the union of their rows allows, so the total is at most the sum of in-meeting rows.
     total = conn.execute("SELECT sum(attended_seconds) FROM attendance WHERE instance_uuid = ?", [uuid]).fetchone()[0]

@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,27 @@ import integrations.jobs.scheduler as scheduler
 from integrations.derived import refresh
 from integrations.derived.refresh import RefreshPacer, refresh_instances
 from integrations.ingest.normalize import normalize_pending
+from integrations.web import create_app
+from integrations.zoom.reports import participant_to_row
 from store import derived
 from store.db import open_db
 from store.derived import RefreshStats, is_current
 from store.evidence import store_delivery
 from store.migrations import migrate, migrations
+from store.reports import save_report_page, start_fetch
 from tests.attendance_support import Scenario, by_key, cli, report_row, table_dump
 from tests.conftest import make_config
-from tests.test_attendance_scenarios import MEETING, MEETING_REPORT, MEETING_UUID, meeting_webhooks
+from tests.test_attendance_scenarios import (
+    MEETING,
+    MEETING_REPORT,
+    MEETING_UUID,
+    WEBINAR,
+    WEBINAR_REGISTRANTS,
+    WEBINAR_REPORT,
+    WEBINAR_UUID,
+    meeting_webhooks,
+    webinar_webhooks,
+)
 
 DERIVED = ("attendance_instances", "people", "attendance", "attendance_sessions")
 
@@ -91,8 +105,6 @@ def test_incremental_refreshes_equal_a_rebuild(client, config, db, worker_job):
 
     # The same evidence, delivered in order into another database and computed once: the same rows.
     other_config = make_config(Path(config.database_path).parent / "other")
-    from integrations.web import create_app
-
     other = Scenario(create_app(other_config).test_client(), other_config, meeting_id=MEETING, uuid=MEETING_UUID)
     for event in sorted(delivered, key=lambda e: json.dumps(e)):
         other.post(event)
@@ -123,8 +135,6 @@ def test_the_worker_job_keeps_tables_current(client, config, db, worker_job):
 
 
 def test_the_attendees_view_counts_an_open_session_until_now(client, config, db, worker_job):
-    from datetime import UTC, datetime, timedelta
-
     start = datetime.now(UTC) - timedelta(minutes=5)
     sc = Scenario(client, config, meeting_id=MEETING, uuid="live==", day=start.strftime("%Y-%m-%d"))
     sc.joined("1", "Ann", start.strftime("%H:%M:%S"), email="ann@x.org")
@@ -194,14 +204,6 @@ def test_sessions_add_up_to_attended_seconds(client, config, db):
 
 
 def test_registrants_who_never_came_are_a_query_away(client, config, db, worker_job):
-    from tests.test_attendance_scenarios import (
-        WEBINAR,
-        WEBINAR_REGISTRANTS,
-        WEBINAR_REPORT,
-        WEBINAR_UUID,
-        webinar_webhooks,
-    )
-
     sc = Scenario(client, config, meeting_id=WEBINAR, uuid=WEBINAR_UUID, kind="webinar")
     webinar_webhooks(sc)
     sc.report(WEBINAR_REPORT, registrants=WEBINAR_REGISTRANTS)
@@ -311,9 +313,6 @@ def test_migration_from_the_previous_schema_keeps_all_data(tmp_path):
 
 
 def test_report_rows_of_an_incomplete_fetch_are_not_used(client, config, db):
-    from integrations.zoom.reports import participant_to_row
-    from store.reports import save_report_page, start_fetch
-
     sc = Scenario(client, config, meeting_id=MEETING, uuid=MEETING_UUID)
     sc.started("10:00")
     sc.joined("1", "Ann", "10:00", email="ann@x.org")

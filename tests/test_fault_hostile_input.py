@@ -16,14 +16,20 @@ from hypothesis import strategies as st
 from integrations.ingest.normalize import normalize_pending
 from integrations.reads.formats import FORMULA_STARTS, csv_lines
 from integrations.web import MAX_BODY_BYTES, create_app
+from integrations.zoom import jsontext
 from integrations.zoom.signature import sign
 from integrations.zoom.webhooks import ZoomPayloadError, parse_event
 from store.db import open_db
 from store.evidence import content_hash
 from tests.conftest import SECRET, make_config
 
+# Derandomized: the same 150 examples every run, so the counts asserted below (enough signed,
+# unsigned and unparseable deliveries) cannot fall short by chance; 8 of 10 once did.
 FUZZ = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
 # --- hostile bodies -------------------------------------------------------------------------
@@ -411,8 +417,6 @@ def test_json_export_is_valid_with_the_nastiest_display_names():
 
 
 def test_lone_surrogate_escapes_become_replacement_characters_and_pairs_stay():
-    from integrations.zoom import jsontext
-
     body = b'{"a": "x\\ud800y", "b": "\\ud83d\\ude00", "\\udfff": ["\\uDC00"], "c": "\\\\ud800"}'
     assert jsontext.loads(body) == {"a": "x\ufffdy", "b": "\U0001f600", "\ufffd": ["\ufffd"], "c": "\\ud800"}
     json.dumps(jsontext.loads(body), ensure_ascii=False).encode("utf-8")  # storable and printable

@@ -16,6 +16,7 @@ import pytest
 from integrations.ingest.normalize import normalize_pending
 from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
 from integrations.web import api
+from integrations.zoom.signature import sign
 from store.db import open_db, write_lock
 from tests.fault_support import (
     get,
@@ -49,8 +50,6 @@ def leaked(text: str | bytes, extra: tuple[str, ...] = ()) -> list[str]:
 
 
 def sign_with(body: bytes, secret: str, ts: str | None = None) -> dict[str, str]:
-    from integrations.zoom.signature import sign
-
     ts = ts or str(int(time.time()))
     return {
         "x-zm-request-timestamp": ts,

@@ -16,6 +16,7 @@ import pytest
 from integrations.ingest.group_commit import GroupCommit
 from integrations.ingest.spool import decode
 from integrations.ingest.webhook_path import ingest
+from integrations.web import MAX_BODY_BYTES
 from store.db import DatabaseUnavailable, durable_write, open_db
 from store.evidence import Delivery, append_deliveries, content_hash, store_delivery
 from tests.conftest import signed_headers
@@ -175,8 +176,6 @@ def test_chunked_delivery_without_content_length_is_stored(app, database):
 
 
 def test_chunked_delivery_over_the_limit_is_413(app, database):
-    from integrations.web import MAX_BODY_BYTES
-
     body = b'{"event":"x","pad":"' + b"a" * MAX_BODY_BYTES + b'"}'
     status, answer = wsgi_post(app, body, length=False, terminated=True)
     assert status.startswith("413") and answer["message"]

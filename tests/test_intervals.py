@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
@@ -130,8 +131,6 @@ def test_iso_time_and_epoch_seconds_round_trip(seconds):
 
 
 def test_iso_time_matches_strftime():
-    from datetime import UTC, datetime
-
     for seconds in random.Random(3).sample(range(0, 4 * 10**9), 200):
         assert iso_time(seconds) == datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert iso_time(None) is None and iso_time(OPEN) is None

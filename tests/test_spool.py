@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import integrations.ingest.spool as spool
 from integrations.ingest.spool import (
     TORN_SUFFIX,
     Importer,
@@ -150,8 +151,6 @@ def test_a_file_without_writer_is_deleted_once_imported_and_a_torn_one_kept_asid
 
 
 def test_a_file_another_importer_finished_meanwhile_is_deleted_not_set_aside(database, monkeypatch):
-    import integrations.ingest.spool as spool
-
     writer = SpoolWriter(spool_dir(database.path))
     writer.append(encode(delivery(1, run="race"), RECEIVED))
     name = os.path.basename(writer.path)

@@ -23,7 +23,7 @@ from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
 from integrations.zoom.client import DailyLimitError, NotFound, ZoomUnavailable
 from store.db import open_db
 from store.migrations import migrate
-from store.reports import report_rows, schedule_row, start_fetch, to_iso, track
+from store.reports import report_rows, schedule_row, start_fetch, to_iso, track, update_schedule, worker_name
 from tests.conftest import make_config, post_event
 from tests.zoom_support import FakeClock, expected_rows, meeting_dataset, report_row, simulator_client, stored_rows
 
@@ -407,8 +407,6 @@ def test_a_fetch_left_by_a_dead_worker_is_resumed(client, db, sim, zoom, webinar
     # A worker claimed the fetch, started it and died (its pid is gone).
     dead = subprocess.Popen(["true"])
     dead.wait()
-    from store.reports import update_schedule, worker_name
-
     host = worker_name().rsplit(":", 1)[0]
     update_schedule(db, UUID, claimed_by=f"{host}:{dead.pid}", claimed_until=to_iso(END + timedelta(hours=5)))
     start_fetch(db, UUID, kind="webinar", meeting_id=WEBINAR_ID)
@@ -421,8 +419,6 @@ def test_a_fetch_claimed_by_a_live_worker_is_left_alone(client, db, sim, zoom):
     normalize_pending(db)
     now = Now(END)
     poll(db, zoom, now, END + timedelta(minutes=1))
-    from store.reports import update_schedule
-
     update_schedule(db, UUID, claimed_by="another-host:1", claimed_until=to_iso(END + timedelta(hours=1)))
     assert poll(db, zoom, now, END + timedelta(minutes=31)).fetched == []
     assert sim.calls["participants"] == 0

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 
 import pytest
 
 from integrations.ingest.normalize import normalize_pending
+from integrations.web import create_app
+from integrations.zoom.webhooks import INSTANCE_EVENTS, PARTICIPANT_EVENTS
+from store import db as store_db
 from tests.conftest import API_TOKEN, SHARED, make_config, post_event, signed_headers
 
 WEBHOOKS_DOC = SHARED / "zoom" / "meetings-webhooks.openapi.json"
@@ -239,8 +243,6 @@ def test_invalid_time_is_a_warning_not_a_loss(client, db):
 
 
 def test_url_validation_published_vector(tmp_path):
-    from integrations.web import create_app
-
     app = create_app(make_config(tmp_path, ZOOM_WEBHOOK_SECRET_TOKEN="secretValueTest"))
     body = json.dumps(
         {
@@ -266,8 +268,6 @@ def test_url_validation_needs_a_valid_signature(client):
 
 
 def test_missing_secret_fails_closed_with_503(tmp_path, caplog):
-    from integrations.web import create_app
-
     app = create_app(make_config(tmp_path, ZOOM_WEBHOOK_SECRET_TOKEN=None))
     body = json.dumps(joined()).encode()
     response = app.test_client().post("/webhooks/zoom", data=body, headers=signed_headers(body))
@@ -313,10 +313,6 @@ def test_healthz_reports_counts(client):
 
 
 def test_healthz_is_503_when_database_is_unreadable(app, config, client):
-    import os
-
-    from store import db as store_db
-
     assert client.get("/healthz").status_code == 200
     store_db._local.dbs.clear()  # drop this thread's cached connection
     for suffix in ("-wal", "-shm"):
@@ -363,8 +359,6 @@ def test_openapi_document_has_the_examples_we_rely_on():
 
 @pytest.mark.parametrize("name, example", EXAMPLES, ids=[n for n, _ in EXAMPLES])
 def test_every_openapi_example_is_stored_and_normalized(client, db, name, example):
-    from integrations.zoom.webhooks import INSTANCE_EVENTS, PARTICIPANT_EVENTS
-
     body = example.encode() if isinstance(example, str) else json.dumps(example).encode()
     assert post_event(client, body).status_code == 200
     normalize_pending(db)

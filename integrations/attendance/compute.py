@@ -1,17 +1,13 @@
 """The attendance rules of issue 4, as one pure function from evidence to table rows.
 
 `compute_attendance` is the only implementation of the rules: the derived tables are its
-output (store/derived.py) and the CLI and read API read those tables. It never looks at
-the clock: a person still in a live meeting gets an open session (`open_since`) and
-readers add the time since then, so the rows depend on the evidence alone and an
-incremental refresh equals a rebuild row for row (issue 8).
-"""
+output. It never reads the clock, so an incremental refresh equals a rebuild (issue 8)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any
 
 from integrations.attendance.identity import Person, group_people, normalize_email
@@ -53,7 +49,10 @@ def as_json(values: Iterable[str]) -> str:
     return "[" + ",".join(map(encode_basestring, values)) + "]"
 
 
-def _window(facts: InstanceFacts, chosen: Sequence[Segment]) -> tuple[int | None, int | None, bool]:
+Window = tuple[int | None, int | None, bool]  # (start, end, ended) of an instance
+
+
+def _window(facts: InstanceFacts, chosen: Sequence[Segment]) -> Window:
     """(start, end, ended): start/end None when unknown or still open."""
     starts = [s.start for s in chosen if s.start is not None]
     start = facts.started_at if facts.started_at is not None else min(starts, default=None)
@@ -75,6 +74,8 @@ def _intervals(segments: Iterable[Segment], window_end: int | None, ended: bool)
             # No leave: it counts until the instance's end if it ended, else until now (OPEN).
             end = window_end if ended and window_end is not None else (s.start if ended else OPEN)
         start = s.start if s.start is not None else end  # join never seen: no time we can prove
+        if start is None or end is None:
+            continue  # no time at all (an ended instance whose end is unknown): nothing to prove
         out.append((start, end))
     return out
 
@@ -108,18 +109,13 @@ def compute_attendance(
     registrants: Sequence[Mapping[str, Any]] = (),
 ) -> InstanceAttendance:
     """People, merged sessions and attended seconds of one instance."""
-    report = list(report) if facts.report_complete else []
-    segments = [*webhook, *report]
+    segments = [*webhook, *(report if facts.report_complete else ())]
     people = group_people(
         [s.ids for s in segments],
         same_registrant=[(r["registrant_id"], r.get("email")) for r in registrants],
     )
-    chosen_by_person = []
-    for person in people:
-        from_report = [segments[i] for i in person.members if segments[i].source == REPORT]
-        # Issue 4: once a complete report is stored, a person's segments come from it.
-        chosen_by_person.append(from_report or [segments[i] for i in person.members])
-    start, end, ended = _window(facts, [s for chosen in chosen_by_person for s in chosen])
+    chosen_by_person = [_chosen_segments(person, segments) for person in people]
+    window = start, end, ended = _window(facts, [s for chosen in chosen_by_person for s in chosen])
     by_id, by_email = _registrant_index(registrants)
 
     result = InstanceAttendance(instance={})
@@ -129,24 +125,47 @@ def compute_attendance(
         unions.append(sessions)
         members = [segments[i] for i in person.members]
         result.people.append(_person_row(facts, person, members))
-        result.attendance.append(
-            _attendance_row(facts, person, members, chosen, sessions, (start, end, ended), by_id, by_email)
-        )
-        source = chosen[0].source
-        for s, e in sessions:
-            result.sessions.append(
-                {
-                    "instance_uuid": facts.instance_uuid,
-                    "person_key": person.key,
-                    "start_time": iso_time(s),
-                    "end_time": iso_time(e),
-                    "seconds": None if e >= OPEN else e - s,
-                    "open": int(e >= OPEN),
-                    "sources": as_json([source]),
-                }
-            )
+        result.attendance.append(_attendance_row(facts, person, members, chosen, sessions, window, by_id, by_email))
+        result.sessions.extend(_session_rows(facts, person, sessions, chosen[0].source))
+    result.instance = _instance_row(facts, window, registrants, len(people), result.attendance, unions)
+    return result
+
+
+def _chosen_segments(person: Person, segments: Sequence[Segment]) -> list[Segment]:
+    """The segments a person's time is computed from."""
+    from_report = [segments[i] for i in person.members if segments[i].source == REPORT]
+    # Issue 4: once a complete report is stored, a person's segments come from it.
+    return from_report or [segments[i] for i in person.members]
+
+
+def _session_rows(facts: InstanceFacts, person: Person, sessions: list[Interval], source: str) -> list[dict[str, Any]]:
+    """One attendance_sessions row per merged session of a person."""
+    return [
+        {
+            "instance_uuid": facts.instance_uuid,
+            "person_key": person.key,
+            "start_time": iso_time(s),
+            "end_time": iso_time(e),
+            "seconds": None if e >= OPEN else e - s,
+            "open": int(e >= OPEN),
+            "sources": as_json([source]),
+        }
+        for s, e in sessions
+    ]
+
+
+def _instance_row(
+    facts: InstanceFacts,
+    window: Window,
+    registrants: Sequence[Mapping[str, Any]],
+    people: int,
+    attendance: list[dict[str, Any]],
+    unions: list[list[Interval]],
+) -> dict[str, Any]:
+    """The attendance_instances row: the window and the instance's totals."""
+    start, end, ended = window
     peak_count, peak_at = peak(concurrency(unions))
-    result.instance = {
+    return {
         "instance_uuid": facts.instance_uuid,
         "meeting_id": facts.meeting_id,
         "kind": facts.kind,
@@ -160,13 +179,12 @@ def compute_attendance(
         "report_rows": facts.report_rows,
         # Pending and denied registrations are not (yet) registered; none stored: unknown.
         "registered": sum(1 for r in registrants if r.get("status") in (None, "approved")) if registrants else None,
-        "people": len(people),
-        "in_meeting": sum(a["in_meeting"] for a in result.attendance),
-        "total_attended_seconds": sum(a["attended_seconds"] for a in result.attendance),
+        "people": people,
+        "in_meeting": sum(a["in_meeting"] for a in attendance),
+        "total_attended_seconds": sum(a["attended_seconds"] for a in attendance),
         "peak_concurrent": peak_count,
         "peak_at": iso_time(peak_at),
     }
-    return result
 
 
 def _person_row(facts: InstanceFacts, person: Person, members: list[Segment]) -> dict[str, Any]:
@@ -187,16 +205,27 @@ def _person_row(facts: InstanceFacts, person: Person, members: list[Segment]) ->
     }
 
 
-def _seconds(segments: list[Segment], window: tuple[int | None, int | None, bool]) -> int | None:
+def _seconds(segments: list[Segment], window: Window) -> int | None:
     start, end, ended = window
     return length(union(clip(_intervals(segments, end, ended), start, end))) if segments else None
 
 
-def _attendance_row(facts, person, members, chosen, sessions, window, by_id, by_email) -> dict[str, Any]:
+def _attendance_row(
+    facts: InstanceFacts,
+    person: Person,
+    members: list[Segment],
+    chosen: list[Segment],
+    sessions: list[Interval],
+    window: Window,
+    by_id: dict[str, str],
+    by_email: dict[str, str],
+) -> dict[str, Any]:
+    """The attendance row of one person: attended seconds, joins and leaves, registrant match."""
     start, end, ended = window
     open_since = next((s for s, e in sessions if e >= OPEN), None)
     joins = [s.start for s in chosen if s.start is not None]
     leaves = [s.end if s.end is not None else end for s in chosen]
+    known_leaves = [t for t in leaves if t is not None]
     sources = sorted({s.source for s in members})
     matched, how = _match_registrant(person, by_id, by_email)
     return {
@@ -206,7 +235,9 @@ def _attendance_row(facts, person, members, chosen, sessions, window, by_id, by_
         "open_since": iso_time(open_since),
         "segments": len(chosen),
         "first_join": iso_time(min(joins, default=None)),
-        "last_leave": None if open_since is not None or None in leaves else iso_time(max(leaves, default=None)),
+        "last_leave": None
+        if open_since is not None or len(known_leaves) < len(leaves)
+        else iso_time(max(known_leaves, default=None)),
         "in_meeting": int(open_since is not None),
         "sources": as_json(sources),
         "seconds_from": chosen[0].source,

@@ -1,12 +1,8 @@
 """Which connections are the same person (issue 4, "A person"). Pure: plain values only.
 
-Connections belong to one person when they share a strong identifier (registrant id,
-email case-insensitively, or participant_user_id), transitively. Connections with none
-are grouped by exact display name and marked weak; a weak group never joins a strong
-one by name, since matching people by name assigns attendance to the wrong person
-(Moodle mod_zoom #168, #496, #564 in ../shared/zoom/NOTES.md). Links name the same
-connection seen twice (a per-connection id), so they join groups without making them strong.
-"""
+Strong identifiers (registrant id, email, participant_user_id) join connections
+transitively; connections with none are grouped by exact name as weak people, never merged
+into strong ones by name (docs/internals.md says why)."""
 
 from __future__ import annotations
 
@@ -46,10 +42,6 @@ class Person:
     emails: list[str] = field(default_factory=list)
     participant_user_ids: list[str] = field(default_factory=list)
 
-    @property
-    def weak(self) -> bool:
-        return self.identity == NAME
-
 
 def normalize_email(value: str | None) -> str | None:
     """An email as an identifier: trimmed and lower-cased; empty means none."""
@@ -72,12 +64,12 @@ def _looks_like_a_number(name: str) -> bool:
 
 def canonical_name(names: Iterable[str | None]) -> str | None:
     """The display name seen most often; ties go to a name over a phone number, then alphabetically."""
-    names = [n for n in names if n]
-    if not names:
+    present = [n for n in names if n]
+    if not present:
         return None
-    if len(set(names)) == 1:
-        return names[0]  # the usual case, without a Counter for each of 20,000 people
-    counts = Counter(names)
+    if len(set(present)) == 1:
+        return present[0]  # the usual case, without a Counter for each of 20,000 people
+    counts = Counter(present)
     if not counts:
         return None
     return min(counts, key=lambda n: (-counts[n], _looks_like_a_number(n), n))

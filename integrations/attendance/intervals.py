@@ -1,11 +1,7 @@
 """Interval arithmetic for attendance: union, clipping, concurrency. Pure: plain ints only.
 
-Times are whole epoch seconds and intervals are half-open `(start, end)` pairs, so a
-person who leaves at 10:00:00 and rejoins at 10:00:00 has one continuous session.
-`OPEN` stands for the end of an interval that has no end yet (still in a live meeting).
-Issue 4: attended time is the length of the union, clipped to the instance window, in
-whole seconds; overlapping devices count once.
-"""
+Intervals are half-open `(start, end)` pairs of whole epoch seconds; `OPEN` ends an
+interval that has no end yet (still in a live meeting)."""
 
 from __future__ import annotations
 

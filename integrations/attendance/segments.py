@@ -1,11 +1,7 @@
 """Connections (segments) from the evidence: webhook join/leave events and report rows. Pure.
 
-A segment is one connection, join to leave (issue 4, "Rules"). Webhook events pair by
-the per-connection `user_id` (else `participant_uuid`) whatever order they arrived in;
-duplicates collapse. Waiting-room events never make a segment: waiting is not attending.
-Times are whole epoch seconds; `start` None means the join was never seen, `end` None
-means no leave yet.
-"""
+A segment is one connection, join to leave (issue 4, "Rules"); webhook events pair per
+connection whatever order they arrived in, and waiting-room events never count."""
 
 from __future__ import annotations
 
@@ -69,7 +65,7 @@ def _time(value: Any) -> int | None:
 
 def _event_time(row: Mapping[str, Any], joining: bool) -> int | None:
     # webinar.participant_left may lack leave_time (NOTES.md): the event's own time stands in.
-    names = ("join_time", "date_time") if joining else ("leave_time", "date_time")
+    names: tuple[str, ...] = ("join_time", "date_time") if joining else ("leave_time", "date_time")
     if not joining and row.get("event", "").endswith("participant_left"):
         names = ("leave_time",)  # its date_time, when present, is the join time in Zoom's example
     for name in names:
@@ -150,17 +146,35 @@ def webhook_segments(events: Iterable[Mapping[str, Any]]) -> list[Segment]:
 
 
 def _pair_connection(key: str, rows: list[Mapping[str, Any]]) -> list[Segment]:
-    """Walk one connection's events in time order: each join opens, the next leave closes."""
+    """One connection's segments: its events paired in time order, with who it is."""
+    pairs = _pair_marks(_time_marks(rows))
+    links, connection_ids = _connection_links(key, rows, several=len(pairs) > 1)
+    ids = _identifiers(rows, source=WEBHOOK, ref=key, links=links)
+    return [
+        Segment(WEBHOOK, start, end, ids, tuple(sorted(connection_ids)), inferred) for start, end, inferred in pairs
+    ]
+
+
+_JOIN, _LEAVE = 0, 1  # a join sorts before a leave at the same second
+
+
+def _time_marks(rows: list[Mapping[str, Any]]) -> set[tuple[int, int]]:
+    """(second, join or leave) of each event with a known time; duplicates collapse."""
     marks = set()
     for r in rows:
         joining = r["event"] in JOINS
         t = _event_time(r, joining)
         if t is not None:
-            marks.add((t, 0 if joining else 1))  # duplicates collapse; a join sorts before a leave at the same second
+            marks.add((t, _JOIN if joining else _LEAVE))
+    return marks
+
+
+def _pair_marks(marks: set[tuple[int, int]]) -> list[tuple[int | None, int | None, bool]]:
+    """Walk the marks in time order: each join opens, the next leave closes; (start, end, inferred end)."""
     pairs: list[tuple[int | None, int | None, bool]] = []
     open_at: int | None = None
     for t, kind in sorted(marks):
-        if kind == 0:
+        if kind == _JOIN:
             if open_at is not None:
                 # Two joins on one connection: it must have left in between (a lost leave).
                 pairs.append((open_at, t, True))
@@ -173,9 +187,13 @@ def _pair_connection(key: str, rows: list[Mapping[str, Any]]) -> list[Segment]:
         # else: a second leave after a closed segment (a redelivery with another time): ignored
     if open_at is not None:
         pairs.append((open_at, None, False))
+    return pairs
 
+
+def _connection_links(key: str, rows: list[Mapping[str, Any]], *, several: bool) -> tuple[set[str], set[str]]:
+    """The links that join this connection to its other records, and its connection ids."""
     # Segments of one connection are one person (several only after a lost leave).
-    links = {f"wh\0{key}"} if len(pairs) > 1 else set()
+    links = {f"wh\0{key}"} if several else set()
     puuids = {r["participant_uuid"] for r in rows if r.get("participant_uuid")}
     user_ids = {r["user_id"] for r in rows if r.get("user_id")}
     links.update(f"puuid\0{p}" for p in puuids)
@@ -183,11 +201,7 @@ def _pair_connection(key: str, rows: list[Mapping[str, Any]]) -> list[Segment]:
         names = {r["user_name"] for r in rows if r.get("user_name")}
         # The report's user_id names the same connection: same id and same name, same person.
         links.update(f"conn\0{u}\0{n}" for u in user_ids for n in names)
-    connection_ids = puuids | user_ids
-    ids = _identifiers(rows, source=WEBHOOK, ref=key, links=links)
-    return [
-        Segment(WEBHOOK, start, end, ids, tuple(sorted(connection_ids)), inferred) for start, end, inferred in pairs
-    ]
+    return links, puuids | user_ids
 
 
 def report_segments(rows: Iterable[Mapping[str, Any]]) -> list[Segment]:

@@ -1,13 +1,7 @@
 """The evidence bundle of one meeting instance: what an auditor receives, checks and opens.
 
-One folder (or zip): attendance CSV and summary JSON from the attendance engine, the raw
-join log (JSONL and CSV), the stored report pages, registrants, a README explaining every
-file and column, and a MANIFEST with each file's SHA-256, the hash-chain head at export
-time and the command that proves the log intact up to that head.
-
-Attendance is computed first; the raw files and the head are then read in one snapshot
-taken after it, so the log in the bundle covers everything the attendance was computed from.
-"""
+Attendance, the raw join log, report pages, registrants, a README and a MANIFEST of
+SHA-256s with the chain head, read in one snapshot taken after attendance is computed."""
 
 from __future__ import annotations
 
@@ -21,8 +15,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-import sqlite_utils
-
 from integrations.audit.export import csv_chunks, jsonl_chunks, raw_log_lines
 from integrations.files import OutputError, private_output
 from integrations.reads.attendance import attendee_fields, current_instance, now_seconds
@@ -30,8 +22,9 @@ from integrations.reads.formats import csv_lines
 from integrations.zoom.rawlog import COLUMN_DOCS, RAW_LOG_COLUMNS, body_text, stored_bytes
 from store import attendance_queries as queries
 from store.audit import ChainHead, chain_head
+from store.db import Store, read_snapshot
 from store.evidence import utc_now
-from store.rawlog import REGISTRANT_COLUMNS, evidence_pages, read_snapshot, registrants
+from store.rawlog import REGISTRANT_COLUMNS, evidence_pages, registrants
 
 VERSION = "0.1.0"
 
@@ -184,7 +177,7 @@ def _page_lines(conn, instance_uuid: str, meeting_id: str | None) -> Iterator[by
 
 
 def build_bundle(
-    db: sqlite_utils.Database,
+    db: Store,
     meeting: str,
     output: str,
     *,

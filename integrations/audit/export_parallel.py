@@ -1,17 +1,8 @@
 """export-raw over a database file on several cores: slices of the log formatted by worker
 processes, written in record order.
 
-One Python process formats about 60,000 to 100,000 records a second (parsing each body and
-writing its line is the cost, see bench/bench_export.py); worker processes share that work.
-The parent cuts the log into slices of consecutive record ids and hands each to a worker,
-which streams its slice into a spool file; the parent copies the spooled slices to the
-output in order with sendfile (the output never passes through Python) and keeps only a
-few slices in flight, so memory and spool space stay flat whatever the size of the log.
-
-Slices read at different moments agree with one snapshot: records are append-only (ids
-are given under the write lock, so every id up to the last one the parent saw is
-committed), and the slices stop at that id.
-"""
+Memory and spool space stay flat whatever the size of the log, and every slice agrees
+with one snapshot (docs/internals.md says how)."""
 
 from __future__ import annotations
 
@@ -21,7 +12,7 @@ import itertools
 import multiprocessing
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 from integrations.audit.export import csv_header, export_chunks
@@ -38,7 +29,7 @@ def default_workers() -> int:
     return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
-def slices(conn, **filters: Any) -> Iterator[tuple[int, int]]:
+def slices(conn, **filters: Any) -> Generator[tuple[int, int], None, None]:
     """(first id, last id) of consecutive slices of the records `filters` select, SLICE_RECORDS ids at most."""
     if not any(value is not None for value in filters.values()):
         # The whole log: cut the id range, no need to read it first.

@@ -16,17 +16,7 @@ import click
 
 from integrations.cli.context import FINITE_MINUTES, PERCENT, App, pass_app, user_errors
 from integrations.derived.rebuild import rebuild_attendance
-from integrations.reads.attendance import (
-    MEETING_FIELDS,
-    SUMMARY_FIELDS,
-    TIMELINE_FIELDS,
-    attendee_fields,
-    current_instance,
-    current_meetings,
-    json_chunks,
-    now_seconds,
-    summary_row,
-)
+from integrations.reads import attendance as reads
 from integrations.reads.formats import csv_lines, display_cell, hms, table_lines
 from store.attendance_queries import BadQuery, Threshold, instance_uuids_of
 from store.attendance_queries import attendance as attendance_of
@@ -82,6 +72,19 @@ def _csv(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> None:
     _emit(csv_lines(rows, fields))
 
 
+def _write_data(
+    fmt: str, result: dict[str, Any], list_key: str | None, rows: Iterable[dict[str, Any]], fields: Sequence[str]
+) -> bool:
+    """Write `result` as JSON (streaming its `list_key` list) or `rows` as CSV; False for a table."""
+    if fmt == "json":
+        _emit(reads.json_chunks(result, list_key))
+    elif fmt == "csv":
+        _csv(rows, fields)
+    else:
+        return False
+    return True
+
+
 def _table(rows: Sequence[dict[str, Any]], fields: Sequence[str], headers: Sequence[str] | None = None) -> None:
     _emit(line + "\n" for line in table_lines(rows, fields, headers=headers))
 
@@ -105,16 +108,13 @@ def meetings(app: App, fmt: str | None) -> None:
     """List known meetings and webinars, one row per instance."""
     with user_errors():
         db = app.existing_store()
-        rows = current_meetings(db)
-    fmt = _format(fmt)
-    if fmt == "json":
-        _emit(json_chunks({"meetings": rows}, "meetings"))
-    elif fmt == "csv":
-        _csv(rows, MEETING_FIELDS)
-    elif not rows:
+        rows = reads.current_meetings(db)
+    if _write_data(_format(fmt), {"meetings": rows}, "meetings", rows, reads.MEETING_FIELDS):
+        return
+    if not rows:
         click.echo("no meetings stored yet")
     else:
-        _table(rows, MEETING_FIELDS)
+        _table(rows, reads.MEETING_FIELDS)
 
 
 @click.command()
@@ -137,15 +137,9 @@ def attendance(
     threshold = _threshold(min_minutes, min_percent)
     with user_errors():
         db = app.existing_store()
-        uuid = current_instance(db, meeting, instance)
-        result = attendance_of(db, uuid, now=now_seconds(), threshold=threshold, include_absent=include_absent)
-    fmt = _format(fmt)
-    fields = attendee_fields(result)
-    if fmt == "json":
-        _emit(json_chunks(result, "attendees"))
-    elif fmt == "csv":
-        _csv(result["attendees"], fields)
-    else:
+        uuid = reads.current_instance(db, meeting, instance)
+        result = attendance_of(db, uuid, now=reads.now_seconds(), threshold=threshold, include_absent=include_absent)
+    if not _write_data(_format(fmt), result, "attendees", result["attendees"], reads.attendee_fields(result)):
         people = result["attendees"]
         click.echo(_heading(result["meeting"]))
         eligible = f", {sum(1 for a in people if a.get('eligible'))} eligible" if threshold.given else ""
@@ -178,20 +172,15 @@ def summary(
     threshold = _threshold(min_minutes, min_percent)
     with user_errors():
         db = app.existing_store()
-        uuid = current_instance(db, meeting, instance)
-        result = summary_of(db, uuid, now=now_seconds(), threshold=threshold)
-    fmt = _format(fmt)
-    if fmt == "json":
-        _emit(json_chunks(result))
-    elif fmt == "csv":
-        _csv([summary_row(result)], SUMMARY_FIELDS)
-    else:
+        uuid = reads.current_instance(db, meeting, instance)
+        result = summary_of(db, uuid, now=reads.now_seconds(), threshold=threshold)
+    if not _write_data(_format(fmt), result, None, [reads.summary_row(result)], reads.SUMMARY_FIELDS):
         click.echo(_heading(result["meeting"]) + "\n")
-        row = summary_row(result)
+        row = reads.summary_row(result)
         for k in ("median_attended_seconds", "total_attended_seconds"):
             if row[k] is not None:
                 row[k] = f"{row[k]} ({hms(row[k])})"
-        _table([{"field": k, "value": row[k]} for k in SUMMARY_FIELDS[2:]], ["field", "value"])
+        _table([{"field": k, "value": row[k]} for k in reads.SUMMARY_FIELDS[2:]], ["field", "value"])
         for name, people in result["reconciliation"].items():
             if people:
                 click.echo(f"\n{name.replace('_', ' ')}:")
@@ -210,14 +199,9 @@ def timeline(app: App, meeting: str, instance: str | None, step: int, fmt: str |
 
     with user_errors():
         db = app.existing_store()
-        uuid = current_instance(db, meeting, instance)
-        result = timeline_of(db, uuid, now=now_seconds(), step=step)
-    fmt = _format(fmt)
-    if fmt == "json":
-        _emit(json_chunks(result, "points"))
-    elif fmt == "csv":
-        _csv(result["points"], TIMELINE_FIELDS)
-    else:
+        uuid = reads.current_instance(db, meeting, instance)
+        result = timeline_of(db, uuid, now=reads.now_seconds(), step=step)
+    if not _write_data(_format(fmt), result, "points", result["points"], reads.TIMELINE_FIELDS):
         click.echo(_heading(result["meeting"]) + "\n")
         top = max((p["present"] for p in result["points"]), default=0) or 1
         rows = [{**p, "bar": "#" * round(40 * p["present"] / top)} for p in result["points"]]

@@ -18,6 +18,7 @@ from integrations.files import OutputError, private_output
 from store.attendance_queries import Threshold
 from store.audit import ChainError, verify_file
 from store.backup import BackupError, backup_database
+from store.certificates import CertificateChainError, verify_certificate_chain
 
 database_option = click.option(
     "--database",
@@ -53,6 +54,11 @@ def verify(app: App, database: str | None, expect_head: str | None, as_json: boo
         head = verify_file(app.database_path(database), expect_head=expect_head, workers=workers or default_workers())
     except ChainError as e:
         raise click.ClickException(f"FAILED: {e}") from None
+    try:
+        # Certificate issuance and revocation: their own chain (store/certificates.py, issue 17).
+        certificate_events, certificate_head = verify_certificate_chain(app.readonly_store(database))
+    except CertificateChainError as e:
+        raise click.ClickException(f"FAILED: {e}") from None
     seconds = time.monotonic() - started
     if as_json:
         result = {
@@ -61,6 +67,8 @@ def verify(app: App, database: str | None, expect_head: str | None, as_json: boo
             "head_record_id": head.record_id,
             "head": head.chain_hash,
             "expected_head_found": expect_head is not None,
+            "certificate_events": certificate_events,
+            "certificate_head": certificate_head,
         }
         click.echo(json.dumps(result))
         return
@@ -69,6 +77,8 @@ def verify(app: App, database: str | None, expect_head: str | None, as_json: boo
     )
     if expect_head:
         click.echo(f"expected head {expect_head} is in the chain")
+    if certificate_events:
+        click.echo(f"OK certificate events {certificate_events}, head {certificate_head}")
     click.echo(f"checked in {seconds:.1f}s", err=True)
 
 

@@ -78,6 +78,16 @@ def demo(attendees: int, speed: float, database: str | None, seed: int) -> None:
     click.echo()
     click.echo(f"Database: {s.database_path}  (demo took {s.seconds:.0f} s)")
     click.echo(f"Explore:  DATABASE_URL=sqlite:///{s.database_path} python worker.py attendance {s.webinar_id}")
+    click.echo()
+    env = (
+        f"DATABASE_URL=sqlite:///{s.database_path} CERT_SIGNING_KEY_FILE={s.signing_key_file} "
+        "PUBLIC_BASE_URL=http://127.0.0.1:8000"
+    )
+    click.echo(f"Certificates: {s.certificates_issued:,} issued (at least half the webinar). Render, serve, verify:")
+    click.echo(f"  {env} python worker.py certificates pdf {s.webinar_id} --out ./demo-certificates")
+    click.echo(f"  {env} python worker.py serve")
+    click.echo("  then scan a PDF's QR code or open its link; revoke one with")
+    click.echo(f"  {env} python worker.py certificates revoke 1 --reason 'demo'")
 
 
 commands: list[click.Command] = [demo]

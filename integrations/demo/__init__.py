@@ -1,0 +1,1 @@
+"""`worker.py demo`: a simulated webinar through the real web app, simulator and report sync."""

@@ -1,12 +1,7 @@
-"""`python worker.py demo`: a simulated webinar through the real pipeline, no Zoom account.
+"""`worker.py demo`: a simulated webinar through the real pipeline, no Zoom account.
 
-The steps, each the production code: the web app (the Procfile's gunicorn line) on a
-free port of 127.0.0.1; the Zoom API simulator (integrations/simulator/zoom_api.py) holding a
-synthetic webinar; signed webhooks for it (integrations/simulator/webhooks.py: joins
-in a burst, rejoins, second devices, a few deliveries lost on the way) posted at a
-compressed pace, a 5xx retried as Zoom would; normalization; then the report synced from
-the simulator over HTTP, as the worker does after a webinar ends.
-"""
+The web app runs as the Procfile's gunicorn process; signed webhooks from the simulator
+are posted to it, normalized, and the report is synced from the simulator over HTTP."""
 
 from __future__ import annotations
 
@@ -28,9 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from integrations.certificates.issue import issue_for_meeting
+from integrations.certificates.keys import read_key, write_new_key
+from integrations.reads.attendance import current_instance, now_seconds
+from integrations.reports.sync import sync_meeting
 from integrations.simulator.webhooks import SimulatedDelivery, instance_deliveries
 from integrations.simulator.zoom_api import Dataset, ZoomSimulator, synthetic_webinar
+from integrations.zoom.client import ZoomClient
 from integrations.zoom.signature import sign
+from store.attendance_queries import Threshold, attendance, summary
+from store.db import open_db
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBINAR_ID = "98765432100"
@@ -75,6 +77,8 @@ class DemoResult:
     report_rows: int
     api_calls: int
     seconds: float
+    certificates_issued: int = 0
+    signing_key_file: str = ""
 
 
 def run_demo(
@@ -113,6 +117,8 @@ def run_demo(
         progress(f"webhooks stored and normalized: {webhook_people:,} people seen so far; syncing the report")
         pages, report_rows, api_calls = _sync_report(database_path, zoom, progress)
     summary, top = _results(database_path, uuid)
+    key_file, issued = _issue_certificates(database_path)
+    progress(f"certificates: {issued:,} issued to those who attended at least half the webinar (key {key_file})")
     return DemoResult(
         database_path=database_path,
         webinar_id=WEBINAR_ID,
@@ -126,7 +132,20 @@ def run_demo(
         report_rows=report_rows,
         api_calls=api_calls,
         seconds=time.monotonic() - started,
+        certificates_issued=issued,
+        signing_key_file=key_file,
     )
+
+
+def _issue_certificates(database_path: str) -> tuple[str, int]:
+    """Issue the demo webinar's certificates with a signing key kept next to its database."""
+    key_file = os.path.join(os.path.dirname(database_path), "demo-signing-key.pem")
+    key = read_key(key_file) if os.path.exists(key_file) else write_new_key(key_file)
+    with _database(database_path) as db:
+        outcome = issue_for_meeting(
+            db, WEBINAR_ID, stage="attended", key=key, now=int(time.time()), threshold=Threshold(min_percent=50)
+        )
+    return key_file, len(outcome.issued)
 
 
 # --- the web app -------------------------------------------------------------------------------
@@ -327,8 +346,6 @@ def _deliver(connection: http.client.HTTPConnection, body: bytes, secret: str) -
 
 @contextlib.contextmanager
 def _database(database_path: str):
-    from store.db import open_db
-
     db = open_db(database_path)
     try:
         yield db
@@ -337,9 +354,6 @@ def _database(database_path: str):
 
 
 def _people(database_path: str, uuid: str) -> int:
-    from integrations.reads.attendance import current_instance, now_seconds
-    from store.attendance_queries import summary
-
     with _database(database_path) as db:
         current_instance(db, uuid)
         return summary(db, uuid, now=now_seconds())["unique_attendees"]
@@ -347,9 +361,6 @@ def _people(database_path: str, uuid: str) -> int:
 
 def _sync_report(database_path: str, zoom: ZoomSimulator, progress: Progress) -> tuple[int, int, int]:
     """Fetch the webinar's report and registrants from the simulator: (pages, rows, API calls)."""
-    from integrations.reports.sync import sync_meeting
-    from integrations.zoom.client import ZoomClient
-
     client = ZoomClient(
         **zoom.credentials(),
         api_base_url=zoom.api_base_url,
@@ -366,9 +377,6 @@ def _sync_report(database_path: str, zoom: ZoomSimulator, progress: Progress) ->
 
 
 def _results(database_path: str, uuid: str, top: int = 10) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    from integrations.reads.attendance import current_instance, now_seconds
-    from store.attendance_queries import attendance, summary
-
     with _database(database_path) as db:
         current_instance(db, uuid)
         now = now_seconds()

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlite_utils
-
 from integrations.derived.refresh import rebuild
 from integrations.ingest.normalize import normalize_delivery, normalize_pending
+from store.db import Store
 from store.derived import RefreshStats, webhook_deliveries
 from store.events import save_normalized
 
 
-def renormalize(db: sqlite_utils.Database, instance_uuids: Sequence[str] | None = None, *, batch: int = 500) -> int:
+def renormalize(db: Store, instance_uuids: Sequence[str] | None = None, *, batch: int = 500) -> int:
     """Normalize stored deliveries again (all, or those of these instances); returns how many.
 
     `save_normalized` replaces each delivery's own rows, so this is idempotent, and unlike
@@ -30,7 +29,7 @@ def renormalize(db: sqlite_utils.Database, instance_uuids: Sequence[str] | None 
 
 
 def rebuild_attendance(
-    db: sqlite_utils.Database, instance_uuids: Sequence[str] | None = None, stats: RefreshStats | None = None
+    db: Store, instance_uuids: Sequence[str] | None = None, stats: RefreshStats | None = None
 ) -> tuple[int, list[str]]:
     """Renormalize, then drop and recompute derived rows; returns (deliveries, instances rebuilt)."""
     deliveries = renormalize(db, instance_uuids)

@@ -1,13 +1,7 @@
 """Group commit inside one process: concurrent request threads share one write and one sync.
 
-Each thread queues its delivery. A thread that finds no commit in progress becomes the
-leader: it takes everything queued, hands it to `commit` in one call (for webhooks: one
-append and one fdatasync of this process's spool file, integrations/ingest/spool.py), tells every thread
-of the batch how it went, and passes the lead to the first thread that queued meanwhile.
-Deliveries that arrive while a sync runs form the next batch, so the busier the endpoint
-the more requests share each sync; a thread returns only after the sync that covers its
-delivery.
-"""
+A thread that finds no commit in progress leads: it commits everything queued in one call
+and hands the lead on; each thread returns only after the sync covering its delivery."""
 
 from __future__ import annotations
 

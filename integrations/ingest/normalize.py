@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC
-
-import sqlite_utils
+from datetime import UTC, datetime
 
 from integrations.ingest.spool import import_spool
 from integrations.zoom.webhooks import ParsedEvent, ZoomPayloadError, parse_event, participant_event_row
+from store.db import Store
 from store.events import NormalizedDelivery, pending_deliveries, save_normalized
 
 log = logging.getLogger(__name__)
@@ -56,12 +55,11 @@ def instance_facts(parsed: ParsedEvent) -> dict:
 def _ms_to_iso(ms: int | None) -> str | None:
     if ms is None:
         return None
-    from datetime import datetime
 
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def normalize_pending(db: sqlite_utils.Database, *, batch: int = 500) -> list[str]:
+def normalize_pending(db: Store, *, batch: int = 500) -> list[str]:
     """Import spooled deliveries, then normalize every stored delivery not yet normalized.
 
     Returns the affected instance uuids. Every reader catches up through here, so a read

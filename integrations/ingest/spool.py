@@ -1,25 +1,8 @@
 """The spool: where a webhook delivery is on disk before it is answered.
 
-Each web process appends the deliveries it receives to a file of its own, one `write` and
-one `fdatasync` per group-commit batch, and then answers: no lock is shared with any other
-process, no index is updated. Importing moves them into `raw_records` afterwards (dedupe,
-id, hash chain) in large transactions, where each row costs a fraction of what a small
-transaction per request cost (bench/README.md, issue 6).
-
-Layout: `<database>-spool/<millis>-<pid>-<random>.spool`, a sequence of frames:
-
-    magic b"ZWS1" | payload length (u32 LE) | CRC-32 of payload (u32 LE) | payload
-    payload = JSON [received_at, timestamp, signature, request_id, tracking_id, stale] "\\n" body
-
-A frame is complete and intact or it is not read: a torn tail (a process killed mid-write)
-stops the import of that file at the last good frame. The writer never appends after bytes
-it could not write or sync: it truncates them away and starts a new file.
-
-The table `spool_files` records, per file, how many bytes are in `raw_records`, updated in
-the same transaction as the rows, so an import interrupted anywhere repeats nothing and
-skips nothing. A file is deleted once it is imported to its end, that import is synced,
-and no writer holds it (writers hold a shared `flock` on their file while they live).
-"""
+Each web process appends to a file of its own (one write and one fdatasync per batch);
+an importer later moves the frames into raw_records in large transactions, resuming
+exactly where it stopped. File format and recovery rules: docs/internals.md."""
 
 from __future__ import annotations
 
@@ -39,7 +22,7 @@ from dataclasses import dataclass
 import orjson
 import sqlite_utils
 
-from store.db import DatabaseUnavailable, durable_write, sync_wal
+from store.db import DatabaseUnavailable, Store, durable_write, sync_wal
 from store.evidence import Delivery, append_deliveries, utc_now
 
 log = logging.getLogger(__name__)
@@ -221,7 +204,7 @@ def imported_bytes(db: sqlite_utils.Database, name: str) -> int:
 
 
 def import_file(
-    db: sqlite_utils.Database, directory: str, name: str, *, timeout: float | None = None, finished: bool = False
+    db: Store, directory: str, name: str, *, timeout: float | None = None, finished: bool = False
 ) -> tuple[int, bool]:
     """Import one spool file from where the last import stopped; (deliveries, reached its end).
 
@@ -266,7 +249,7 @@ def import_file(
     return moved, at_end
 
 
-def _retire(db: sqlite_utils.Database, directory: str, name: str, at_end: bool) -> None:
+def _retire(db: Store, directory: str, name: str, at_end: bool) -> None:
     """Delete a writer-less file imported to its end; set aside one with a torn tail."""
     path = os.path.join(directory, name)
     if at_end:
@@ -284,7 +267,7 @@ def _retire(db: sqlite_utils.Database, directory: str, name: str, at_end: bool) 
         os.replace(path, path + TORN_SUFFIX)
 
 
-def import_spool(db: sqlite_utils.Database, *, timeout: float | None = None, skip: str | None = None) -> ImportResult:
+def import_spool(db: Store, *, timeout: float | None = None, skip: str | None = None) -> ImportResult:
     """Import every spool file of `db`; delete those done whose writer is gone.
 
     `skip` names a file the caller is writing and imports itself.
@@ -304,7 +287,7 @@ def import_spool(db: sqlite_utils.Database, *, timeout: float | None = None, ski
     return result
 
 
-def spool_status(db: sqlite_utils.Database) -> dict:
+def spool_status(db: Store) -> dict:
     """Files in the spool and bytes not yet in raw_records (for /healthz and operators)."""
     directory = spool_dir(db.path)
     names = spool_files(directory)

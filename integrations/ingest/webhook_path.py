@@ -1,11 +1,7 @@
 """How a webhook request stores its delivery (issue 6).
 
-Before the answer: this process's group commit appends it to the process's spool file and
-syncs (integrations/ingest/spool.py, integrations/ingest/group_commit.py), one write and one fdatasync shared by the
-threads that arrived together; no lock is shared with the other web processes.
-After the answer: `after_response` has what was spooled moved into raw_records, in one
-transaction for everything that arrived within WEBHOOK_IMPORT_DELAY_SECONDS.
-"""
+Before the answer: this process's group commit appends it to its spool file and syncs.
+After the answer: `after_response` has the spooled deliveries moved into raw_records."""
 
 from __future__ import annotations
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 
 from integrations.config import Config
 from integrations.derived.refresh import worker_pacer
 from integrations.ingest.normalize import normalize_pending
+from integrations.reports.sync import POLL_INTERVAL_SECONDS, ReportPoller
 from store.db import DatabaseUnavailable, open_db
 from store.migrations import migrate
 
@@ -50,12 +52,6 @@ def add_jobs(scheduler: BaseScheduler, config: Config) -> None:
     )
     # Report polling (issue 3): state lives in the database (report_schedule), so the first
     # run right at start resumes whatever a stopped worker left due or half-done.
-    from datetime import UTC, datetime
-
-    from apscheduler.schedulers.base import STATE_STOPPED
-
-    from integrations.reports.sync import POLL_INTERVAL_SECONDS, ReportPoller
-
     scheduler.add_job(
         # shutdown() marks the scheduler stopped before it waits for running jobs: the
         # poller sees that and ends within a page instead of holding SIGTERM for a report.

@@ -12,11 +12,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import sqlite_utils
-
 from integrations.derived.refresh import refresh_instances
 from integrations.ingest.normalize import normalize_pending
 from store import attendance_queries as queries
+from store.db import Store
 from store.derived import REFRESH_LOCK_TIMEOUT, stale_instances
 
 MEETING_FIELDS = (
@@ -57,7 +56,7 @@ def now_seconds() -> int:
 
 
 def current_instance(
-    db: sqlite_utils.Database,
+    db: Store,
     meeting: str,
     instance: str | None = None,
     *,
@@ -76,7 +75,7 @@ def current_instance(
 
 
 def current_meetings(
-    db: sqlite_utils.Database, *, live_max_age: float | None = None, lock_timeout: float = REFRESH_LOCK_TIMEOUT
+    db: Store, *, live_max_age: float | None = None, lock_timeout: float = REFRESH_LOCK_TIMEOUT
 ) -> list[dict[str, Any]]:
     """Every stored instance, after bringing stale derived rows up to date."""
     normalize_pending(db)

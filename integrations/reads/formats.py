@@ -11,7 +11,7 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, TextIO
+from typing import Any
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -47,12 +47,6 @@ def csv_lines(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> Iterator
         buffer.truncate()
         writer.writerow([csv_cell(row.get(f)) for f in fields])
         yield buffer.getvalue()
-
-
-def write_csv(rows: Iterable[dict[str, Any]], fields: Sequence[str], out: TextIO) -> None:
-    """Write rows as spreadsheet-safe CSV to `out`."""
-    for chunk in csv_lines(rows, fields):
-        out.write(chunk)
 
 
 def display_cell(value: Any, width: int = 48) -> str:

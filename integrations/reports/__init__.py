@@ -1,0 +1,2 @@
+"""Report sync: when to fetch Zoom's participant reports (plan) and fetching them into the
+store (sync)."""

@@ -1,10 +1,7 @@
 """Report sync: fetch Zoom's participant reports and rosters into the store, now or on schedule.
 
-Each sync reads as its steps: `fetch_*` (integrations/zoom/reports.py) yields pages,
-`*_to_row` reshapes them, `save_*` (store/reports.py) stores pages and rows idempotently.
-The scheduler's `poll_reports` plans fetches after instances end (integrations/reports/plan.py)
-and keeps its state in the database, so a restarted worker neither repeats nor loses work.
-"""
+Each sync reads as its steps: `fetch_*` (integrations/zoom/reports.py), `*_to_row`, then
+`save_*` (store/reports.py); the poller's state lives in the database."""
 
 from __future__ import annotations
 
@@ -44,7 +41,7 @@ from integrations.zoom.reports import (
     participant_to_row,
     registrant_to_row,
 )
-from store.db import DatabaseUnavailable, durable_write, open_db
+from store.db import DatabaseUnavailable, Store, durable_write, open_db
 from store.events import get_state, set_state
 from store.reports import (
     FetchSummary,
@@ -119,7 +116,7 @@ def _one_line(error: BaseException) -> str:
 
 
 def sync_instance(
-    db: sqlite_utils.Database,
+    db: Store,
     client: ZoomClient,
     instance_uuid: str,
     *,
@@ -199,7 +196,7 @@ def _not_this_kind(error: ZoomApiError) -> bool:
 
 
 def discover_instances(
-    db: sqlite_utils.Database, client: ZoomClient, meeting_id: str, *, kind: str | None = None
+    db: Store, client: ZoomClient, meeting_id: str, *, kind: str | None = None
 ) -> tuple[str, list[dict[str, Any]]]:
     """Read a meeting's or webinar's past instances from Zoom and store them; (kind, rows)."""
     kind = kind or meeting_kind(db, meeting_id)
@@ -225,7 +222,7 @@ def discover_instances(
 
 
 def sync_registrants(
-    db: sqlite_utils.Database, client: ZoomClient, webinar_id: str, *, progress: Progress | None = None
+    db: Store, client: ZoomClient, webinar_id: str, *, progress: Progress | None = None
 ) -> RegistrantSync:
     """Fetch a webinar's registrants of every status and store them."""
     result = RegistrantSync(webinar_id)
@@ -247,7 +244,7 @@ def sync_registrants(
 
 
 def sync_meeting(
-    db: sqlite_utils.Database,
+    db: Store,
     client: ZoomClient,
     meeting_id: str,
     *,
@@ -329,13 +326,13 @@ def paused_until(db: sqlite_utils.Database, now: datetime) -> datetime | None:
     return until if until > now else None
 
 
-def pause_for_daily_limit(db: sqlite_utils.Database, until: datetime) -> None:
+def pause_for_daily_limit(db: Store, until: datetime) -> None:
     """Stop calling Zoom until `until` (kept in the database: survives restarts)."""
     with durable_write(db) as conn:
         set_state(conn, DAILY_LIMIT_STATE, to_iso(until))
 
 
-def plan_ended_instances(db: sqlite_utils.Database, delays: tuple[timedelta, ...], now: datetime) -> int:
+def plan_ended_instances(db: Store, delays: tuple[timedelta, ...], now: datetime) -> int:
     """Schedule report fetches for instances webhooks say have ended; returns how many."""
     rows = []
     for instance in unscheduled_ended_instances(db):
@@ -345,7 +342,7 @@ def plan_ended_instances(db: sqlite_utils.Database, delays: tuple[timedelta, ...
 
 
 def discover_tracked(
-    db: sqlite_utils.Database,
+    db: Store,
     client: ZoomClient,
     delays: tuple[timedelta, ...],
     now: datetime,
@@ -383,7 +380,7 @@ def discover_tracked(
 
 
 def fetch_due(
-    db: sqlite_utils.Database,
+    db: Store,
     client: ZoomClient,
     delays: tuple[timedelta, ...],
     now: Callable[[], datetime],
@@ -453,7 +450,7 @@ def fetch_due(
     return done
 
 
-def _refresh_roster(db: sqlite_utils.Database, client: ZoomClient, webinar_id: str) -> None:
+def _refresh_roster(db: Store, client: ZoomClient, webinar_id: str) -> None:
     try:
         sync_registrants(db, client, webinar_id)
         refresh_meeting(db, webinar_id)
@@ -477,7 +474,7 @@ class PollResult:
 
 
 def poll_reports(
-    db: sqlite_utils.Database,
+    db: Store,
     client: ZoomClient | None,
     *,
     report_delays: str,

@@ -1,12 +1,7 @@
 """The webhook deliveries Zoom would send for a simulated instance, for the demo, tests and
 benchmarks. Pure: a `Dataset` (integrations/simulator/zoom_api.py) in, bodies out.
 
-Each report row is one connection: `participant_joined` at its join time and
-`participant_left` at its leave time, so rejoins and second devices arrive as they would.
-Zoom sends no waiting-room events for webinars (meetings-webhooks.openapi.json has them for
-meetings only): a webinar's waiting-room rows exist in the report alone. A fraction of
-participant events is marked lost, as deliveries Zoom gave up on; the report still has them.
-"""
+One join and one leave per report row; some deliveries marked lost, as Zoom loses them."""
 
 from __future__ import annotations
 

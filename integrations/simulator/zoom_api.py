@@ -1,14 +1,8 @@
 """A Zoom-compatible REST API on 127.0.0.1 for tests, the demo and benchmarks.
 
-It serves what the report poller uses: Server-to-Server OAuth tokens, participant reports,
-past instances and webinar registrants, from an in-memory `Dataset`, with Zoom's paging
-(`page_size` <= 300, `next_page_token`), error shapes (NOTES.md, meetings-api.openapi.json)
-and scriptable faults: 429 with Retry-After, the daily limit, 500, slow answers, expired
-access tokens, expired or looping page tokens, malformed JSON. It counts every call.
-
-    with ZoomSimulator(synthetic_webinar(attendees=500)) as zoom:
-        client = ZoomClient(**zoom.credentials(), api_base_url=zoom.api_base_url, oauth_token_url=zoom.oauth_token_url)
-"""
+OAuth tokens, participant reports, past instances and registrants from an in-memory
+`Dataset`, with Zoom's paging and error shapes, scriptable faults and a count of every
+call (docs/internals.md has an example)."""
 
 from __future__ import annotations
 
@@ -26,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
 log = logging.getLogger(__name__)
@@ -99,6 +93,14 @@ class Fault:
     retry_after: str | None = None
     delay: float = 0.0
     hits: int = 0
+
+
+class Credentials(TypedDict):
+    """What ZoomClient takes to authenticate as the simulator's account."""
+
+    account_id: str
+    client_id: str
+    client_secret: str
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,7 @@ class ZoomSimulator:
         """http://127.0.0.1:PORT"""
         if self._server is None:
             raise RuntimeError("simulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://127.0.0.1:{self._server.server_address[1]}"  # where start() binds it
 
     @property
     def api_base_url(self) -> str:
@@ -199,7 +200,7 @@ class ZoomSimulator:
     def oauth_token_url(self) -> str:
         return self.url + "/oauth/token"
 
-    def credentials(self) -> dict[str, str]:
+    def credentials(self) -> Credentials:
         """account_id, client_id, client_secret as ZoomClient takes them."""
         return {"account_id": self.account_id, "client_id": self.client_id, "client_secret": self.client_secret}
 

@@ -1,4 +1,4 @@
-"""The Flask application: webhook receiver, health check and read API."""
+"""The Flask application: webhook receiver, health check, read API and the organizer dashboard."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import logging
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from integrations.config import Config, load_config
+from integrations.web import api, dashboard, health, raw_events, verify, webhooks
+from integrations.web.dashboard.auth import configure_sessions
 from store.db import open_db
 from store.migrations import migrate
 
@@ -40,14 +43,16 @@ def create_app(config: Config | None = None) -> Flask:
     migrate(db)
     db.close()
 
-    from integrations.web import api, health, webhooks
-
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(api.bp)
-    from integrations.web import raw_events  # GET /api/raw-events (issue 5)
-
-    app.register_blueprint(raw_events.bp)
+    app.register_blueprint(raw_events.bp)  # GET /api/raw-events (issue 5)
+    app.register_blueprint(verify.bp)  # public certificate verification (issue 17)
+    configure_sessions(app, config.secret_key)
+    app.register_blueprint(dashboard.bp)  # the organizer dashboard at / (issue 15)
+    if config.trust_proxy_headers:
+        # One proxy in front sets X-Forwarded-Proto/-For: request.is_secure then tells HTTPS.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1)  # type: ignore[method-assign]
     # POST /webhooks/zoom skips Flask's request machinery: the ingest hot path (issue 6).
     app.wsgi_app = webhooks.WebhookEndpoint(app.wsgi_app, config, MAX_BODY_BYTES)  # type: ignore[method-assign]
 

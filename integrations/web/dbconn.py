@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import sqlite_utils
 from flask import current_app
 
 from integrations.config import Config
-from store.db import thread_db
+from store.db import Store, thread_db
 
 
 def settings() -> Config:
     """The app's Config."""
-    return current_app.config["SETTINGS"]
+    config: Config = current_app.config["SETTINGS"]
+    return config
 
 
-def get_db() -> sqlite_utils.Database:
+def get_db() -> Store:
     """This thread's connection (kept open across requests: opening one costs more than the insert)."""
     config = settings()
     return thread_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)

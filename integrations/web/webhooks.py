@@ -1,13 +1,8 @@
 """POST /webhooks/zoom: verify, store durably, then answer. Normalization happens later.
 
-Zoom retries only 5xx and timeouts, never a 4xx (../shared/zoom/NOTES.md, "Delivery"):
-our own trouble is always a 503, and a 2xx leaves only once the delivery is on disk.
-
-The endpoint is the hot path of a live webinar's first minutes (issue 6): `WebhookEndpoint`
-answers POST /webhooks/zoom as plain WSGI in front of Flask, whose request and response
-objects cost more than verifying and storing (bench/README.md). Everything else, the
-same path's other methods included (405), goes on to Flask.
-"""
+A 2xx leaves only once the delivery is on disk; our own trouble is a 503 (Zoom retries
+5xx, never 4xx). `WebhookEndpoint` answers this POST as plain WSGI in front of Flask, the
+hot path of a live webinar (issue 6); Flask answers everything else."""
 
 from __future__ import annotations
 
@@ -17,11 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from integrations.config import Config
 from integrations.ingest.webhook_path import after_response, store_webhook
-from integrations.web.dbconn import settings
 from integrations.zoom.signature import ZoomSignatureError, is_stale, url_validation_response, verify_signature
 from integrations.zoom.webhooks import URL_VALIDATION, ZoomPayloadError, event_name, parse_json, url_validation_token
 from store.db import DatabaseUnavailable
@@ -127,15 +121,9 @@ def receive(
     return 200, _STORED
 
 
-@bp.post(PATH)
-def zoom_webhook() -> Response:
-    """Receive one Zoom webhook delivery (when the app runs without WebhookEndpoint)."""
-    config = settings()
-    status, answer = receive(request.get_data(cache=False), request.headers.get, config, request.remote_addr)
-    response = json_response(answer, status)
-    if status == 200:
-        response.call_on_close(lambda: after_response(config))
-    return response
+# The route without a view: WebhookEndpoint answers every POST before Flask sees it, and the
+# rule lets Flask answer the path's other methods (405 with Allow: POST, and OPTIONS).
+bp.add_url_rule(PATH, endpoint="zoom_webhook", methods=["POST"])
 
 
 class WebhookEndpoint:

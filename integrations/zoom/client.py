@@ -1,10 +1,7 @@
 """Zoom REST API client: Server-to-Server OAuth, pacing, retries, typed errors.
 
-Facts behind each choice: ../shared/zoom/NOTES.md ("REST API", "Rate limits") and issue 3.
-Retries are an explicit loop rather than a urllib3 `Retry` mounted on the session because
-every wait must be logged, the daily limit must stop the loop instead of sleeping through
-it, and tests inject the clock and the sleep.
-"""
+Retries are an explicit loop (every wait logged, the daily limit stops it, tests inject
+the clock): ../shared/zoom/NOTES.md ("REST API", "Rate limits") and issue 3."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """JSON from Zoom as text Python can store and print. Pure: no I/O.
 
-JSON may escape a lone UTF-16 surrogate (`"\\ud800"`); `json.loads` turns it into a str that
-cannot be encoded to UTF-8, so SQLite refuses the row and every export fails on it. Display
-names are typed by attendees, so such a name is hostile input, not an impossibility
-(issue 7). The raw bytes stay as they came in the evidence; only the parsed text changes.
-"""
+A lone UTF-16 surrogate escape (a hostile display name, issue 7) would make a str SQLite
+cannot store; the parsed text replaces it, the raw bytes stay as they came."""
 
 from __future__ import annotations
 

@@ -1,14 +1,7 @@
 """Flatten stored raw records (webhook bodies, report pages) into raw join-log lines. Pure.
 
-One line per webhook delivery; one line per participant (or registrant) row of a report
-page, whose `raw` is that row's exact text inside the page; one line for a page with no
-rows, so every stored record appears in the log. Values are as Zoom sent them (the raw log
-is evidence, not the attendance computation): times are not canonicalized, "" stays "".
-
-`raw` is the record's original text in a JSON string (decode the line, and `raw`
-encoded as UTF-8 gives back the stored bytes exactly). Bodies that are not UTF-8 appear
-base64-encoded with `raw_encoding: "base64"`; bodies that are not JSON carry `parse_error`.
-"""
+Every stored record appears in the log, with values as Zoom sent them and `raw` giving
+back the stored bytes exactly (docs/internals.md: lines, encodings, parse errors)."""
 
 from __future__ import annotations
 

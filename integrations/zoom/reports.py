@@ -24,6 +24,7 @@ from integrations.zoom.client import (
     encode_uuid,
 )
 from integrations.zoom.webhooks import parse_time, text
+from store.reports import REPORT_FIELDS
 
 log = logging.getLogger(__name__)
 
@@ -32,21 +33,6 @@ MAX_RESTARTS = 3  # listings restarted after an expired page token before giving
 MAX_PAGES = 5_000  # 1.5 million rows: beyond any real report, so a runaway listing stops
 KINDS = ("meeting", "webinar")
 REGISTRANT_STATUSES = ("approved", "pending", "denied")
-
-REPORT_FIELDS = (
-    "user_id",
-    "participant_user_id",
-    "registrant_id",
-    "name",
-    "user_email",
-    "join_time",
-    "leave_time",
-    "duration",
-    "status",
-    "bo_mtg_id",
-    "customer_key",
-    "failover",
-)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""E-certificates (issue 17): issue from the attendance evidence, sign, render, send, verify."""

@@ -1,0 +1,48 @@
+"""Finding a certificate code in what a verifier has: the code, its verify URL, or the PDF."""
+
+from __future__ import annotations
+
+import binascii
+import re
+from urllib.parse import unquote, urlsplit
+
+from integrations.certificates.render import KEYWORD_PREFIX
+from integrations.certificates.signing import InvalidCode
+
+_HEX_KEYWORDS = re.compile(rb"/Keywords\s*<FEFF([0-9A-Fa-f]+)>")
+_URI = re.compile(rb"/URI\s*\(([^)]*)\)")
+
+
+def code_from_url(url: str) -> str:
+    """The CODE of a PUBLIC_BASE_URL/verify/CODE address."""
+    path = urlsplit(url.strip()).path
+    head, _, code = path.rstrip("/").rpartition("/verify/")
+    if not code or "/" in code:
+        raise InvalidCode(f"not a certificate verify URL: {url!r}")
+    return unquote(code)
+
+
+def code_from_pdf(data: bytes) -> str:
+    """The code a certificate PDF carries in its metadata (/Keywords), or else in its QR code's link."""
+    match = _HEX_KEYWORDS.search(data)
+    if match:
+        try:
+            keywords = binascii.unhexlify(match.group(1)).decode("utf-16-be")
+        except (binascii.Error, UnicodeDecodeError):
+            keywords = ""
+        if keywords.startswith(KEYWORD_PREFIX):
+            return keywords[len(KEYWORD_PREFIX) :]
+    match = _URI.search(data)
+    if match:
+        return code_from_url(match.group(1).decode("ascii", "replace"))
+    raise InvalidCode("no certificate code found in this PDF")
+
+
+def code_from_argument(argument: str, read_file=None) -> str:
+    """CODE, URL or PDF file name -> the code (a PDF is read with `read_file(path) -> bytes`)."""
+    text = argument.strip()
+    if text.lower().endswith(".pdf") and read_file is not None:
+        return code_from_pdf(read_file(text))
+    if "://" in text or text.startswith("/verify/"):
+        return code_from_url(text)
+    return text

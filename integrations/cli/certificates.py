@@ -1,0 +1,310 @@
+"""CLI commands: certificates (keygen, issue, pdf, list, revoke, reissue, send, verify) (issue 17)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from integrations.certificates import issue as issuing
+from integrations.certificates.eligibility import STAGES, NotEligibleYet
+from integrations.certificates.extract import code_from_argument
+from integrations.certificates.keys import KeyFileError, read_key, write_new_key
+from integrations.certificates.mail import Mailer, RateLimit, SmtpSettings, send_certificates
+from integrations.certificates.output import OutputError, render_certificates
+from integrations.certificates.render import RenderError, page_of, renderer_for, verify_url
+from integrations.certificates.signing import InvalidCode, key_id, load_public_key, public_key_pem
+from integrations.certificates.template import Template, TemplateError, load_template
+from integrations.cli.context import App, pass_app, user_errors
+from integrations.reads.attendance import now_seconds
+from integrations.reads.formats import csv_lines
+from store import certificates as store
+from store.attendance_queries import Threshold, meeting_number, resolve_instance
+from store.certificates import CertificateNotFound, CertificateRevoked
+
+LIST_FIELDS = ("number", "name", "email", "code", "verify_url", "issued", "revoked", "sent")
+
+
+@contextmanager
+def certificate_errors() -> Iterator[None]:
+    """The certificate errors a user can act on, as one line and exit 1."""
+    with user_errors():
+        try:
+            yield
+        except (
+            KeyFileError,
+            TemplateError,
+            RenderError,
+            OutputError,
+            NotEligibleYet,
+            CertificateNotFound,
+            CertificateRevoked,
+        ) as e:
+            raise click.ClickException(str(e)) from None
+
+
+def meeting_id_of(db, meeting: str) -> str:
+    """The meeting id certificates are kept under: MEETING itself when numeric, else its instance's."""
+    number = meeting_number(meeting)
+    if number is not None:
+        return number
+    uuid = resolve_instance(db, meeting)
+    return db.execute("SELECT meeting_id FROM instances WHERE instance_uuid = ?", [uuid]).fetchone()[0]
+
+
+def _template(app: App) -> Template:
+    return load_template(app.config.cert_template_file)
+
+
+@click.group()
+def certificates() -> None:
+    """E-certificates: issue, render, email, verify and revoke (docs/certificates.md)."""
+
+
+@certificates.command()
+@click.option("--key-file", metavar="PATH", help="Where to write the key (default: CERT_SIGNING_KEY_FILE)")
+@pass_app
+def keygen(app: App, key_file: str | None) -> None:
+    """Make a new Ed25519 signing key (mode 0600; refuses to overwrite) and print its public key."""
+    path = key_file or app.config.cert_signing_key_file
+    if not path:
+        raise click.UsageError("give --key-file or set CERT_SIGNING_KEY_FILE")
+    with certificate_errors():
+        key = write_new_key(path)
+    click.echo(public_key_pem(key).decode(), nl=False)
+    click.echo(f"wrote {path} (key id {key_id(key)}); keep a copy somewhere safe", err=True)
+
+
+@certificates.command()
+@click.argument("meeting")
+@click.option("--stage", type=click.Choice(STAGES), default="attended", show_default=True)
+@click.option("--instance", metavar="UUID", help="A past instance of a recurring meeting (default: the latest)")
+@click.option("--min-minutes", type=float, help="Only people who attended at least this many minutes")
+@click.option("--min-percent", type=float, help="Only people who attended at least this share of the instance")
+@click.option("--event", metavar="TEXT", help="Event name printed (default: the template's, else the Zoom topic)")
+@pass_app
+def issue(
+    app: App,
+    meeting: str,
+    stage: str,
+    instance: str | None,
+    min_minutes: float | None,
+    min_percent: float | None,
+    event: str | None,
+) -> None:
+    """Issue a certificate to each eligible person of MEETING who has none yet (idempotent)."""
+    db = app.store()
+    with certificate_errors():
+        key = read_key(app.config.cert_signing_key_file)
+        threshold = Threshold(min_minutes=min_minutes, min_percent=min_percent)
+        outcome = issuing.issue_for_meeting(
+            db,
+            meeting,
+            stage=stage,
+            key=key,
+            now=now_seconds(),
+            threshold=threshold,
+            instance=instance,
+            event=event or _template(app).event or None,
+        )
+    click.echo(
+        f"issued {len(outcome.issued)} certificates for meeting {outcome.meeting_id} "
+        f"(eligible {outcome.eligible}, already had one {outcome.already}, without a name {outcome.without_name})"
+    )
+    if outcome.issued:
+        click.echo(f"numbers {outcome.issued[0]}-{outcome.issued[-1]}", err=True)
+
+
+@certificates.command()
+@click.argument("meeting")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Directory for the PDFs")
+@click.option("--zip", "as_zip", is_flag=True, help="Write one certificates-MEETING.zip instead of one file each")
+@click.option("--workers", type=click.IntRange(1, 16), default=lambda: os.cpu_count() or 1, show_default="cores")
+@click.option("--include-revoked", is_flag=True, help="Also render revoked certificates")
+@pass_app
+def pdf(app: App, meeting: str, out_dir: str, as_zip: bool, workers: int, include_revoked: bool) -> None:
+    """Render MEETING's certificates as A4 PDFs with a QR code to their verify page (files 0600)."""
+    db = app.existing_store()
+    with certificate_errors():
+        meeting_id = meeting_id_of(db, meeting)
+        rows = [r for r in store.list_certificates(db, meeting_id) if include_revoked or r["revoked_at"] is None]
+        if not rows:
+            raise click.ClickException(f"no certificates for meeting {meeting_id}: run `certificates issue` first")
+        names = render_certificates(
+            rows,
+            _template(app),
+            app.config.public_base_url,
+            out_dir,
+            as_zip=f"certificates-{meeting_id}.zip" if as_zip else None,
+            workers=workers,
+        )
+        with click.progressbar(names, length=len(rows), label="rendering", file=sys.stderr) as bar:
+            for _ in bar:
+                pass
+    target = os.path.join(out_dir, f"certificates-{meeting_id}.zip") if as_zip else out_dir
+    click.echo(f"wrote {len(rows)} certificates to {target}")
+
+
+def _list_row(row: dict[str, Any], base_url: str) -> dict[str, Any]:
+    return {
+        "number": row["number"],
+        "name": row["name"],
+        "email": row["email"],
+        "code": row["code"],
+        "verify_url": verify_url(base_url, row["code"]),
+        "issued": row["issued_at"],
+        "revoked": row["revoked_at"],
+        "sent": row["sent"],
+    }
+
+
+@certificates.command(name="list")
+@click.argument("meeting")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@pass_app
+def list_(app: App, meeting: str, fmt: str) -> None:
+    """List MEETING's certificates: number, name, email, code, verify URL, issued, revoked, sent."""
+    db = app.existing_store()
+    with certificate_errors():
+        rows = [
+            _list_row(r, app.config.public_base_url) for r in store.list_certificates(db, meeting_id_of(db, meeting))
+        ]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif fmt == "csv":
+        for line in csv_lines(rows, LIST_FIELDS):
+            click.echo(line, nl=False)
+    else:
+        for row in rows:
+            state = f"revoked {row['revoked']}" if row["revoked"] else (f"sent {row['sent']}" if row["sent"] else "")
+            click.echo(f"{row['number']:>7}  {row['name']}  <{row['email'] or ''}>  {state}".rstrip())
+        click.echo(f"{len(rows)} certificates", err=True)
+
+
+@certificates.command()
+@click.argument("number", type=int)
+@click.option("--reason", required=True, help="Why (recorded in the certificate chain; shown as revoked)")
+@pass_app
+def revoke(app: App, number: int, reason: str) -> None:
+    """Revoke certificate NUMBER: its verify page and API then say revoked."""
+    db = app.existing_store()
+    if not reason.strip():
+        raise click.UsageError("--reason must not be empty")
+    with certificate_errors():
+        row = store.revoke_certificate(db, number, reason.strip())
+    click.echo(f"revoked certificate {number} ({row['name']}) at {row['revoked_at']}")
+
+
+@certificates.command()
+@click.argument("number", type=int)
+@click.option("--name", required=True, help="The corrected name to print")
+@pass_app
+def reissue(app: App, number: int, name: str) -> None:
+    """Revoke certificate NUMBER and issue a replacement with a corrected name (both recorded)."""
+    db = app.existing_store()
+    with certificate_errors():
+        key = read_key(app.config.cert_signing_key_file)
+        try:
+            row = issuing.reissue(db, number, name, key=key)
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+    click.echo(f"revoked certificate {number}; issued {row['number']} to {row['name']}")
+    click.echo(verify_url(app.config.public_base_url, row["code"]))
+
+
+@certificates.command()
+@click.argument("meeting")
+@click.option("--resend-in-doubt", is_flag=True, help="Also send those a crash left in doubt (check the server log)")
+@pass_app
+def send(app: App, meeting: str, resend_in_doubt: bool) -> None:
+    """Email each live certificate of MEETING as a PDF, once; resumable after a crash."""
+    config = app.config
+    if not config.smtp_host or not config.smtp_from:
+        raise click.ClickException("set SMTP_HOST and SMTP_FROM (see config.example.env) to send certificates")
+    db = app.existing_store()
+    with certificate_errors():
+        meeting_id = meeting_id_of(db, meeting)
+        template = _template(app)
+        renderer = renderer_for(store.list_certificates(db, meeting_id), template)
+        settings = SmtpSettings(
+            host=config.smtp_host,
+            port=config.smtp_port,
+            sender=config.smtp_from,
+            username=config.smtp_username,
+            password=config.smtp_password,
+            starttls=config.smtp_starttls,
+        )
+
+        def progress(row: dict[str, Any], status: str) -> None:
+            click.echo(f"{row['number']} {status}", err=True)
+
+        report = send_certificates(
+            db,
+            meeting_id,
+            mailer=Mailer(settings),
+            sender=config.smtp_from,
+            render_pdf=lambda row: renderer.render(page_of(row, template, config.public_base_url)),
+            verify_url=lambda row: verify_url(config.public_base_url, row["code"]),
+            rate=RateLimit(config.cert_send_per_minute),
+            resend_in_doubt=resend_in_doubt,
+            progress=progress,
+        )
+    click.echo(f"sent {report.sent}, refused {report.refused}, failed {report.failed} (retried next run)")
+    if report.in_doubt or report.skipped_in_doubt:
+        click.echo(
+            f"in doubt (not resent): {report.skipped_in_doubt} certificates a crash interrupted mid-send; "
+            "check the SMTP server's log for their Message-ID, then `send --resend-in-doubt` if needed",
+            err=True,
+        )
+
+
+def _read_pdf(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise click.ClickException(f"cannot read {path}: {e.strerror}") from None
+
+
+@certificates.command()
+@click.argument("certificate")
+@click.option(
+    "--public-key",
+    "public_key_file",
+    type=click.Path(dir_okay=False),
+    help="PEM public key (default: from CERT_SIGNING_KEY_FILE)",
+)
+@click.option(
+    "--offline", is_flag=True, help="Check the signature only; do not look the certificate up in the database"
+)
+@pass_app
+def verify(app: App, certificate: str, public_key_file: str | None, offline: bool) -> None:
+    """Check a certificate CODE, verify URL or PDF against the public key; exit 1 when invalid or revoked."""
+    with certificate_errors():
+        if public_key_file:
+            try:
+                public_key = load_public_key(_read_pdf(public_key_file))
+            except ValueError as e:
+                raise click.ClickException(f"{public_key_file}: {e}") from None
+        else:
+            public_key = read_key(app.config.cert_signing_key_file).public_key()
+        try:
+            code = code_from_argument(certificate, _read_pdf)
+            db = None if offline or not os.path.exists(app.database_path()) else app.readonly_store()
+            verdict = issuing.check_code(db, code, public_key)
+        except InvalidCode as e:
+            raise click.ClickException(f"INVALID: {e}") from None
+    shown = verdict.public()
+    click.echo(json.dumps(shown, ensure_ascii=False))
+    if verdict.revoked:
+        raise click.ClickException(f"REVOKED at {shown['revoked_at']}")
+    if verdict.row is None:
+        click.echo("signature valid; revocation not checked (no database)", err=True)
+
+
+commands: list[click.Command] = [certificates]

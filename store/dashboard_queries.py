@@ -1,0 +1,330 @@
+"""Queries behind the organizer dashboard (issue 15): paged attendance, curves, one person's story.
+
+They read the same derived tables as store/attendance_queries.py and shape rows the same
+way (an attendance page row is an `attendance()` row), but page, sort and filter in SQL so
+one table page of a 20,000-person webinar costs milliseconds, not a full read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from integrations.attendance.intervals import OPEN, concurrency, epoch_seconds, present_at, steps
+from store.attendance_queries import (
+    ATTENDEE_COLUMNS,
+    BadQuery,
+    Threshold,
+    _live_seconds,
+    _sources,
+    absent_registrant,
+    attendee_row,
+    meeting_info,
+)
+
+PAGE_SIZE = 50
+SHOWS = ("all", "eligible", "not-eligible", "absent")
+# Sort keys of the table and their SQL (live seconds: open sessions run until :now).
+SORTS = {
+    "attended": "live_seconds",
+    "name": "lower(coalesce(p.name, ''))",
+    "email": "lower(coalesce(p.email, ''))",
+    "segments": "a.segments",
+    "first_join": "a.first_join",
+    "last_leave": "a.last_leave",
+}
+_LIVE_SECONDS = (
+    "a.attended_seconds + CASE WHEN a.open_since IS NULL THEN 0 "
+    "ELSE max(0, :now - CAST(strftime('%s', a.open_since) AS INTEGER)) END"
+)
+
+
+@dataclass(frozen=True)
+class TableQuery:
+    """What the attendance table shows: search text, filter, sort and page."""
+
+    search: str = ""
+    show: str = "all"
+    sort: str = "attended"
+    descending: bool = True
+    page: int = 1
+
+    def __post_init__(self) -> None:
+        if self.show not in SHOWS:
+            raise BadQuery(f"show must be one of {', '.join(SHOWS)}, got {self.show!r}")
+        if self.sort not in SORTS:
+            raise BadQuery(f"sort must be one of {', '.join(SORTS)}, got {self.sort!r}")
+        if self.page < 1:
+            raise BadQuery("page must be 1 or more")
+
+
+def _like(text: str) -> str:
+    """A LIKE pattern matching `text` anywhere, its own % and _ taken literally."""
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def attendance_rows(
+    db: sqlite_utils.Database,
+    uuid: str,
+    *,
+    now: int,
+    threshold: Threshold,
+    query: TableQuery,
+    limit: int | None = PAGE_SIZE,
+) -> dict[str, Any]:
+    """`{"meeting", "total", "attendees"}`: one page (or with limit None, every row) of the table."""
+    if query.show in ("eligible", "not-eligible") and not threshold.given:
+        raise BadQuery("set a threshold (minimum minutes) to filter by eligibility")
+    meeting = meeting_info(db, uuid, now=now, threshold=threshold)
+    if query.show == "absent":
+        return _absent_rows(db, uuid, meeting, threshold, query, limit)
+    where = ["a.instance_uuid = :uuid"]
+    params: dict[str, Any] = {"uuid": uuid, "now": now}
+    if query.search:
+        where.append("(p.name LIKE :q ESCAPE '\\' OR p.email LIKE :q ESCAPE '\\')")
+        params["q"] = _like(query.search)
+    if query.show in ("eligible", "not-eligible"):
+        params["min"] = _minimum_seconds(threshold, meeting["window_seconds"])
+        where.append(f"({_LIVE_SECONDS}) {'>=' if query.show == 'eligible' else '<'} :min")
+    base = (
+        "FROM attendance a JOIN people p ON p.instance_uuid = a.instance_uuid AND p.person_key = a.person_key "
+        f"WHERE {' AND '.join(where)}"
+    )
+    if query.search:
+        total = db.execute(f"SELECT count(*) {base}", params).fetchone()[0]
+    else:  # every attendance row has its people row (foreign key): count without the join
+        total = db.execute(f"SELECT count(*) FROM attendance a WHERE {' AND '.join(where)}", params).fetchone()[0]
+    sort = SORTS[query.sort]
+    if query.sort == "attended" and not _has_open_sessions(db, uuid):
+        sort = "a.attended_seconds"  # the same numbers once nobody is in: walks the index
+    order = f"{sort} {'DESC' if query.descending else 'ASC'}, lower(coalesce(p.name, '')), a.person_key"
+    page = ""
+    if limit is not None:
+        page = " LIMIT :limit OFFSET :offset"
+        params.update(limit=limit, offset=(query.page - 1) * limit)
+    cursor = db.execute(
+        f"SELECT {ATTENDEE_COLUMNS}, {_LIVE_SECONDS} AS live_seconds {base} ORDER BY {order}{page}",
+        params,
+    )
+    window = meeting["window_seconds"]
+    attendees = [attendee_row(row, now=now, threshold=threshold, window=window) for row in cursor]
+    return {"meeting": meeting, "total": total, "attendees": attendees}
+
+
+def _has_open_sessions(db: sqlite_utils.Database, uuid: str) -> bool:
+    """True while someone is still in the instance (their seconds grow with the clock)."""
+    row = db.execute(
+        "SELECT 1 FROM attendance WHERE instance_uuid = ? AND open_since IS NOT NULL LIMIT 1", [uuid]
+    ).fetchone()
+    return row is not None
+
+
+def _minimum_seconds(threshold: Threshold, window: int | None) -> float:
+    """The fewest attended seconds that count as eligible (what `Threshold.eligible` checks)."""
+    if threshold.min_minutes is not None:
+        return threshold.min_minutes * 60
+    if not window:
+        return float("inf")
+    lo, hi = 0, window  # Threshold.eligible is monotonic in seconds: find its edge
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if threshold.eligible(mid, window):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _absent_rows(db, uuid, meeting, threshold, query, limit) -> dict[str, Any]:
+    """Registrants who never joined, as attendance rows with 0 seconds (what --include-absent adds)."""
+    where = "instance_uuid = :uuid AND person_key IS NULL AND coalesce(status, 'approved') = 'approved'"
+    params: dict[str, Any] = {"uuid": uuid}
+    if query.search:
+        where += " AND (name LIKE :q ESCAPE '\\' OR email LIKE :q ESCAPE '\\')"
+        params["q"] = _like(query.search)
+    total = db.execute(f"SELECT count(*) FROM registrant_attendance WHERE {where}", params).fetchone()[0]
+    column = {"name": "lower(coalesce(name, ''))", "email": "lower(coalesce(email, ''))"}.get(
+        query.sort, "registrant_id"
+    )
+    page = ""
+    if limit is not None:
+        page = " LIMIT :limit OFFSET :offset"
+        params.update(limit=limit, offset=(query.page - 1) * limit)
+    rows = db.execute(
+        f"SELECT registrant_id, name, email FROM registrant_attendance WHERE {where} "
+        f"ORDER BY {column} {'DESC' if query.descending else 'ASC'}, registrant_id{page}",
+        params,
+    ).fetchall()
+    attendees = [absent_registrant(registrant_id, name, email, threshold) for registrant_id, name, email in rows]
+    return {"meeting": meeting, "total": total, "attendees": attendees}
+
+
+def attended_seconds(db: sqlite_utils.Database, uuid: str, *, now: int) -> list[int]:
+    """Every attendee's attended seconds at `now` (the histogram's input)."""
+    return [
+        _live_seconds(s, open_since, now)
+        for s, open_since in db.execute(
+            "SELECT attended_seconds, open_since FROM attendance WHERE instance_uuid = ?", [uuid]
+        )
+    ]
+
+
+def concurrency_curve(
+    db: sqlite_utils.Database, uuid: str, meeting: dict[str, Any], *, now: int, points: int, extra: tuple[int, ...] = ()
+) -> tuple[list[int], list[int]]:
+    """(epoch seconds, people present) at about `points` evenly spaced times, plus the `extra` times."""
+    if meeting["start_time"] is None:
+        return [], []
+    people: dict[str, list[tuple[int, int]]] = {}
+    for key, start, end in db.execute(
+        "SELECT person_key, start_time, end_time FROM attendance_sessions WHERE instance_uuid = ?", [uuid]
+    ):
+        people.setdefault(key, []).append((epoch_seconds(start), epoch_seconds(end) if end else OPEN))
+    first = epoch_seconds(meeting["start_time"])
+    last = epoch_seconds(meeting["end_time"]) if meeting["end_time"] else max(first, now)
+    step = max(1, (last - first) // max(1, points))
+    times = sorted(set(steps(first, last, step)) | {t for t in extra if first <= t <= last})
+    return times, present_at(concurrency(people.values()), times)
+
+
+def newest_webhook_at(db: sqlite_utils.Database, uuid: str) -> str | None:
+    """When the newest webhook delivery of the instance was received."""
+    row = db.execute(
+        "SELECT received_at FROM raw_records WHERE meeting_uuid = ? AND +source = 'webhook' ORDER BY id DESC LIMIT 1",
+        [uuid],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def eligible_counts(db: sqlite_utils.Database, threshold: Threshold, *, now: int) -> dict[str, int]:
+    """Eligible people per instance under `threshold`, for the meetings list."""
+    if not threshold.given:
+        return {}
+    counts: dict[str, int] = {}
+    for uuid, seconds, open_since, window in db.execute(
+        "SELECT a.instance_uuid, a.attended_seconds, a.open_since, ai.window_seconds FROM attendance a "
+        "JOIN attendance_instances ai USING (instance_uuid)"
+    ):
+        if threshold.eligible(_live_seconds(seconds, open_since, now), window):
+            counts[uuid] = counts.get(uuid, 0) + 1
+    return counts
+
+
+def instance_states(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
+    """Per instance: peak, whether it ended, people in it now, and its last report fetch."""
+    states: dict[str, dict[str, Any]] = {}
+    for uuid, peak, ended, start, end, in_meeting in db.execute(
+        "SELECT instance_uuid, peak_concurrent, ended, start_time, end_time, in_meeting FROM attendance_instances"
+    ):
+        live = not ended and end is None and start is not None
+        states[uuid] = {"peak": peak, "live": live, "in_now": in_meeting, "last_report": None}
+    for uuid, status, started, completed, rows in db.execute(
+        "SELECT instance_uuid, status, started_at, completed_at, rows FROM report_fetches f "
+        "WHERE id = (SELECT max(id) FROM report_fetches WHERE instance_uuid = f.instance_uuid)"
+    ):
+        if uuid in states:
+            states[uuid]["last_report"] = {"status": status, "at": completed or started, "rows": rows}
+    return states
+
+
+def person_story(db: sqlite_utils.Database, uuid: str, person_key: str, *, now: int) -> dict[str, Any] | None:
+    """One person of an instance: identities, merged sessions and every connection behind them."""
+    rows = db.execute(
+        "SELECT p.identity, p.name, p.email, p.registrant_id, p.names, p.emails, p.connection_ids, "
+        "a.attended_seconds, a.open_since, a.segments, a.sources, a.webhook_seconds, a.report_seconds "
+        "FROM people p JOIN attendance a USING (instance_uuid, person_key) "
+        "WHERE p.instance_uuid = ? AND p.person_key = ?",
+        [uuid, person_key],
+    ).fetchall()
+    if not rows:
+        return None
+    identity, name, email, registrant_id, names, emails, ids, seconds, open_since, segments, sources, wh, rep = rows[0]
+    names_, ids_ = json.loads(names), json.loads(ids)
+    sessions = [
+        {"start": start, "end": end, "seconds": secs, "open": bool(open_), "sources": _sources(srcs)}
+        for start, end, secs, open_, srcs in db.execute(
+            "SELECT start_time, end_time, seconds, open, sources FROM attendance_sessions "
+            "WHERE instance_uuid = ? AND person_key = ? ORDER BY start_time",
+            [uuid, person_key],
+        )
+    ]
+    return {
+        "person_key": person_key,
+        "identity": identity,
+        "name": name,
+        "email": email,
+        "registrant_id": registrant_id,
+        "names": names_,
+        "emails": json.loads(emails),
+        "attended_seconds": _live_seconds(seconds, open_since, now),
+        "segments": segments,
+        "sources": _sources(sources),
+        "webhook_seconds": wh,
+        "report_seconds": rep,
+        "sessions": sessions,
+        "connections": _connections(db, uuid, ids_, set(names_)),
+    }
+
+
+def _connections(db: sqlite_utils.Database, uuid: str, ids: list[str], names: set[str]) -> list[dict[str, Any]]:
+    """Webhook events and report rows of these connection ids (and, when named, these names), by time."""
+    if not ids:
+        return []
+    marks = ", ".join("?" * len(ids))
+    out = []
+    for raw_id, event, user_id, name, join, leave, when in db.execute(
+        "SELECT raw_id, event, user_id, user_name, join_time, leave_time, date_time FROM participant_events "
+        f"WHERE instance_uuid = ? AND (user_id IN ({marks}) OR participant_uuid IN ({marks})) ORDER BY raw_id",
+        [uuid, *ids, *ids],
+    ):
+        if name and names and name not in names:
+            continue  # the same per-connection id reused by someone else: not this person
+        out.append(
+            {
+                "source": "webhook",
+                "event": event,
+                "connection": user_id,
+                "name": name,
+                "join": join,
+                "leave": leave,
+                "at": join or leave or when,
+                "raw_id": raw_id,
+            }
+        )
+    fetch = db.execute("SELECT report_fetch_id FROM instances WHERE instance_uuid = ?", [uuid]).fetchone()
+    if fetch and fetch[0] is not None:
+        for raw_id, user_id, name, join, leave, status in db.execute(
+            "SELECT raw_id, user_id, name, join_time, leave_time, status FROM report_rows "
+            f"WHERE instance_uuid = ? AND fetch_id = ? AND user_id IN ({marks}) ORDER BY join_time",
+            [uuid, fetch[0], *ids],
+        ):
+            if name and names and name not in names:
+                continue
+            out.append(
+                {
+                    "source": "report",
+                    "event": f"report row ({status})" if status else "report row",
+                    "connection": user_id,
+                    "name": name,
+                    "join": join,
+                    "leave": leave,
+                    "at": join or leave,
+                    "raw_id": raw_id,
+                }
+            )
+    out.sort(key=lambda c: (c["at"] or "", c["source"], c["raw_id"] or 0))
+    return out
+
+
+def raw_record(db: sqlite_utils.Database, record_id: int) -> tuple[str, bytes] | None:
+    """(source, body bytes) of one raw record, exactly as stored."""
+    row = db.execute("SELECT source, body FROM raw_records WHERE id = ?", [record_id]).fetchone()
+    return (row[0], bytes(row[1])) if row else None
+
+
+def epoch_or_none(text: str | None) -> int | None:
+    """An ISO time as epoch seconds, None stays None."""
+    return epoch_seconds(text) if text else None

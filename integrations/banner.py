@@ -7,7 +7,7 @@ import os
 
 from integrations.config import Config
 from integrations.ingest.spool import spool_dir
-from integrations.web.webhooks import PATH as WEBHOOK_PATH
+from integrations.ingest.webhook_path import WEBHOOK_PATH
 
 
 def _is_set(value: str | None) -> str:

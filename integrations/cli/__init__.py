@@ -17,12 +17,12 @@ from integrations.cli.context import App
 class OneLineErrors(click.Group):
     """A group whose usage errors are one line on stderr (exit 2), like its runtime errors (exit 1)."""
 
-    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
         """Run the CLI; usage errors print `Error: ...` on one line instead of click's usage block."""
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.exceptions.NoArgsIsHelpError as e:
             e.show()  # the help text, as click prints it
             sys.exit(e.exit_code)

@@ -14,10 +14,10 @@ from integrations.audit.bundle import BundleError, build_bundle
 from integrations.audit.export import FORMATS, meeting_filter, parse_bound
 from integrations.audit.export_parallel import default_workers, export_to_fd
 from integrations.cli.context import FINITE_MINUTES, PERCENT, App, pass_app, user_errors
-from integrations.files import OutputError, private_output
+from integrations.files import OutputError, private_output, private_output_path
 from store.attendance_queries import Threshold
 from store.audit import ChainError, verify_file
-from store.backup import BackupError, backup_database
+from store.backup import BackupError, backup_database, check_backup_target
 from store.certificates import CertificateChainError, verify_certificate_chain
 
 database_option = click.option(
@@ -149,8 +149,10 @@ def backup(app: App, file: str, database: str | None, force: bool) -> None:
     db = app.existing_store(database)
     started = time.monotonic()
     try:
-        head = backup_database(db, file, force=force)
-    except BackupError as e:
+        check_backup_target(db, file)
+        with private_output_path(file, force=force, prefix=".backup-") as temporary:
+            head = backup_database(db, temporary)
+    except (BackupError, OutputError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(
         f"backed up {head.count} records (head {head.chain_hash}) to {file} in {time.monotonic() - started:.1f}s"

@@ -285,7 +285,7 @@ def sync_meeting(
     return result
 
 
-def refresh_meeting(db: sqlite_utils.Database, meeting_id: str) -> None:
+def refresh_meeting(db: Store, meeting_id: str) -> None:
     """Bring the derived rows of every instance of `meeting_id` up to date.
 
     After storing a roster: registrant matches change with it, and without a worker process

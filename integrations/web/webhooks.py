@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from flask import Blueprint, Response
 
 from integrations.config import Config
-from integrations.ingest.webhook_path import after_response, store_webhook
+from integrations.ingest.webhook_path import WEBHOOK_PATH, after_response, store_webhook
 from integrations.zoom.signature import ZoomSignatureError, is_stale, url_validation_response, verify_signature
 from integrations.zoom.webhooks import URL_VALIDATION, ZoomPayloadError, event_name, parse_json, url_validation_token
 from store.db import DatabaseUnavailable
@@ -24,7 +24,7 @@ from store.evidence import Delivery
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
 
-PATH = "/webhooks/zoom"
+PATH = WEBHOOK_PATH
 _STORED = b'{"status":"stored"}'
 _REASONS = {200: "200 OK", 401: "401 UNAUTHORIZED", 413: "413 REQUEST ENTITY TOO LARGE", 503: "503 SERVICE UNAVAILABLE"}
 _URL_VALIDATION_BYTES = URL_VALIDATION.encode()

@@ -11,6 +11,7 @@ import logging
 import os
 import resource
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -124,8 +125,11 @@ def test_disk_full_in_the_real_web_process_gives_503_then_resumes(tmp_path):
     try:
         first = participant_body(0, run="disk")
         assert post_signed(web.port, first)[0] == 200
-        pids = group_pids(web.pid)
-        assert len(pids) >= 3, pids  # master and 2 workers
+        # Master and 2 workers: the second may still be booting when the first answers.
+        deadline = time.monotonic() + 30
+        while len(pids := group_pids(web.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(pids) >= 3, pids
         # The kernel refuses to grow any file these processes write (EFBIG; Python ignores
         # SIGXFSZ): every WAL append fails as it does on a full disk. Reads still work.
         limit_file_size(pids, 1)

@@ -33,7 +33,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.bench_attendance import MINUTES, START, UUID, WEBINAR, iso, make_people, store_webhooks  # noqa: E402
-from integrations.certificates.issue import issue_for_meeting  # noqa: E402
+from integrations.certificates.eligibility import eligible_people  # noqa: E402
+from integrations.certificates.issue import issue_to_eligible  # noqa: E402
 from integrations.certificates.keys import write_new_key  # noqa: E402
 from integrations.certificates.output import render_certificates  # noqa: E402
 from integrations.certificates.template import Template  # noqa: E402
@@ -91,7 +92,8 @@ def run(directory: str, people: int, workers: int) -> None:
     print(f"setup: {people} people, {len(connections)} connections ({time.perf_counter() - t:.1f} s, not timed)")
 
     started = time.perf_counter()
-    outcome = issue_for_meeting(db, WEBINAR, stage="attended", key=key, now=int(START.timestamp()) + 86400)
+    found = eligible_people(db, UUID, "attended", now=int(START.timestamp()) + 86400)
+    outcome = issue_to_eligible(db, found, key=key)
     issued = time.perf_counter()
     print(f"issue: {len(outcome.issued)} certificates in {issued - started:.1f} s")
 

@@ -16,7 +16,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import socket
 import sqlite3
 import statistics
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from integrations.demo.processes import stop_process_group  # noqa: E402
 from integrations.ingest.spool import spool_status  # noqa: E402
 from integrations.zoom.signature import sign  # noqa: E402
 from store.db import open_db  # noqa: E402
@@ -100,13 +100,7 @@ class Server:
 
     def stop(self) -> None:
         """SIGTERM the server's process group, then SIGKILL it if it lingers."""
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
+        stop_process_group(self.process)
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -64,6 +64,20 @@ class Config:
     smtp_password: str | None = field(default=None, repr=False)
     smtp_from: str | None = None
     smtp_starttls: bool = True
+    # PEM certificates STARTTLS trusts instead of the system's (a private CA, a self-signed server).
+    smtp_ca_file: str | None = None
+    log_format: str = "text"  # text | json (one JSON object a line, issue 18)
+    # Issue 18: /metrics, the alerts the worker raises itself, `doctor`.
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_dir: str = "attendance.db-metrics"
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    alert_check_interval_seconds: float = 30.0
+    alert_silence_minutes: float = 5.0
+    alert_import_lag_seconds: float = 60.0
+    alert_sync_failures: int = 3
+    alert_min_free_disk_mb: float = 1024.0
+    alert_api_budget_percent: float = 10.0
+    zoom_daily_api_limit: int = 30_000
 
     def require_zoom_api(self) -> None:
         """Raise ConfigError naming every variable the Zoom REST API needs and lacks."""
@@ -177,7 +191,22 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         smtp_password=text("SMTP_PASSWORD"),
         smtp_from=text("SMTP_FROM"),
         smtp_starttls=flag("SMTP_STARTTLS", True),
+        smtp_ca_file=text("SMTP_CA_FILE"),
+        log_format=(text("LOG_FORMAT") or "text").lower(),
+        metrics_token=text("METRICS_TOKEN"),
+        # Beside the database, like the spool: the web processes and the worker share it.
+        metrics_dir=text("PROMETHEUS_MULTIPROC_DIR") or os.path.abspath(database_path) + "-metrics",
+        alert_webhook_url=text("ALERT_WEBHOOK_URL"),
+        alert_check_interval_seconds=max(1.0, number("ALERT_CHECK_INTERVAL_SECONDS", 30.0)),
+        alert_silence_minutes=number("ALERT_SILENCE_MINUTES", 5.0),
+        alert_import_lag_seconds=number("ALERT_IMPORT_LAG_SECONDS", 60.0),
+        alert_sync_failures=max(1, int(number("ALERT_SYNC_FAILURES", 3, int))),
+        alert_min_free_disk_mb=number("ALERT_MIN_FREE_DISK_MB", 1024.0),
+        alert_api_budget_percent=number("ALERT_API_BUDGET_PERCENT", 10.0),
+        zoom_daily_api_limit=int(number("ZOOM_DAILY_API_LIMIT", 30_000, int)),
     )
+    if config.log_format not in ("text", "json"):
+        errors.append(f"LOG_FORMAT must be text or json, got {config.log_format!r}")
     if errors:
         raise ConfigError("; ".join(errors))
     return config

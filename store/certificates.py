@@ -70,6 +70,17 @@ class IssueResult:
     already: int
 
 
+# Certificates with `sent`: when their email was accepted (the latest 'sent' attempt).
+_WITH_SENT = (
+    "SELECT c.*, (SELECT max(finished_at) FROM certificate_sends s WHERE s.number = c.number "
+    "AND s.status = 'sent') AS sent FROM certificates c "
+)
+# The send attempts of one meeting's certificates.
+_SENDS_OF_MEETING = (
+    "SELECT s.* FROM certificate_sends s JOIN certificates c ON c.number = s.number WHERE c.meeting_id = ? "
+)
+
+
 def _rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
     cursor = db.execute(sql, params)
     names = [d[0] for d in cursor.description]
@@ -208,12 +219,7 @@ def reissue_certificate(
 
 def list_certificates(db: sqlite_utils.Database, meeting_id: str) -> list[dict[str, Any]]:
     """Every certificate of a meeting in number order, with `sent` (when its email was accepted)."""
-    return _rows(
-        db,
-        "SELECT c.*, (SELECT max(finished_at) FROM certificate_sends s WHERE s.number = c.number "
-        "AND s.status = 'sent') AS sent FROM certificates c WHERE c.meeting_id = ? ORDER BY c.number",
-        [meeting_id],
-    )
+    return _rows(db, _WITH_SENT + "WHERE c.meeting_id = ? ORDER BY c.number", [meeting_id])
 
 
 def certificates_of_person(db: sqlite_utils.Database, meeting_or_instance: str, person: str) -> list[dict[str, Any]]:
@@ -223,9 +229,7 @@ def certificates_of_person(db: sqlite_utils.Database, meeting_or_instance: str, 
     """
     return _rows(
         db,
-        "SELECT c.*, (SELECT max(finished_at) FROM certificate_sends s WHERE s.number = c.number "
-        "AND s.status = 'sent') AS sent FROM certificates c "
-        "WHERE (c.meeting_id = :m OR c.instance_uuid = :m) "
+        _WITH_SENT + "WHERE (c.meeting_id = :m OR c.instance_uuid = :m) "
         "AND (c.person_key = :p OR lower(c.email) = lower(:p)) ORDER BY c.number DESC",
         {"m": meeting_or_instance, "p": person},
     )
@@ -271,12 +275,7 @@ def certificates_to_send(db: sqlite_utils.Database, meeting_id: str) -> list[dic
 def mark_interrupted_sends(db: Store, meeting_id: str) -> list[dict[str, Any]]:
     """Turn 'sending' rows left by a crashed run into 'in_doubt'; the rows turned."""
     with durable_write(db) as conn:
-        rows = _rows(
-            db,
-            "SELECT s.* FROM certificate_sends s JOIN certificates c ON c.number = s.number "
-            "WHERE c.meeting_id = ? AND s.status = 'sending'",
-            [meeting_id],
-        )
+        rows = _rows(db, _SENDS_OF_MEETING + "AND s.status = 'sending'", [meeting_id])
         conn.executemany(
             "UPDATE certificate_sends SET status = 'in_doubt', finished_at = ?, "
             "response = 'interrupted after the attempt began: the server may have accepted it' WHERE id = ?",
@@ -320,9 +319,4 @@ def finish_send(db: Store, send_id: int, status: str, response: str) -> None:
 
 def send_attempts(db: sqlite_utils.Database, meeting_id: str) -> list[dict[str, Any]]:
     """Every send attempt of a meeting's certificates, oldest first."""
-    return _rows(
-        db,
-        "SELECT s.* FROM certificate_sends s JOIN certificates c ON c.number = s.number "
-        "WHERE c.meeting_id = ? ORDER BY s.id",
-        [meeting_id],
-    )
+    return _rows(db, _SENDS_OF_MEETING + "ORDER BY s.id", [meeting_id])

@@ -12,8 +12,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
 
 import sqlite_utils
 
@@ -190,18 +190,34 @@ class WriteLock:
             self._thread_lock.release()
 
 
-_locks: dict[tuple[int, str], WriteLock] = {}
-_locks_guard = threading.Lock()
+T = TypeVar("T")
+
+
+class PerProcess(Generic[T]):
+    """One object per database path in each process, made on first use (a forked child makes its own)."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[int, str], T] = {}
+        self._guard = threading.Lock()
+
+    def get(self, db_path: str, make: Callable[[], T]) -> T:
+        """The object for `db_path` in this process: `make()` the first time."""
+        key = (os.getpid(), db_path)
+        found = self._made.get(key)  # no lock on the hot path: a dict read is atomic
+        if found is None:
+            with self._guard:
+                found = self._made.get(key)
+                if found is None:
+                    found = self._made[key] = make()
+        return found
+
+
+_locks: PerProcess[WriteLock] = PerProcess()
 
 
 def write_lock(db_path: str) -> WriteLock:
     """The process-wide WriteLock for `db_path`."""
-    key = (os.getpid(), os.path.abspath(db_path))
-    with _locks_guard:
-        lock = _locks.get(key)
-        if lock is None:
-            lock = _locks[key] = WriteLock(db_path)
-        return lock
+    return _locks.get(os.path.abspath(db_path), lambda: WriteLock(db_path))
 
 
 def sync_wal(db_path: str) -> None:

@@ -16,6 +16,13 @@ from store.db import Store
 migrations = Migrations("attendance-worker")
 
 
+def _execute_each(db: sqlite_utils.Database, script: str, separator: str = ";\n") -> None:
+    """Run a script's statements one at a time: executescript would commit the migration's transaction."""
+    for statement in script.split(separator):
+        if statement.strip():
+            db.execute(statement)
+
+
 @migrations()
 def m001_evidence_and_events(db: sqlite_utils.Database) -> None:
     """Raw evidence (one hash chain), normalized participant events, instances, meetings."""
@@ -228,10 +235,7 @@ def m005_raw_records_meeting_id_index(db: sqlite_utils.Database) -> None:
 @migrations()
 def m008_derived_attendance(db: sqlite_utils.Database) -> None:
     """Derived attendance tables and views (issue 8)."""
-    # One statement at a time: executescript would commit the migration's transaction.
-    for statement in _SCHEMA.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_each(db, _SCHEMA)
 
 
 @migrations()
@@ -240,9 +244,7 @@ def m009_derived_dirty(db: sqlite_utils.Database) -> None:
     # Plain INSERT ... WHERE NOT EXISTS: an OR IGNORE inside a trigger gives way to the
     # conflict policy of the statement that fired it. Whoever normalizes a delivery (worker, CLI, API) or stores a report or a registrant,
     # the worker learns which instances changed from this table and refreshes them.
-    for statement in _DIRTY.split(";\n\n"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_each(db, _DIRTY, separator=";\n\n")  # a trigger's body holds ";\n"
     db.execute("INSERT OR IGNORE INTO derived_dirty (instance_uuid) SELECT instance_uuid FROM instances")
 
 
@@ -419,10 +421,7 @@ def migrate(db: Store) -> None:
 @migrations()
 def m020_certificates(db: sqlite_utils.Database) -> None:
     """E-certificates, their hash-chained issuance and revocation events, and email sends (issue 17)."""
-    # One statement at a time: executescript would commit the migration's transaction.
-    for statement in _CERTIFICATES.split(";\n"):
-        if statement.strip():
-            db.execute(statement)
+    _execute_each(db, _CERTIFICATES)
 
 
 _CERTIFICATES = """
@@ -472,3 +471,25 @@ CREATE TABLE certificate_sends (
 );
 CREATE INDEX certificate_sends_number ON certificate_sends (number, status)
 """
+
+
+@migrations()
+def m030_ops_alerts(db: sqlite_utils.Database) -> None:
+    """Alerts the worker raised (issue 18): one row per condition, kept across restarts."""
+    # In the database, so /healthz (another process) sees them and a restarted worker
+    # neither re-sends an incident's notice nor forgets to send its recovery.
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS ops_alerts (
+            key TEXT PRIMARY KEY,              -- the alert, or alert:subject (one per live meeting)
+            alert TEXT NOT NULL,
+            subject TEXT,
+            message TEXT NOT NULL,
+            raised_at TEXT NOT NULL,           -- start of the current (or last) incident
+            cleared_at TEXT,                   -- NULL while the condition holds
+            notified_raised_at TEXT,           -- when ALERT_WEBHOOK_URL took the incident's notice
+            notified_cleared_at TEXT,          -- ... and its recovery
+            updated_at TEXT NOT NULL
+        )
+        """
+    )

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
+import ipaddress
 import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from store.db import open_db
 from tests.certificates_support import MEETING, PEOPLE, certificate_config, finished_meeting
@@ -58,9 +67,9 @@ def free_port() -> int:
 def smtp():
     servers = []
 
-    def start(recorder: Recorder) -> int:
+    def start(recorder: Recorder, **server_options) -> int:
         port = free_port()
-        controller = Controller(recorder, hostname="127.0.0.1", port=port)
+        controller = Controller(recorder, hostname="127.0.0.1", port=port, **server_options)
         controller.start()
         servers.append(controller)
         return port
@@ -75,8 +84,8 @@ def config(tmp_path):
     return certificate_config(tmp_path)
 
 
-def environment(config, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "CERT_", "DATABASE_"))}
+def environment(config, port: int, **smtp: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "CERT_", "DATABASE_", "LOG_"))}
     env.update(
         DATABASE_URL=f"sqlite:///{config.database_path}",
         CERT_SIGNING_KEY_FILE=config.cert_signing_key_file,
@@ -87,14 +96,15 @@ def environment(config, port: int) -> dict[str, str]:
         SMTP_FROM="Certificates <certificates@example.net>",
         SMTP_STARTTLS="false",
     )
+    env.update(smtp)
     return env
 
 
-def send(config, port: int) -> subprocess.Popen:
+def send(config, port: int, **smtp: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "worker.py", "certificates", "send", MEETING],
         cwd=ROOT,
-        env=environment(config, port),
+        env=environment(config, port, **smtp),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -181,3 +191,135 @@ def test_each_email_carries_its_pdf_and_a_refusal_is_recorded_with_the_answer(is
         ).stdout
     )
     assert sum(1 for r in listed if r["sent"]) == 3
+
+
+# --- STARTTLS and AUTH -------------------------------------------------------------------------
+
+USERNAME = "certificates-sender"
+PASSWORD = "s3cret-Pässword-never-logged"  # non-ASCII: smtplib's own login cannot send it
+ACCOUNTS = {USERNAME: PASSWORD, "ascii-sender": "s3cret-password-never-logged"}
+
+
+def self_signed_certificate(directory: Path, host: str = "127.0.0.1") -> tuple[Path, Path]:
+    """(certificate, key) PEM files of a self-signed certificate for the IP address `host`."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test SMTP server")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        # Fixed, wide validity: the test does not depend on today's date.
+        .not_valid_before(datetime(2000, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2099, 12, 31, tzinfo=UTC))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_file, key_file
+
+
+class Logins:
+    """An aiosmtpd authenticator for one user; it notes each attempt and whether TLS was on."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, bool, bool]] = []
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        assert isinstance(auth_data, LoginPassword)
+        ok = auth_data.password == ACCOUNTS.get(auth_data.login.decode(), "").encode()
+        self.attempts.append((auth_data.login.decode(), session.ssl is not None, ok))
+        return AuthResult(success=ok, handled=False)  # not handled: the server answers 535 itself
+
+
+@pytest.fixture
+def tls_server(tmp_path, smtp):
+    """Start an SMTP server that requires STARTTLS and AUTH; (port, recorder, logins, CA file)."""
+    cert_file, key_file = self_signed_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    recorder, logins = Recorder(), Logins()
+    port = smtp(recorder, tls_context=context, require_starttls=True, authenticator=logins, auth_required=True)
+    return port, recorder, logins, cert_file
+
+
+def secret_forms(username: str = USERNAME, password: str = PASSWORD) -> list[str]:
+    """The password as it could leak: plain, and inside AUTH PLAIN's or AUTH LOGIN's base64."""
+    plain = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode()).decode()
+    return [password, plain, base64.b64encode(password.encode()).decode()]
+
+
+def all_recorded(config) -> str:
+    db = open_db(config.database_path)
+    try:
+        return json.dumps(db.execute("SELECT * FROM certificate_sends").fetchall())
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("username", sorted(ACCOUNTS))
+def test_starttls_verified_against_smtp_ca_file_then_login_then_every_certificate_is_sent(issued, tls_server, username):
+    port, recorder, logins, ca_file = tls_server
+    password = ACCOUNTS[username]
+    run = send(
+        issued,
+        port,
+        SMTP_STARTTLS="true",
+        SMTP_CA_FILE=str(ca_file),
+        SMTP_USERNAME=username,
+        SMTP_PASSWORD=password,
+        LOG_LEVEL="DEBUG",
+    )
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 0, err
+    assert "sent 4, refused 0, failed 0" in out
+    assert sorted(m["To"] for m in recorder.messages) == sorted(p[1] for p in PEOPLE)
+    # One login, over TLS, accepted: the connection is kept for every message.
+    assert logins.attempts == [(username, True, True)]
+    for secret in secret_forms(username, password):
+        assert secret not in out + err
+        assert secret not in all_recorded(issued)
+
+
+def test_a_server_whose_certificate_is_not_trusted_gets_no_password_and_no_mail(issued, tls_server):
+    port, recorder, logins, _ = tls_server
+    # No SMTP_CA_FILE: the system's CAs do not know the test's self-signed certificate.
+    run = send(issued, port, SMTP_STARTTLS="true", SMTP_USERNAME=USERNAME, SMTP_PASSWORD=PASSWORD)
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 1
+    assert err.startswith("Error: SMTP server 127.0.0.1:") and "CERTIFICATE_VERIFY_FAILED" in err
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback
+    assert logins.attempts == [] and recorder.messages == []
+    assert statuses(issued) == {}  # nothing was attempted, so the next run sends everyone
+    for secret in secret_forms():
+        assert secret not in out + err
+
+
+def test_a_wrong_password_ends_the_run_with_the_servers_answer_and_is_not_echoed(issued, tls_server):
+    port, recorder, logins, ca_file = tls_server
+    wrong = "wrong-" + PASSWORD
+    run = send(
+        issued, port, SMTP_CA_FILE=str(ca_file), SMTP_STARTTLS="true", SMTP_USERNAME=USERNAME, SMTP_PASSWORD=wrong
+    )
+    out, err = run.communicate(timeout=120)
+    assert run.returncode == 1
+    assert "535" in err and len(err.strip().splitlines()) == 1
+    assert [(user, tls) for user, tls, _ in logins.attempts] == [(USERNAME, True)]
+    assert recorder.messages == [] and statuses(issued) == {}
+    assert wrong not in out + err and PASSWORD not in out + err
+
+
+def test_an_unreadable_smtp_ca_file_is_one_line(issued, tls_server, tmp_path):
+    port, _, _, _ = tls_server
+    run = send(issued, port, SMTP_STARTTLS="true", SMTP_CA_FILE=str(tmp_path / "missing.pem"))
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 1
+    assert err.strip().splitlines() == [err.strip()] and "SMTP_CA_FILE" in err

@@ -274,3 +274,26 @@ def test_issuance_is_in_a_hash_chain_and_verify_still_passes(meeting, runner_env
     db.execute("UPDATE certificate_events SET body = replace(body, 'Zo', 'Jo') WHERE id = 1")
     result = runner_env(["verify"])
     assert result.exit_code == 1 and "certificate event 1" in result.output
+
+
+def test_names_the_pdf_cannot_print_as_spelled_are_named_before_sending(meeting, runner_env, tmp_path):
+    # The renderer draws one glyph per character in stored order: no bidi, no Arabic joining,
+    # and DejaVu Sans has no CJK (docs/certificates.md, "Names in other scripts").
+    ok(runner_env(["certificates", "issue", MEETING]))
+    first, second, *_ = listed(runner_env)
+    ok(runner_env(["certificates", "reissue", str(first["number"]), "--name", "محمد عبد الله"]))
+    ok(runner_env(["certificates", "reissue", str(second["number"]), "--name", "王小明"]))
+    arabic, chinese = sorted(r["number"] for r in listed(runner_env))[-2:]
+    result = ok(runner_env(["certificates", "pdf", MEETING, "--out", str(tmp_path / "p")]))
+    assert (
+        f"warning: 1 names with right-to-left letters (printed left to right; Arabic unjoined): certificates {arabic}\n"
+        in result.stderr
+    )
+    assert (
+        f"warning: 1 names with letters the font does not have (printed as boxes): certificates {chinese}\n"
+        in result.stderr
+    )
+    # What the PDF holds: the characters in stored order (extractors then read it reversed).
+    pdf = str(tmp_path / "p" / f"certificate-{arabic}.pdf")
+    poppler = subprocess.run(["pdftotext", pdf, "-"], capture_output=True, text=True, check=True).stdout
+    assert "محمد عبد الله"[::-1] in poppler

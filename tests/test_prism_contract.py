@@ -7,8 +7,6 @@ and answers 400 with an `sl-violations` header to any request the document does 
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from integrations.demo.processes import stop_process_group
 from integrations.simulator.zoom_api import ZoomSimulator
 from integrations.zoom.client import PaginationError, ZoomApiError
 from integrations.zoom.reports import (
@@ -82,13 +81,7 @@ def prism_url(tmp_path_factory):
                 time.sleep(0.2)
         yield url
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+        stop_process_group(process, timeout=10)
 
 
 @pytest.fixture

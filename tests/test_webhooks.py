@@ -309,6 +309,7 @@ def test_healthz_reports_counts(client):
         "records": 1,
         "pending_normalization": 1,
         "spool": {"files": 1, "pending_bytes": 0, "torn_files": []},  # imported right after the answer
+        "alerts": [],  # none raised (issue 18)
     }
 
 

@@ -63,16 +63,9 @@ def meeting_filter(value: str | None) -> str | None:
     return meeting_number(value) or value.strip()
 
 
-def raw_log_lines(
-    conn,
-    *,
-    meeting: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    first_id: int | None = None,
-    last_id: int | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Raw join-log lines (dicts with JSONL_COLUMNS) in record order."""
+def raw_log_lines(conn, **filters: Any) -> Iterator[dict[str, Any]]:
+    """Raw join-log lines (dicts with JSONL_COLUMNS) in record order; `filters` as store.rawlog.raw_records takes them."""
+    meeting = filters.get("meeting")
     for (
         record_id,
         source,
@@ -85,7 +78,7 @@ def raw_log_lines(
         meeting_id,
         meeting_uuid,
         pending,
-    ) in raw_records(conn, meeting=meeting, since=since, until=until, first_id=first_id, last_id=last_id):
+    ) in raw_records(conn, **filters):
         if body.__class__ is not bytes:
             body = stored_bytes(body)
         if source == "webhook":
@@ -238,19 +231,9 @@ def csv_chunks(
         yield "\r\n".join(batch).encode("utf-8", "backslashreplace")
 
 
-def export_chunks(
-    conn,
-    fmt: str,
-    *,
-    meeting: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    first_id: int | None = None,
-    last_id: int | None = None,
-    header: bool = True,
-) -> Iterator[bytes]:
-    """The raw join log in `fmt` (jsonl or csv) as byte chunks (`header`: the CSV header row)."""
-    lines = raw_log_lines(conn, meeting=meeting, since=since, until=until, first_id=first_id, last_id=last_id)
+def export_chunks(conn, fmt: str, *, header: bool = True, **filters: Any) -> Iterator[bytes]:
+    """The raw join log in `fmt` (jsonl or csv) as byte chunks (`header`: the CSV header row; `filters`: raw_records')."""
+    lines = raw_log_lines(conn, **filters)
     if fmt == "jsonl":
         return jsonl_chunks(lines)
     if fmt == "csv":

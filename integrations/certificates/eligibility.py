@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from integrations.reads.attendance import current_instance
 from store import attendance_queries as queries
 from store.attendance_queries import Threshold
 from store.db import Store
@@ -31,22 +30,13 @@ class Eligible:
     people: list[dict[str, Any]]
 
 
-def eligible_people(
-    db: Store,
-    meeting: str,
-    stage: str,
-    *,
-    instance: str | None = None,
-    threshold: Threshold | None = None,
-    now: int,
-) -> Eligible:
-    """People at `stage` of MEETING's instance: person_key, name, email, attended_seconds, score."""
+def eligible_people(db: Store, uuid: str, stage: str, *, threshold: Threshold | None = None, now: int) -> Eligible:
+    """People at `stage` of instance `uuid`: person_key, name, email, attended_seconds, score."""
     if stage not in STAGES:
         raise NotEligibleYet(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
     if stage == "passed":
         raise NotEligibleYet("stage 'passed' needs quiz results (funnel, issue 16), which this version does not store")
     threshold = threshold or Threshold()
-    uuid = current_instance(db, meeting, instance)
     result = queries.attendance(db, uuid, now=now, threshold=threshold)
     info = result["meeting"]
     if not info["ended"]:

@@ -8,11 +8,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from integrations.certificates.eligibility import eligible_people
+from integrations.certificates.eligibility import Eligible
 from integrations.certificates.render import printable
 from integrations.certificates.signing import CertificateContent, InvalidCode, key_id, sign_content, verify_code
 from store import certificates as store
-from store.attendance_queries import Threshold
 from store.db import Store
 
 
@@ -46,19 +45,8 @@ def signer(key: Ed25519PrivateKey) -> store.Signer:
     return lambda number, row: sign_content(content_of({**row, "number": number}), key)
 
 
-def issue_for_meeting(
-    db: Store,
-    meeting: str,
-    *,
-    stage: str,
-    key: Ed25519PrivateKey,
-    now: int,
-    threshold: Threshold | None = None,
-    instance: str | None = None,
-    event: str | None = None,
-) -> IssueOutcome:
-    """Issue certificates to everyone at `stage` of MEETING who has none yet (idempotent)."""
-    found = eligible_people(db, meeting, stage, instance=instance, threshold=threshold, now=now)
+def issue_to_eligible(db: Store, found: Eligible, *, key: Ed25519PrivateKey, event: str | None = None) -> IssueOutcome:
+    """Issue a certificate to each person `found` eligible who has none yet (idempotent)."""
     info = found.meeting
     rules = json.dumps(found.rules, sort_keys=True)
     date = (info["start_time"] or info["end_time"] or "")[:10]
@@ -81,7 +69,7 @@ def issue_for_meeting(
                 # Whole minutes, rounded down: a certificate never claims more than the evidence.
                 "attended_minutes": person["attended_seconds"] // 60,
                 "score": None if person["score"] is None else str(person["score"]),
-                "stage": stage,
+                "stage": found.rules["stage"],
                 "rules": rules,
                 "key_id": fingerprint,
             }

@@ -12,6 +12,7 @@ retried by the next run, 'refused' is not (the address was refused).
 
 from __future__ import annotations
 
+import base64
 import email.policy
 import smtplib
 import ssl
@@ -22,6 +23,7 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Any
 
+from integrations.config import Config
 from store import certificates as store
 from store.db import Store
 
@@ -32,16 +34,8 @@ class MailConfigError(Exception):
     "The SMTP settings are incomplete"
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    """Where and how to send: host, port, login, sender, STARTTLS."""
-
-    host: str
-    port: int
-    sender: str
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    starttls: bool = True
+class SmtpUnavailable(Exception):
+    "Could not connect to the SMTP server, start TLS with it or log in: nothing more is sent this run"
 
 
 @dataclass
@@ -77,30 +71,70 @@ def certificate_message(row: dict[str, Any], pdf: bytes, *, sender: str, verify_
     return message
 
 
-class Mailer:
-    """One SMTP connection, opened on first use and reopened after the server drops it."""
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """What STARTTLS verifies the server with: the system's CAs, or only those in `ca_file` (PEM)."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise MailConfigError(f"SMTP_CA_FILE {ca_file}: cannot read its certificates ({e})") from None
 
-    def __init__(self, settings: SmtpSettings):
-        self.settings = settings
+
+def login(smtp: smtplib.SMTP, username: str, password: str) -> None:
+    """Log in; SMTPAuthenticationError with the server's answer when refused. Never logs the password."""
+    if username.isascii() and password.isascii():
+        smtp.login(username, password)  # smtplib picks CRAM-MD5, PLAIN or LOGIN (debuglevel 0: no echo)
+        return
+    # smtplib encodes credentials as ASCII (a UnicodeEncodeError otherwise); AUTH PLAIN
+    # carries UTF-8 (RFC 4616), so a password with non-ASCII letters goes that way.
+    token = base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode()).decode("ascii")
+    code, answer = smtp.docmd("AUTH", "PLAIN " + token)
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, answer)
+
+
+class Mailer:
+    """One SMTP connection to the configured server (SMTP_*), opened on first use and reopened after a drop."""
+
+    def __init__(self, config: Config):
+        missing = [
+            name for name, value in (("SMTP_HOST", config.smtp_host), ("SMTP_FROM", config.smtp_from)) if not value
+        ]
+        if missing:
+            raise MailConfigError(f"set {' and '.join(missing)} (see config.example.env) to send certificates")
+        self.config = config
+        self.host, self.port, self.sender = config.smtp_host or "", config.smtp_port, config.smtp_from or ""
+        self.tls_context = tls_context(config.smtp_ca_file) if config.smtp_starttls else None
         self._smtp: smtplib.SMTP | None = None
 
-    def _connect(self) -> smtplib.SMTP:
-        s = self.settings
-        smtp = smtplib.SMTP(s.host, s.port, timeout=TIMEOUT_SECONDS)
-        smtp.ehlo()
-        if s.starttls:
-            smtp.starttls(context=ssl.create_default_context())
+    def connect(self) -> None:
+        """Have a connection ready (STARTTLS and login done); SmtpUnavailable when that fails."""
+        if self._smtp is None:
+            try:
+                self._smtp = self._open()
+            except (smtplib.SMTPException, OSError) as e:  # ssl.SSLError is an OSError
+                raise SmtpUnavailable(f"SMTP server {self.host}:{self.port}: {e}") from None
+
+    def _open(self) -> smtplib.SMTP:
+        c = self.config
+        smtp = smtplib.SMTP(self.host, self.port, timeout=TIMEOUT_SECONDS)
+        try:
             smtp.ehlo()
-        if s.username:
-            smtp.login(s.username, s.password or "")
+            if self.tls_context is not None:
+                smtp.starttls(context=self.tls_context)  # verifies the server before we log in
+                smtp.ehlo()
+            if c.smtp_username:
+                login(smtp, c.smtp_username, c.smtp_password or "")
+        except BaseException:
+            smtp.close()
+            raise
         return smtp
 
     def deliver(self, message: EmailMessage) -> tuple[str, str]:
         """('sent' | 'refused' | 'failed' | 'in_doubt', the server's answer) for one message."""
         recipient = message["To"]
         try:
-            smtp = self._smtp = self._smtp or self._connect()
-            code, answer = smtp.mail(self.settings.sender)
+            smtp = self._smtp = self._smtp or self._open()
+            code, answer = smtp.mail(self.sender)
             if code != 250:
                 return self._answer(code, answer)
             code, answer = smtp.rcpt(recipient)
@@ -170,7 +204,6 @@ def send_certificates(
     meeting_id: str,
     *,
     mailer: Mailer,
-    sender: str,
     render_pdf: Callable[[dict[str, Any]], bytes],
     verify_url: Callable[[dict[str, Any]], str],
     rate: RateLimit,
@@ -178,6 +211,7 @@ def send_certificates(
     progress: Callable[[dict[str, Any], str], None] | None = None,
 ) -> SendReport:
     """Email every live certificate of the meeting not yet sent; see the module docstring for crashes."""
+    sender = mailer.sender
     report = SendReport()
     interrupted = store.mark_interrupted_sends(db, meeting_id)
     report.in_doubt.extend(r["number"] for r in interrupted)
@@ -194,6 +228,7 @@ def send_certificates(
                 continue
             message = certificate_message(row, render_pdf(row), sender=sender, verify_url=verify_url(row))
             rate.wait()
+            mailer.connect()  # a server we cannot reach or log in to ends the run: no attempt begun
             send_id = store.start_send(db, row["number"], row["email"], message["Message-ID"])
             status, answer = mailer.deliver(message)
             store.finish_send(db, send_id, status, answer)

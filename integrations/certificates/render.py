@@ -20,6 +20,7 @@ import unicodedata
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,26 @@ def printable(text: str | None) -> str:
     text = unicodedata.normalize("NFC", text or "")
     cleaned = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text)
     return " ".join(cleaned.split())
+
+
+@lru_cache(maxsize=1)
+def _font_characters() -> frozenset[int]:
+    try:
+        with TTFont(str(FONT_PATH), lazy=True) as font:
+            return frozenset(font.getBestCmap())
+    except OSError as e:
+        raise RenderError(f"cannot read the certificate font {FONT_PATH}: {e}") from None
+
+
+def misprinted(text: str) -> str | None:
+    """Why `text` will not print as spelled (docs/certificates.md, "Names in other scripts"), or None."""
+    if any(ord(c) not in _font_characters() for c in text if not c.isspace()):
+        return "letters the font does not have (printed as boxes)"
+    # Glyphs are drawn in stored order, one per character, with no bidi reordering and no
+    # Arabic joining: right-to-left names come out reversed (and Arabic unjoined).
+    if any(unicodedata.bidirectional(c) in ("R", "AL") for c in text):
+        return "right-to-left letters (printed left to right; Arabic unjoined)"
+    return None
 
 
 @dataclass(frozen=True)

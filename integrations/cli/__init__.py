@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from integrations.cli import attendance, audit, certificates, demo, reports, service
+from integrations.cli import attendance, audit, certificates, demo, doctor, reports, service
 from integrations.cli.context import App
 
 
@@ -49,6 +49,6 @@ def cli(ctx: click.Context) -> None:
     ctx.call_on_close(ctx.obj.close)
 
 
-for _module in (service, reports, attendance, audit, demo, certificates):
+for _module in (service, reports, attendance, audit, demo, certificates, doctor):
     for _command in _module.commands:
         cli.add_command(_command)

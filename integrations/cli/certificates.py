@@ -12,16 +12,16 @@ from typing import Any
 import click
 
 from integrations.certificates import issue as issuing
-from integrations.certificates.eligibility import STAGES, NotEligibleYet
+from integrations.certificates.eligibility import STAGES, NotEligibleYet, eligible_people
 from integrations.certificates.extract import code_from_argument
 from integrations.certificates.keys import KeyFileError, read_key, write_new_key
-from integrations.certificates.mail import Mailer, RateLimit, SmtpSettings, send_certificates
+from integrations.certificates.mail import MailConfigError, Mailer, RateLimit, SmtpUnavailable, send_certificates
 from integrations.certificates.output import OutputError, render_certificates
-from integrations.certificates.render import RenderError, page_of, renderer_for, verify_url
+from integrations.certificates.render import RenderError, misprinted, page_of, renderer_for, verify_url
 from integrations.certificates.signing import InvalidCode, key_id, load_public_key, public_key_pem
 from integrations.certificates.template import Template, TemplateError, load_template
 from integrations.cli.context import App, pass_app, user_errors
-from integrations.reads.attendance import now_seconds
+from integrations.reads.attendance import current_instance, now_seconds
 from integrations.reads.formats import csv_lines
 from store import certificates as store
 from store.attendance_queries import Threshold, meeting_number, resolve_instance
@@ -38,6 +38,8 @@ def certificate_errors() -> Iterator[None]:
             yield
         except (
             KeyFileError,
+            MailConfigError,
+            SmtpUnavailable,
             TemplateError,
             RenderError,
             OutputError,
@@ -102,16 +104,10 @@ def issue(
     with certificate_errors():
         key = read_key(app.config.cert_signing_key_file)
         threshold = Threshold(min_minutes=min_minutes, min_percent=min_percent)
-        outcome = issuing.issue_for_meeting(
-            db,
-            meeting,
-            stage=stage,
-            key=key,
-            now=now_seconds(),
-            threshold=threshold,
-            instance=instance,
-            event=event or _template(app).event or None,
+        found = eligible_people(
+            db, current_instance(db, meeting, instance), stage, threshold=threshold, now=now_seconds()
         )
+        outcome = issuing.issue_to_eligible(db, found, key=key, event=event or _template(app).event or None)
     click.echo(
         f"issued {len(outcome.issued)} certificates for meeting {outcome.meeting_id} "
         f"(eligible {outcome.eligible}, already had one {outcome.already}, without a name {outcome.without_name})"
@@ -146,8 +142,21 @@ def pdf(app: App, meeting: str, out_dir: str, as_zip: bool, workers: int, includ
         with click.progressbar(names, length=len(rows), label="rendering", file=sys.stderr) as bar:
             for _ in bar:
                 pass
+        _warn_misprinted(rows)
     target = os.path.join(out_dir, f"certificates-{meeting_id}.zip") if as_zip else out_dir
     click.echo(f"wrote {len(rows)} certificates to {target}")
+
+
+def _warn_misprinted(rows: list[dict[str, Any]]) -> None:
+    """Say which certificates print a name not as spelled, so they can be checked before sending."""
+    reasons: dict[str, list[int]] = {}
+    for row in rows:
+        why = misprinted(row["name"])
+        if why:
+            reasons.setdefault(why, []).append(row["number"])
+    for why, numbers in reasons.items():
+        shown = ", ".join(map(str, numbers[:20])) + (" ..." if len(numbers) > 20 else "")
+        click.echo(f"warning: {len(numbers)} names with {why}: certificates {shown}", err=True)
 
 
 def _list_row(row: dict[str, Any], base_url: str) -> dict[str, Any]:
@@ -186,17 +195,26 @@ def list_(app: App, meeting: str, fmt: str) -> None:
         click.echo(f"{len(rows)} certificates", err=True)
 
 
+def _stripped_not_empty(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("must not be empty")
+    return value.strip()
+
+
 @certificates.command()
 @click.argument("number", type=int)
-@click.option("--reason", required=True, help="Why (recorded in the certificate chain; shown as revoked)")
+@click.option(
+    "--reason",
+    required=True,
+    callback=_stripped_not_empty,
+    help="Why (recorded in the certificate chain; shown as revoked)",
+)
 @pass_app
 def revoke(app: App, number: int, reason: str) -> None:
     """Revoke certificate NUMBER: its verify page and API then say revoked."""
     db = app.existing_store()
-    if not reason.strip():
-        raise click.UsageError("--reason must not be empty")
     with certificate_errors():
-        row = store.revoke_certificate(db, number, reason.strip())
+        row = store.revoke_certificate(db, number, reason)
     click.echo(f"revoked certificate {number} ({row['name']}) at {row['revoked_at']}")
 
 
@@ -224,21 +242,12 @@ def reissue(app: App, number: int, name: str) -> None:
 def send(app: App, meeting: str, resend_in_doubt: bool) -> None:
     """Email each live certificate of MEETING as a PDF, once; resumable after a crash."""
     config = app.config
-    if not config.smtp_host or not config.smtp_from:
-        raise click.ClickException("set SMTP_HOST and SMTP_FROM (see config.example.env) to send certificates")
-    db = app.existing_store()
     with certificate_errors():
+        mailer = Mailer(config)
+        db = app.existing_store()
         meeting_id = meeting_id_of(db, meeting)
         template = _template(app)
         renderer = renderer_for(store.list_certificates(db, meeting_id), template)
-        settings = SmtpSettings(
-            host=config.smtp_host,
-            port=config.smtp_port,
-            sender=config.smtp_from,
-            username=config.smtp_username,
-            password=config.smtp_password,
-            starttls=config.smtp_starttls,
-        )
 
         def progress(row: dict[str, Any], status: str) -> None:
             click.echo(f"{row['number']} {status}", err=True)
@@ -246,8 +255,7 @@ def send(app: App, meeting: str, resend_in_doubt: bool) -> None:
         report = send_certificates(
             db,
             meeting_id,
-            mailer=Mailer(settings),
-            sender=config.smtp_from,
+            mailer=mailer,
             render_pdf=lambda row: renderer.render(page_of(row, template, config.public_base_url)),
             verify_url=lambda row: verify_url(config.public_base_url, row["code"]),
             rate=RateLimit(config.cert_send_per_minute),

@@ -46,6 +46,9 @@ def gunicorn_command(config: Config, *, bind: str | None = None, workers: int | 
         # `worker.py run` works from any directory.
         "--chdir",
         ROOT,
+        # Prometheus multiprocess mode across the workers (issue 18).
+        "--config",
+        "python:integrations.web.gunicorn_conf",
         "integrations.web:create_app()",
     ]
 
@@ -77,7 +80,7 @@ def serve(app: App, host: str, port: int | None, workers: int | None) -> None:
 @pass_app
 def schedule(app: App) -> None:
     """Run the scheduler (normalization, report polling): the Procfile `worker`."""
-    configure_logging(app.config.log_level)
+    configure_logging(app.config.log_level, app.config.log_format)
     app.store()  # a bad DATABASE_URL is one line, not a traceback
     log.info(banner(app.config, web=False))
     run_scheduler(app.config)
@@ -90,7 +93,7 @@ def schedule(app: App) -> None:
 def run(app: App, host: str, port: int | None) -> None:
     """Run web app and scheduler together: the embedded single-machine default."""
     config = app.config
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     app.store()  # a bad DATABASE_URL is one line here, not a traceback in every gunicorn worker
     stop = threading.Event()
     bind = f"{host}:{port or config.port}"

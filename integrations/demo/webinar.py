@@ -10,7 +10,6 @@ import http.client
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -23,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from integrations.certificates.issue import issue_for_meeting
+from integrations.certificates.eligibility import eligible_people
+from integrations.certificates.issue import issue_to_eligible
 from integrations.certificates.keys import read_key, write_new_key
+from integrations.demo.processes import stop_process_group
 from integrations.reads.attendance import current_instance, now_seconds
 from integrations.reports.sync import sync_meeting
 from integrations.simulator.webhooks import SimulatedDelivery, instance_deliveries
@@ -142,9 +143,9 @@ def _issue_certificates(database_path: str) -> tuple[str, int]:
     key_file = os.path.join(os.path.dirname(database_path), "demo-signing-key.pem")
     key = read_key(key_file) if os.path.exists(key_file) else write_new_key(key_file)
     with _database(database_path) as db:
-        outcome = issue_for_meeting(
-            db, WEBINAR_ID, stage="attended", key=key, now=int(time.time()), threshold=Threshold(min_percent=50)
-        )
+        uuid = current_instance(db, WEBINAR_ID)
+        found = eligible_people(db, uuid, "attended", threshold=Threshold(min_percent=50), now=int(time.time()))
+        outcome = issue_to_eligible(db, found, key=key)
     return key_file, len(outcome.issued)
 
 
@@ -190,13 +191,7 @@ def web_app(database_path: str, secret: str, *, timeout: float = 30) -> Iterator
             log.seek(0)
             raise DemoError(f"{e}; the web app's log ends:\n{log.read()[-3000:].decode(errors='replace')}") from None
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+        stop_process_group(process)
         log.close()
 
 

@@ -6,6 +6,7 @@ them, and paces the worker's refreshes (`RefreshPacer`). docs/architecture.md sa
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from integrations.attendance.compute import InstanceAttendance, InstanceFacts, compute_attendance
 from integrations.attendance.intervals import epoch_seconds
 from integrations.attendance.segments import report_segments, webhook_segments
+from integrations.ops.metrics import metrics, safely
 from store.db import DatabaseUnavailable, Store
 from store.derived import (
     REFRESH_LOCK_TIMEOUT,
@@ -100,6 +102,8 @@ def refresh_instances(
             if evidence is None:
                 continue
             write_instance(db, compute(evidence), evidence.fingerprint, stats, began)
+            took = time.perf_counter() - began
+            safely(functools.partial(metrics().refresh_seconds.observe, took))
             stats.instances += 1
             done.append(uuid)
     stats.seconds += time.perf_counter() - started

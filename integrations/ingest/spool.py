@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import orjson
 import sqlite_utils
 
+from integrations.ops.metrics import count_imported, event_label
 from store.db import DatabaseUnavailable, Store, durable_write, sync_wal
 from store.evidence import Delivery, append_deliveries, utc_now
 
@@ -223,6 +224,7 @@ def import_file(
             if imported_bytes(db, name) >= size:  # a read: no lock when there is nothing new
                 at_end = True
                 break
+            created: list[bool] = []
             with durable_write(db, timeout=timeout, sync=False) as conn:
                 # Read again under the lock: another process may have imported meanwhile.
                 offset = imported_bytes(db, name)
@@ -231,7 +233,7 @@ def import_file(
                 f.seek(offset)
                 deliveries, used = decode(f.read(min(size - offset, IMPORT_CHUNK_BYTES)))
                 if deliveries:
-                    append_deliveries(conn, deliveries)
+                    created = [r.created for r in append_deliveries(conn, deliveries)]
                     conn.execute(
                         "INSERT INTO spool_files (name, imported_bytes, imported_records, updated_at)"
                         " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
@@ -240,6 +242,8 @@ def import_file(
                         " updated_at = excluded.updated_at",
                         [name, offset + used, len(deliveries), utc_now()],
                     )
+            if created:  # committed: count them (zoom_webhook_deliveries_total, issue 18)
+                count_imported([event_label(d.body) for d in deliveries], created)
             moved += len(deliveries)
             if not used:  # an unfinished frame (writer busy) or a torn one
                 at_end = False
@@ -299,6 +303,34 @@ def spool_status(db: Store) -> dict:
     with contextlib.suppress(FileNotFoundError):
         torn = sorted(n for n in os.listdir(directory) if n.endswith(TORN_SUFFIX))
     return {"files": len(names), "pending_bytes": pending, "torn_files": torn}
+
+
+def oldest_unimported(db: Store) -> str | None:
+    """received_at of the oldest spooled delivery not yet in raw_records, or None (issue 18)."""
+    directory = spool_dir(db.path)
+    oldest: str | None = None
+    for name in spool_files(directory):
+        offset = imported_bytes(db, name)
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                f.seek(offset)
+                # The frame header and the meta line are at most a few hundred bytes.
+                head = f.read(FRAME.size + 512)
+        except FileNotFoundError:
+            continue
+        if len(head) < FRAME.size:
+            continue
+        magic, length, _ = FRAME.unpack_from(head)
+        meta = head[FRAME.size : FRAME.size + length].partition(b"\n")[0]
+        if magic != MAGIC:
+            continue
+        try:
+            received_at = orjson.loads(meta)[0]
+        except (orjson.JSONDecodeError, IndexError, TypeError):
+            continue
+        if isinstance(received_at, str) and (oldest is None or received_at < oldest):
+            oldest = received_at
+    return oldest
 
 
 class Importer:

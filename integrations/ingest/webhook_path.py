@@ -5,14 +5,12 @@ After the answer: `after_response` has the spooled deliveries moved into raw_rec
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 
 from integrations.config import Config
 from integrations.ingest.group_commit import GroupCommit
 from integrations.ingest.spool import Importer, SpoolWriter, encode, spool_dir
-from store.db import thread_db
+from store.db import PerProcess, thread_db
 from store.evidence import Delivery, utc_now
 
 
@@ -29,20 +27,12 @@ class Ingest:
 WEBHOOK_PATH = "/webhooks/zoom"
 IMPORT_CHECKPOINT_PAGES = 10_000
 IMPORT_CACHE_KIB = 64 * 1024
-_ingests: dict[tuple[int, str], Ingest] = {}
-_guard = threading.Lock()
+_ingests: PerProcess[Ingest] = PerProcess()
 
 
 def ingest(config: Config) -> Ingest:
     """This process's Ingest for the configured database (a forked worker gets its own)."""
-    key = (os.getpid(), config.database_path)
-    found = _ingests.get(key)
-    if found is None:
-        with _guard:
-            found = _ingests.get(key)
-            if found is None:
-                found = _ingests[key] = _new_ingest(config)
-    return found
+    return _ingests.get(config.database_path, lambda: _new_ingest(config))
 
 
 def _new_ingest(config: Config) -> Ingest:

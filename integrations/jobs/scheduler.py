@@ -16,6 +16,8 @@ from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from integrations.config import Config
 from integrations.derived.refresh import worker_pacer
 from integrations.ingest.normalize import normalize_pending
+from integrations.ops.alerts import AlertChecker
+from integrations.ops.multiprocess import prepare_process
 from integrations.reports.sync import POLL_INTERVAL_SECONDS, ReportPoller
 from store.db import DatabaseUnavailable, open_db
 from store.migrations import migrate
@@ -40,6 +42,16 @@ def normalize_job(config: Config) -> None:
 
 def add_jobs(scheduler: BaseScheduler, config: Config) -> None:
     """Register every recurring job on `scheduler`."""
+    # Issue 18: the alerts a one-machine setup gets without Prometheus.
+    scheduler.add_job(
+        AlertChecker(config),
+        "interval",
+        seconds=config.alert_check_interval_seconds,
+        id="alerts",
+        max_instances=1,
+        coalesce=True,
+        replace_existing=True,
+    )
     scheduler.add_job(
         normalize_job,
         "interval",
@@ -90,6 +102,8 @@ def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
     db.close()
     stop = stop or threading.Event()
     stop_on_signals(stop)
+    # The worker's counters (API calls, imports, refreshes) go where GET /metrics sums them.
+    prepare_process(config.metrics_dir)
     scheduler = BackgroundScheduler(timezone="UTC")
     add_jobs(scheduler, config)
     scheduler.start()

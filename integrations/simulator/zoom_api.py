@@ -40,7 +40,18 @@ FAULT_KINDS = frozenset(
         "too_old",  # 400, code 12702
     )
 )
-ENDPOINTS = ("token", "participants", "instances", "registrants")
+ENDPOINTS = ("token", "participants", "instances", "registrants", "polls")
+# The classic scope each endpoint needs (meetings-api.openapi.json); `doctor` checks them.
+ALL_SCOPES = frozenset(("report:read:admin", "webinar:read:admin", "meeting:read:admin"))
+REQUIRED_SCOPE = {
+    ("participants", "meeting"): "report:read:admin",
+    ("participants", "webinar"): "report:read:admin",
+    ("polls", "meeting"): "report:read:admin",
+    ("polls", "webinar"): "report:read:admin",
+    ("instances", "meeting"): "meeting:read:admin",
+    ("instances", "webinar"): "webinar:read:admin",
+    ("registrants", "webinar"): "webinar:read:admin",
+}
 
 
 def _iso(moment: datetime) -> str:
@@ -134,6 +145,8 @@ class ZoomSimulator:
         token_ttl: int = 3600,
         page_token_ttl: float | None = None,
         qps_limit: float | None = None,
+        scopes: frozenset[str] = ALL_SCOPES,
+        clock_offset: float = 0.0,
     ):
         self.dataset = dataset or Dataset()
         self.account_id = account_id
@@ -142,6 +155,8 @@ class ZoomSimulator:
         self.token_ttl = token_ttl
         self.page_token_ttl = page_token_ttl  # seconds; None: tokens never expire on their own
         self.qps_limit = qps_limit  # answer 429 QPS above this many API calls per second
+        self.scopes = scopes  # what the app was granted: others answer 403, code 4711
+        self.clock_offset = clock_offset  # seconds the Date header is ahead of this machine's clock
         self.calls: Counter[str] = Counter()
         self.log: list[Call] = []
         self.faults: list[Fault] = []
@@ -327,6 +342,7 @@ ROUTES = (
     ("participants", re.compile(r"^/v2/report/(meetings|webinars)/(.+)/participants$")),
     ("instances", re.compile(r"^/v2/past_(meetings|webinars)/([^/]+)/instances$")),
     ("registrants", re.compile(r"^/v2/(webinars)/([^/]+)/registrants$")),
+    ("polls", re.compile(r"^/v2/report/(meetings|webinars)/(.+)/polls$")),
 )
 
 
@@ -337,6 +353,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (http.server's name)
         log.debug("simulator: " + format, *args)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The Date header, off by the simulator's clock_offset (doctor's clock check)."""
+        return super().date_time_string((time.time() if timestamp is None else timestamp) + self.sim.clock_offset)
 
     def _send(self, status: int, body: bytes | dict[str, Any], headers: dict[str, str] | None = None) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body, separators=(",", ":")).encode()
@@ -389,7 +409,7 @@ class _Handler(BaseHTTPRequestHandler):
             "access_token": sim.issue_token(),
             "token_type": "bearer",
             "expires_in": sim.token_ttl,
-            "scope": "report:read:admin webinar:read:admin meeting:read:admin",
+            "scope": " ".join(sorted(sim.scopes)),
             "api_url": sim.url,
         }
         self._send(200, body)
@@ -413,6 +433,9 @@ class _Handler(BaseHTTPRequestHandler):
         auth = self.headers.get("Authorization", "")
         if not auth.startswith("Bearer ") or not sim.token_valid(auth[7:]):
             return self._error(401, 124, "Invalid access token.")
+        scope = REQUIRED_SCOPE.get((endpoint, kind))
+        if scope is not None and scope not in sim.scopes:  # what doctor's scope checks see
+            return self._error(403, 4711, f"Invalid access token, does not contain scopes:[{scope}].")
         if sim._over_qps():
             return self._error(
                 429,
@@ -442,8 +465,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, 300, "The next page token is invalid or expired.")
         with sim._lock:
             dataset = sim.dataset
-        if endpoint == "instances":
-            return self._instances(dataset, kind, key)
+        if endpoint in ("instances", "polls"):
+            return self._instances(dataset, kind, key) if endpoint == "instances" else self._polls(dataset, kind, key)
         if endpoint == "registrants":
             if dataset.meetings.get(key, {}).get("kind") != "webinar":
                 return self._error(404, 3001, f"Webinar does not exist: {key}.")
@@ -456,6 +479,12 @@ class _Handler(BaseHTTPRequestHandler):
         if key in dataset.too_old:
             return self._error(400, 12702, f"Can not access a {kind} a year ago.")
         return self._page(listing, "participants", dataset.participants.get(key, []), offset, size, loop=fault)
+
+    def _polls(self, dataset: Dataset, kind: str, key: str) -> int:
+        if dataset.instance_kind(key) != kind and key not in dataset.meetings:
+            return self._error(404, 3001, f"{kind.title()} {key} not found or has expired.")
+        self._send(200, {"id": key, "uuid": key, "start_time": "", "questions": []})
+        return 200
 
     def _instances(self, dataset: Dataset, kind: str, meeting_id: str) -> int:
         if not meeting_id.isdigit():

@@ -1,4 +1,8 @@
-"""GET /healthz: does the database answer, and can it take a durable write right now?"""
+"""GET /healthz: does the database answer, and can it take a durable write right now?
+
+Alerts the worker raised (integrations/ops/alerts.py, issue 18) make the status `degraded`
+with their reasons; the answer stays 200: the service still takes webhooks.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from integrations.web.webhooks import json_response
 from store.db import DatabaseUnavailable
 from store.events import NORMALIZE_CURSOR, get_state
 from store.health import write_probe
+from store.ops import alert_rows
 
 log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
@@ -35,6 +40,10 @@ def healthz() -> Response:
         pending = db.execute(
             "SELECT count(*) FROM raw_records WHERE id > ? AND +source = 'webhook'", [cursor]
         ).fetchone()[0]
+        alerts = [
+            {"alert": row["alert"], "subject": row["subject"], "since": row["raised_at"], "reason": row["message"]}
+            for row in alert_rows(db, active_only=True)
+        ]
     except (sqlite3.Error, OSError, DatabaseUnavailable) as e:
         log.error("health check failed: %s", e)
         return _answer({"status": "unavailable", "database": str(e)}, 503)
@@ -45,7 +54,14 @@ def healthz() -> Response:
         log.error("health check failed: database cannot take writes: %s", e)
         return _answer({"status": "unavailable", "database": "ok", "writes": str(e), "spool": spool}, 503)
     return _answer(
-        {"status": "ok", "database": "ok", "records": last_id, "pending_normalization": pending, "spool": spool}
+        {
+            "status": "degraded" if alerts else "ok",
+            "database": "ok",
+            "records": last_id,
+            "pending_normalization": pending,
+            "spool": spool,
+            "alerts": alerts,
+        }
     )
 
 
@@ -61,4 +77,4 @@ def _answer(details: dict, status: int = 200) -> Response:
     """The details for a caller with the API token; only ok/degraded for anyone else (issue 14)."""
     if _authorized():
         return json_response(details, status)
-    return json_response({"status": "ok" if status == 200 else "degraded"}, status)
+    return json_response({"status": details["status"] if status == 200 else "degraded"}, status)

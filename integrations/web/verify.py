@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flask import Blueprint, Response, current_app, render_template, request
@@ -97,23 +98,29 @@ def _limited() -> Response | None:
     return response
 
 
+@bp.after_request
 def _with_headers(response: Response) -> Response:
     response.headers.update(_HEADERS)
     return response
 
 
-def _verdict(code: str):
-    """(status, public dict) for a code; 404 for a forged, altered or unknown code."""
-    try:
-        verdict = check_code(get_db(), code, signing_key().public_key())
-    except InvalidCode:
-        return 404, {"valid": False}
-    return 200, verdict.public()
-
-
 def _unavailable(e: Exception) -> Response:
     log.error("certificate verification unavailable: %s", e)
     return json_response({"error": "unavailable", "message": "certificate verification is not available"}, 503)
+
+
+def _look_up(code: str, answer: Callable[[int, dict[str, Any]], Response]) -> Response:
+    """Rate-limit the client, check the code, and `answer(status, public dict)`: 404 when not genuine."""
+    limited = _limited()
+    if limited:
+        return limited
+    try:
+        verdict = check_code(get_db(), code, signing_key().public_key())
+    except InvalidCode:
+        return answer(404, {"valid": False})
+    except (KeyFileError, DatabaseUnavailable) as e:
+        return _unavailable(e)
+    return answer(200, verdict.public())
 
 
 @bp.get("/verify/key")
@@ -123,31 +130,21 @@ def public_key() -> Response:
         pem = public_key_pem(signing_key())
     except KeyFileError as e:
         return _unavailable(e)
-    return _with_headers(Response(pem, mimetype="application/x-pem-file"))
+    return Response(pem, mimetype="application/x-pem-file")
 
 
 @bp.get("/api/certificates/<code>")
 def certificate_json(code: str) -> Response:
     """{"valid", "revoked", "name", "event", "date", "attended_minutes", "score", ...}; 404 when not genuine."""
-    limited = _limited()
-    if limited:
-        return _with_headers(limited)
-    try:
-        status, body = _verdict(code)
-    except (KeyFileError, DatabaseUnavailable) as e:
-        return _unavailable(e)
-    return _with_headers(json_response(body, status))
+    return _look_up(code, lambda status, body: json_response(body, status))
 
 
 @bp.get("/verify/<code>")
 def certificate_page(code: str) -> Response:
     """The verification page a certificate's QR code opens."""
-    limited = _limited()
-    if limited:
-        return _with_headers(limited)
-    try:
-        status, body = _verdict(code)
-    except (KeyFileError, DatabaseUnavailable) as e:
-        return _unavailable(e)
-    html = render_template("verify/page.html", certificate=body, found=status == 200)
-    return _with_headers(Response(html, status=status, mimetype="text/html"))
+
+    def page(status: int, body: dict[str, Any]) -> Response:
+        html = render_template("verify/page.html", certificate=body, found=status == 200)
+        return Response(html, status=status, mimetype="text/html")
+
+    return _look_up(code, page)

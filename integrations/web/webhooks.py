@@ -16,6 +16,7 @@ from flask import Blueprint, Response
 
 from integrations.config import Config
 from integrations.ingest.webhook_path import WEBHOOK_PATH, after_response, store_webhook
+from integrations.ops.metrics import count_delivery, metrics, safely
 from integrations.zoom.signature import ZoomSignatureError, is_stale, url_validation_response, verify_signature
 from integrations.zoom.webhooks import URL_VALIDATION, ZoomPayloadError, event_name, parse_json, url_validation_token
 from store.db import DatabaseUnavailable
@@ -76,6 +77,12 @@ def _error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": code, "message": message}).encode()
 
 
+def _count(body: bytes, result: str) -> None:
+    # stored and duplicate are counted when the spool is imported (integrations/ingest/spool.py):
+    # only then is it known whether the body was new.
+    count_delivery(body, result)
+
+
 def receive(
     body: bytes, header: Callable[[str], str | None], config: Config, remote_addr: str | None
 ) -> tuple[int, bytes]:
@@ -84,6 +91,7 @@ def receive(
     if not secret:
         # Fail closed: never accept unsigned events; 503 so Zoom retries once configured.
         log.error("ZOOM_WEBHOOK_SECRET_TOKEN is not set: refusing webhook with 503")
+        _count(body, "error")
         return 503, _error_body("not_configured", "webhook secret token is not configured")
     timestamp = header("x-zm-request-timestamp")
     signature = header("x-zm-signature")
@@ -91,6 +99,7 @@ def receive(
         verify_signature(body, timestamp=timestamp, signature=signature, secret=secret)
     except ZoomSignatureError as e:
         rejected_log.warning("rejected webhook from %s: %s", remote_addr, e)
+        _count(body, "rejected")
         return 401, _error_body("invalid_signature", str(e))
 
     validation = _url_validation(body, secret)
@@ -111,6 +120,7 @@ def receive(
             log.error("could not store url_validation delivery (%s); answering the challenge anyway", e)
             return 200, json.dumps(validation).encode()
         log.error("cannot store webhook, answering 503 so Zoom retries: %s", e)
+        _count(body, "error")
         return 503, _error_body("storage_unavailable", "delivery could not be stored; retry later")
     if stale:
         log.warning(
@@ -137,15 +147,19 @@ class WebhookEndpoint:
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH or environ.get("REQUEST_METHOD") != "POST":
             return self.app(environ, start_response)
+        started = time.perf_counter()
         body = self._read_body(environ)
         if body is None:
             status, answer = 413, json.dumps(_TOO_LARGE).encode()
+            count_delivery(b"", "rejected")
         else:
             status, answer = receive(body, _environ_header(environ), self.config, environ.get("REMOTE_ADDR"))
         start_response(
             _REASONS.get(status) or f"{status} ERROR",
             [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))],
         )
+        took = time.perf_counter() - started
+        safely(lambda: _latency(status).observe(took))
         return _Answer(answer, self.config) if status == 200 else [answer]
 
     def _read_body(self, environ: dict) -> bytes | None:
@@ -163,6 +177,17 @@ class WebhookEndpoint:
             return b""  # no length and a stream that may not end: read nothing (werkzeug's rule)
         body = stream.read(self.max_body_bytes + 1)
         return None if len(body) > self.max_body_bytes else body
+
+
+_latencies: dict[int, object] = {}
+
+
+def _latency(status: int):
+    """The histogram child of this endpoint and status (labels() looked up once per status)."""
+    child = _latencies.get(status)
+    if child is None:
+        child = _latencies[status] = metrics().request_seconds.labels(PATH, "POST", str(status))
+    return child
 
 
 class _Answer:

@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 import requests
 
+from integrations.ops.metrics import count_api_call
 from integrations.zoom import jsontext
 
 log = logging.getLogger(__name__)
@@ -216,6 +217,7 @@ class ZoomClient:
         now: Callable[[], datetime] = _utc_now,
         rand: Callable[[], float] = random.random,
         session: requests.Session | None = None,
+        on_call: Callable[[str, int | None], None] = count_api_call,
     ):
         self.account_id = account_id
         self.client_id = client_id
@@ -234,6 +236,8 @@ class ZoomClient:
         self._now = now
         self._rand = rand
         self.session = session or requests.Session()
+        # Every call, answered or not, for zoom_api_requests_total (issue 18).
+        self._on_call = on_call
         self.session.headers["User-Agent"] = "attendance-worker/0.1 (+report poller)"
         self._lock = threading.RLock()
         self._token: str | None = None
@@ -375,8 +379,10 @@ class ZoomClient:
             try:
                 response = self.session.request(method, url, timeout=self.timeout, **kwargs)
             except (requests.Timeout, requests.ConnectionError) as e:
+                self._on_call(url, None)
                 failure = f"{type(e).__name__} on {what} {_redact(url)}"
             else:
+                self._on_call(url, response.status_code)
                 if response.status_code == 429:
                     self._rate_limited(response, attempt, what)
                     attempt += 1

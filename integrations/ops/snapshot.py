@@ -1,0 +1,135 @@
+"""What the service is doing right now, read from the database and the disk (issue 18).
+
+One `Snapshot` feeds both GET /metrics (integrations/ops/collector.py) and the alerts the
+worker raises (integrations/ops/alerts.py), so Prometheus and the service's own alerts
+always judge the same figures.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from integrations.ingest.spool import oldest_unimported, spool_status
+from integrations.reports.sync import paused_until
+from store.db import Store
+from store.ops import (
+    fetch_counts,
+    last_refresh,
+    live_meetings,
+    oldest_unnormalized_delivery,
+    recent_fetch_statuses,
+    report_api_calls_since,
+)
+from store.reports import from_iso, to_iso
+
+# A meeting whose start is older than this is not "live" any more, ended event or not.
+LIVE_WINDOW = timedelta(hours=24)
+RECENT_FETCHES = 20
+
+
+@dataclass(frozen=True)
+class LiveMeeting:
+    """A meeting or webinar in progress: people in it, and how long since its last delivery."""
+
+    instance_uuid: str
+    meeting_id: str | None
+    kind: str | None
+    topic: str | None
+    in_meeting: int
+    silent_seconds: float
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The figures behind the state metrics and the alerts, at `now`."""
+
+    now: datetime
+    live: list[LiveMeeting] = field(default_factory=list)
+    spool_files: int = 0
+    spool_pending_bytes: int = 0
+    spool_lag_seconds: float = 0.0
+    normalize_lag_seconds: float = 0.0
+    database_bytes: int = 0
+    disk_free_bytes: int = 0
+    api_calls_today: int = 0
+    api_daily_limit: int = 0
+    api_paused: bool = False
+    fetches: dict[str, int] = field(default_factory=dict)
+    failed_fetches_in_a_row: int = 0
+    last_refresh_seconds: float | None = None
+    last_refresh_age_seconds: float | None = None
+
+    @property
+    def import_lag_seconds(self) -> float:
+        """Age of the oldest delivery not yet imported or normalized (0: none waiting)."""
+        return max(self.spool_lag_seconds, self.normalize_lag_seconds)
+
+    @property
+    def api_budget_remaining(self) -> int:
+        """Report API calls left today (0 while Zoom's daily limit pauses polling)."""
+        return 0 if self.api_paused else max(0, self.api_daily_limit - self.api_calls_today)
+
+
+def _age(moment: str | None, now: datetime) -> float:
+    if not moment:
+        return 0.0
+    try:
+        return max(0.0, (now - from_iso(moment)).total_seconds())
+    except ValueError:
+        return 0.0
+
+
+def database_bytes(path: str) -> int:
+    """Size of the database file and its WAL."""
+    total = 0
+    for name in (path, path + "-wal"):
+        try:
+            total += os.path.getsize(name)
+        except OSError:
+            pass
+    return total
+
+
+def disk_free_bytes(path: str) -> int:
+    """Bytes free for this user on the filesystem holding `path`."""
+    return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+
+
+def take_snapshot(db: Store, *, database_path: str, daily_limit: int, now: datetime) -> Snapshot:
+    """Read every figure once, at `now`."""
+    live = [
+        LiveMeeting(
+            instance_uuid=row["instance_uuid"],
+            meeting_id=row["meeting_id"],
+            kind=row["kind"],
+            topic=row["topic"],
+            in_meeting=row["in_meeting"],
+            silent_seconds=_age(row["last_delivery_at"], now),
+        )
+        for row in live_meetings(db, since=to_iso(now - LIVE_WINDOW))
+    ]
+    spool = spool_status(db)
+    statuses = recent_fetch_statuses(db, RECENT_FETCHES)
+    in_a_row = next((i for i, status in enumerate(statuses) if status != "failed"), len(statuses))
+    refresh = last_refresh(db)
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return Snapshot(
+        now=now,
+        live=live,
+        spool_files=spool["files"],
+        spool_pending_bytes=spool["pending_bytes"],
+        spool_lag_seconds=_age(oldest_unimported(db), now),
+        normalize_lag_seconds=_age(oldest_unnormalized_delivery(db), now),
+        database_bytes=database_bytes(database_path),
+        disk_free_bytes=disk_free_bytes(database_path),
+        api_calls_today=report_api_calls_since(db, to_iso(midnight)),
+        api_daily_limit=daily_limit,
+        api_paused=paused_until(db, now) is not None,
+        fetches=fetch_counts(db),
+        failed_fetches_in_a_row=in_a_row,
+        last_refresh_seconds=refresh[1] if refresh else None,
+        last_refresh_age_seconds=_age(refresh[0], now) if refresh else None,
+    )

@@ -46,6 +46,7 @@ class Config:
     # Zoom gives up on an answer after 3 seconds, so the bound stays well below that.
     db_lock_timeout_seconds: float = 2.0
     zoom_requests_per_second: float = 2.0
+    zoom_heavy_requests_per_second: float = 1.0
     zoom_max_retries: int = 5
     zoom_timeout_seconds: float = 30.0
     report_delays: str = DEFAULT_REPORT_DELAYS
@@ -158,6 +159,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
             f"API_TOKEN must be at least {MIN_API_TOKEN_LENGTH} characters (it has {len(api_token)}); "
             f"make one with: {MAKE_A_TOKEN}"
         )
+    requests_per_second = number("ZOOM_REQUESTS_PER_SECOND", 2.0)
     config = Config(
         webhook_secret_token=text("ZOOM_WEBHOOK_SECRET_TOKEN"),
         zoom_account_id=text("ZOOM_ACCOUNT_ID"),
@@ -173,7 +175,9 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         port=int(number("PORT", 8000, int)),
         web_concurrency=max(1, int(number("WEB_CONCURRENCY", 2, int))),
         db_lock_timeout_seconds=number("DB_LOCK_TIMEOUT_SECONDS", 2.0),
-        zoom_requests_per_second=number("ZOOM_REQUESTS_PER_SECOND", 2.0),
+        zoom_requests_per_second=requests_per_second,
+        # Heavy endpoints (poll reports) allow half of Medium's rate: half the pace by default.
+        zoom_heavy_requests_per_second=number("ZOOM_HEAVY_REQUESTS_PER_SECOND", requests_per_second / 2),
         zoom_max_retries=int(number("ZOOM_MAX_RETRIES", 5, int)),
         zoom_timeout_seconds=number("ZOOM_TIMEOUT_SECONDS", 30.0),
         report_delays=text("REPORT_FETCH_DELAYS") or DEFAULT_REPORT_DELAYS,

@@ -150,14 +150,23 @@ def _insert_rows_sql(count: int) -> str:
 
 
 def append_report_page(
-    conn, body: bytes, *, url: str, meeting_uuid: str | None, received_at: str | None = None
+    conn,
+    body: bytes,
+    *,
+    url: str,
+    meeting_uuid: str | None,
+    received_at: str | None = None,
+    meeting_id: str | None = None,
 ) -> StoredRecord:
     """Append one fetched report page inside the caller's `durable_write` transaction."""
+    columns = {"url": url, "meeting_uuid": meeting_uuid}
+    if meeting_id is not None:  # pages of a meeting rather than an instance (poll definitions)
+        columns["meeting_id"] = meeting_id
+    return _append(conn, "report", body, content_hash(body), received_at or utc_now(), columns)
+
+
+def append_import(conn, body: bytes, *, url: str, meeting_id: str, received_at: str | None = None) -> StoredRecord:
+    """Append an imported file (a registration list) inside the caller's `durable_write` transaction."""
     return _append(
-        conn,
-        "report",
-        body,
-        content_hash(body),
-        received_at or utc_now(),
-        {"url": url, "meeting_uuid": meeting_uuid},
+        conn, "import", body, content_hash(body), received_at or utc_now(), {"url": url, "meeting_id": meeting_id}
     )

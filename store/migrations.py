@@ -272,6 +272,148 @@ def m011_spool_files(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m012_raw_records_import_source(db: sqlite_utils.Database) -> None:
+    """Let raw_records hold imported files (source 'import'): registration lists (issue 16)."""
+    # Widening a CHECK changes no stored row, so SQLite's documented writable_schema edit
+    # (lang_altertable.html, "otherwise") applies in place, in this migration's transaction:
+    # a rebuild would copy every body of a large log, and a second chained table would
+    # split the one chain that `verify` checks.
+    old = "CHECK (source IN ('webhook', 'report'))"
+    sql = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'raw_records'").fetchone()[0]
+    if old not in sql:
+        raise RuntimeError("raw_records does not have the CHECK constraint m012 widens")
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    try:
+        db.execute(
+            "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'raw_records'",
+            [sql.replace(old, "CHECK (source IN ('webhook', 'report', 'import'))")],
+        )
+        # A new schema version makes every open connection read the changed schema.
+        db.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        db.execute("PRAGMA writable_schema = OFF")
+
+
+@migrations()
+def m013_funnel(db: sqlite_utils.Database) -> None:
+    """Polls and quizzes, outside registrations, per-meeting rules, scores and the funnel (issue 16)."""
+    for statement in _FUNNEL.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_FUNNEL = """
+CREATE TABLE polls (
+    meeting_id TEXT NOT NULL,
+    poll_id TEXT NOT NULL,
+    title TEXT,
+    poll_type INTEGER NOT NULL,      -- 1 poll, 2 advanced poll, 3 quiz
+    anonymous INTEGER NOT NULL,
+    status TEXT,
+    raw_id INTEGER REFERENCES raw_records (id),  -- the definitions page it was read from
+    PRIMARY KEY (meeting_id, poll_id)
+);
+CREATE TABLE poll_questions (
+    meeting_id TEXT NOT NULL,
+    poll_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    question TEXT NOT NULL,
+    type TEXT NOT NULL,
+    answers TEXT NOT NULL,           -- JSON list
+    right_answers TEXT NOT NULL,     -- JSON list (quizzes)
+    PRIMARY KEY (meeting_id, poll_id, number)
+);
+CREATE TABLE poll_answers (
+    instance_uuid TEXT NOT NULL,
+    raw_id INTEGER NOT NULL REFERENCES raw_records (id),  -- the poll report page
+    entry INTEGER NOT NULL,          -- index of the participant in the page's `questions`
+    detail INTEGER NOT NULL,         -- index in that participant's `question_details`
+    name TEXT,
+    email TEXT,
+    anonymous INTEGER NOT NULL,
+    poll_id TEXT,
+    question TEXT NOT NULL,
+    answer TEXT,
+    date_time TEXT,
+    PRIMARY KEY (instance_uuid, entry, detail)
+) WITHOUT ROWID;
+CREATE TABLE quiz_scores (
+    instance_uuid TEXT NOT NULL,
+    poll_id TEXT NOT NULL,
+    person TEXT NOT NULL,            -- email:<normalized>, anonymous:<entry> or unmatched:<entry>
+    email TEXT,
+    name TEXT,
+    anonymous INTEGER NOT NULL,
+    questions INTEGER NOT NULL,
+    answered INTEGER NOT NULL,
+    correct INTEGER NOT NULL,
+    score_percent REAL NOT NULL,
+    PRIMARY KEY (instance_uuid, poll_id, person)
+) WITHOUT ROWID;
+CREATE TABLE registration_imports (
+    id INTEGER PRIMARY KEY,
+    meeting_id TEXT NOT NULL,
+    raw_id INTEGER NOT NULL REFERENCES raw_records (id),  -- the file's bytes, in the chain
+    filename TEXT,
+    sha256 TEXT NOT NULL,
+    imported_at TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    valid INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    UNIQUE (meeting_id, sha256)
+);
+CREATE TABLE outside_registrations (
+    meeting_id TEXT NOT NULL,
+    email_key TEXT NOT NULL,         -- trimmed, lower-cased: what matching uses
+    email TEXT NOT NULL,             -- as written in the file
+    name TEXT,
+    extra TEXT NOT NULL,             -- JSON object of the file's other columns
+    import_id INTEGER NOT NULL REFERENCES registration_imports (id),
+    line INTEGER NOT NULL,
+    PRIMARY KEY (meeting_id, email_key)
+) WITHOUT ROWID;
+CREATE TABLE registration_rejects (
+    import_id INTEGER NOT NULL REFERENCES registration_imports (id),
+    line INTEGER NOT NULL,
+    email TEXT,
+    reason TEXT NOT NULL,
+    PRIMARY KEY (import_id, line)
+) WITHOUT ROWID;
+CREATE TABLE meeting_rules (
+    id INTEGER PRIMARY KEY,          -- a new row per change: the history is the table
+    meeting_id TEXT NOT NULL,
+    min_minutes REAL,
+    min_percent REAL,
+    pass_percent REAL,
+    set_at TEXT NOT NULL
+);
+CREATE INDEX meeting_rules_meeting ON meeting_rules (meeting_id, id);
+CREATE TABLE funnel_people (
+    instance_uuid TEXT NOT NULL,
+    person TEXT NOT NULL,
+    name TEXT,
+    email TEXT,
+    registrant_id TEXT,
+    person_key TEXT,                 -- the attendance person, when joined
+    attended_seconds INTEGER,
+    questions INTEGER,
+    answered INTEGER,
+    correct INTEGER,
+    score_percent REAL,
+    registered INTEGER NOT NULL,
+    zoom_registered INTEGER NOT NULL,
+    joined INTEGER NOT NULL,
+    attended INTEGER NOT NULL,
+    answered_quiz INTEGER NOT NULL,
+    passed INTEGER NOT NULL,
+    rules_id INTEGER,                -- meeting_rules row applied
+    PRIMARY KEY (instance_uuid, person)
+) WITHOUT ROWID
+"""
+
+
 _SCHEMA = """
 CREATE TABLE attendance_instances (
     instance_uuid TEXT PRIMARY KEY REFERENCES instances (instance_uuid),

@@ -74,10 +74,16 @@ def test_person_below_the_rules_gets_none(meeting, runner_env):
     assert "ivan@example.org" in emails  # exactly 30 minutes
 
 
-def test_passed_stage_needs_the_funnel(meeting, runner_env):
+def test_passed_stage_needs_a_pass_percent(meeting, runner_env):
     result = runner_env(["certificates", "issue", MEETING, "--stage", "passed"])
     assert result.exit_code == 1
-    assert "needs quiz results (funnel" in result.output
+    assert result.output == (
+        f"Error: stage 'passed' needs a pass percent: store one with `worker.py rules {MEETING} "
+        "--pass-percent P` or give --pass-percent\n"
+    )
+    # With one but no quiz taken, nobody passed: nothing is issued.
+    result = ok(runner_env(["certificates", "issue", MEETING, "--stage", "passed", "--pass-percent", "70"]))
+    assert "issued 0 certificates" in result.stdout and listed(runner_env) == []
 
 
 def test_never_two_live_certificates_for_one_person(meeting, runner_env):
@@ -271,7 +277,7 @@ def test_issuance_is_in_a_hash_chain_and_verify_still_passes(meeting, runner_env
     assert body["evidence_head"] == verify_file(meeting.database_path).chain_hash
     result = ok(runner_env(["verify"]))
     assert f"OK certificate events 4, head {head}" in result.output
-    db.execute("UPDATE certificate_events SET body = replace(body, 'Zo', 'Jo') WHERE id = 1")
+    db.execute("""UPDATE certificate_events SET body = replace(body, '"action":"', '"action":"x') WHERE id = 1""")
     result = runner_env(["verify"])
     assert result.exit_code == 1 and "certificate event 1" in result.output
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 
@@ -58,9 +59,13 @@ def test_small_demo_end_to_end_matches_the_simulated_webinar(tmp_path, monkeypat
     assert sorted(stored) == sorted(d.body for _, d in delivered)  # every delivery sent, byte for byte, once
     assert conn.execute("SELECT count(*) FROM report_rows").fetchone()[0] == len(rows)
     assert conn.execute("SELECT count(*) FROM attendance WHERE instance_uuid = ?", [uuid]).fetchone()[0] == people
-    # Issue 17: the demo issues certificates to those who attended at least half the webinar.
+    # Issue 17: the demo issues certificates to the funnel's `attended` under the stored rules.
     issued = int(re.search(r"Certificates: ([\d,]+) issued", out).group(1).replace(",", ""))
     assert 0 < issued == conn.execute("SELECT count(*) FROM certificates").fetchone()[0] <= people
+    attended = conn.execute("SELECT count(*) FROM funnel_people WHERE instance_uuid = ? AND attended = 1", [uuid])
+    assert issued == attended.fetchone()[0]
+    [rules] = {r for (r,) in conn.execute("SELECT DISTINCT rules FROM certificates")}
+    assert json.loads(rules)["min_minutes"] == 60 and json.loads(rules)["overridden"] == []
     # Every attended span comes from the simulated connections: nobody attends longer than
     # the union of their rows allows, so the total is at most the sum of in-meeting rows.
     total = conn.execute("SELECT sum(attended_seconds) FROM attendance WHERE instance_uuid = ?", [uuid]).fetchone()[0]

@@ -5,6 +5,7 @@ every command, docs/api.md every HTTP route, docs/operations.md and config.examp
 every setting; every relative link in README.md and docs/ resolves, anchors included.
 """
 
+import importlib
 import itertools
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ import click
 import pytest
 
 import worker
+from integrations import cli as cli_package
 from tests.conftest import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +31,9 @@ def text(path: Path) -> str:
 def command_names(group: click.Group, prefix: tuple[str, ...] = ()) -> list[str]:
     """Every command of `group`, and of its subgroups as `group sub`."""
     names = []
-    for name, command in sorted(group.commands.items()):
+    for name in group.list_commands(click.Context(group)):
+        command = group.get_command(click.Context(group), name)
+        assert command is not None, f"{name} is listed but cannot be loaded"
         path = (*prefix, name)
         names.append(" ".join(path))
         if isinstance(command, click.Group):
@@ -210,3 +214,13 @@ def test_every_configuration_variable_is_in_operations_md():
     operations = text(DOCS / "operations.md")
     missing = sorted(n for n in configuration_names() if f"`{n}`" not in operations)
     assert not missing, f"docs/operations.md does not document {missing}"
+
+
+def test_the_lazy_command_list_names_every_command_of_every_cli_module():
+    """integrations/cli/__init__.py's COMMANDS matches what each module of integrations/cli/ defines."""
+    defined = {}
+    for path in sorted((ROOT / "integrations" / "cli").glob("*.py")):
+        module = importlib.import_module(f"integrations.cli.{path.stem}")
+        for command in getattr(module, "commands", []):
+            defined[command.name] = path.stem
+    assert defined == cli_package.COMMANDS

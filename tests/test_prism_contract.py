@@ -19,6 +19,7 @@ import requests
 from integrations.demo.processes import stop_process_group
 from integrations.simulator.zoom_api import ZoomSimulator
 from integrations.zoom.client import PaginationError, ZoomApiError
+from integrations.zoom.polls import answer_rows, fetch_poll_definitions, fetch_poll_report, poll_to_rows
 from integrations.zoom.reports import (
     REGISTRANT_STATUSES,
     fetch_instances,
@@ -133,6 +134,23 @@ def test_registrants_requests_are_valid(zoom, status):
     assert api_answers(zoom) == [(200, None), (200, None)]
     assert f"status={status}" in pages[0].url
     assert registrant_to_row(pages[0].items[0], "85012345678")["registrant_id"]
+
+
+@pytest.mark.parametrize("kind", ["meeting", "webinar"])
+def test_poll_definition_requests_are_valid(zoom, kind):
+    page = fetch_poll_definitions(zoom, "85012345678", kind)
+    assert api_answers(zoom) == [(200, None)]
+    poll, questions = poll_to_rows(page.items[0], "85012345678")
+    assert poll is not None and poll["poll_id"] and questions and questions[0]["question"]
+
+
+@pytest.mark.parametrize("kind", ["meeting", "webinar"])
+@pytest.mark.parametrize("uuid", UUIDS)
+def test_poll_report_requests_are_valid(zoom, kind, uuid):
+    page = fetch_poll_report(zoom, uuid, kind)
+    assert api_answers(zoom) == [(200, None)]
+    rows = answer_rows(page.items)
+    assert rows and rows[0]["email"] and rows[0]["poll_id"] and rows[0]["question"]
 
 
 def test_prism_refuses_requests_the_document_does_not_allow(zoom):

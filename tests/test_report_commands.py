@@ -71,7 +71,7 @@ def test_sync_of_one_instance(run, sim):
     result = run(["sync", WEBINAR_ID, "--instance", UUID, "--kind", "webinar", "--no-registrants", "-q"], sim.environ())
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
-    assert sim.calls == {"token": 1, "participants": 2}
+    assert sim.calls == {"token": 1, "participants": 2, "poll_definitions": 1, "polls": 1}  # polls: issue 16
 
 
 def test_sync_without_credentials_names_every_missing_variable(run):
@@ -148,4 +148,4 @@ def test_track_then_poll_status(run, sim, tmp_path):
 
 
 def test_report_commands_are_registered():
-    assert {"track", "sync", "get", "poll-status"} <= set(cli.commands)
+    assert {"track", "sync", "get", "poll-status"} <= set(cli.list_commands(None))

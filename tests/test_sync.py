@@ -92,8 +92,16 @@ def test_sync_stores_every_row_of_a_multi_page_report_and_the_roster(db, sim, zo
     assert (result.registrants.registrants, result.registrants.new) == (len(registrants), len(registrants))
     roster_pages = sum(max(1, math.ceil(n / 300)) for n in result.registrants.by_status.values())
     # Kind unknown: past_meetings answers 404 first, then past_webinars lists the instance.
-    assert sim.calls == {"token": 1, "instances": 2, "participants": pages, "registrants": roster_pages}
-    assert zoom.api_calls == 2 + pages + roster_pages
+    # Then the webinar's poll definitions and the instance's poll report (issue 16).
+    assert sim.calls == {
+        "token": 1,
+        "instances": 2,
+        "participants": pages,
+        "registrants": roster_pages,
+        "poll_definitions": 1,
+        "polls": 1,
+    }
+    assert zoom.api_calls == 2 + pages + roster_pages + 2
 
 
 def test_each_page_is_stored_byte_for_byte_as_evidence(db, sim, zoom, webinar):
@@ -142,7 +150,8 @@ def test_sync_rides_out_429_500_timeout_and_expired_token(db, webinar):
         pages = math.ceil(len(webinar.participants[UUID]) / 300)
         assert fetch.status == "complete" and fetch.rows == len(webinar.participants[UUID])
         assert stored_rows(report_rows(db, UUID)) == expected_rows(webinar, UUID)
-        assert client.api_calls == 1 + pages + 4  # instances, pages, and one extra call per fault
+        # instances, pages, one extra call per fault, the polls and the poll report (issue 16)
+        assert client.api_calls == 1 + pages + 4 + 2
         assert sim.calls["token"] == 2
         assert 3 in clock.sleeps
 
@@ -197,7 +206,8 @@ def test_one_instance_with_a_uuid_that_needs_double_encoding(db):
     with ZoomSimulator(dataset) as sim:
         client = simulator_client(sim, FakeClock())
         [fetch] = sync_meeting(db, client, "81234567890", instance_uuid=SLASHED_UUID, kind="meeting").fetches
-        assert sim.calls == {"token": 1, "participants": 2}
+        # The poll report's path carries the doubly encoded UUID too (issue 16).
+        assert sim.calls == {"token": 1, "participants": 2, "poll_definitions": 1, "polls": 1}
     assert fetch.rows == 301
     assert stored_rows(report_rows(db, SLASHED_UUID)) == expected_rows(dataset, SLASHED_UUID)
 

@@ -20,6 +20,8 @@ import orjson
 from integrations.reads.formats import FORMULA_STARTS, csv_cell
 from integrations.zoom.rawlog import (
     RAW_LOG_COLUMNS,
+    blank_line,
+    body_text,
     flatten_report_page,
     flatten_webhook,
     new_line,
@@ -111,7 +113,12 @@ def raw_log_lines(conn, **filters: Any) -> Iterator[dict[str, Any]]:
                 "sha256": sha256,
                 "chain_hash": chain_hash,
             }
-            yield from flatten_report_page(body, base)
+            if source == "import":
+                # An imported file (a registration list, issue 16): one line, its bytes as they are.
+                raw, encoding = body_text(body)
+                yield blank_line(**base, event="import.file", raw=raw, raw_encoding=encoding)
+            else:
+                yield from flatten_report_page(body, base)
 
 
 def _json_line(line: dict[str, Any]) -> bytes:

@@ -1,17 +1,18 @@
 """Who gets a certificate: the people at a stage of the funnel (issue 16) for one instance.
 
-The one place that decides eligibility. Until the funnel (stored per-meeting rules, quiz
-scores) lands, `attended` applies a Threshold given on the command line to the attendance
-engine's numbers, and `passed` is refused: it needs quiz results.
+The one place that decides eligibility. It asks the funnel (`people_at_stage`), so a
+certificate follows the same stored rules as `funnel` and `attendance`; options given for
+one run override them and are recorded with every certificate issued in that run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from store import attendance_queries as queries
-from store.attendance_queries import Threshold
+from integrations.funnel import people_at_stage
+from store.attendance_queries import BadQuery, meeting_info
 from store.db import Store
 
 STAGES = ("attended", "passed")
@@ -30,28 +31,48 @@ class Eligible:
     people: list[dict[str, Any]]
 
 
-def eligible_people(db: Store, uuid: str, stage: str, *, threshold: Threshold | None = None, now: int) -> Eligible:
+def _score(person: Mapping[str, Any]) -> str | None:
+    """The quiz score a certificate prints: the funnel's percent, none when no quiz was taken."""
+    if not person.get("answered_quiz") or person.get("score_percent") is None:
+        return None
+    return f"{person['score_percent']:g}%"
+
+
+def eligible_people(
+    db: Store,
+    uuid: str,
+    stage: str,
+    *,
+    overrides: Mapping[str, float | None] | None = None,
+    now: int,
+) -> Eligible:
     """People at `stage` of instance `uuid`: person_key, name, email, attended_seconds, score."""
     if stage not in STAGES:
         raise NotEligibleYet(f"unknown stage {stage!r}: choose one of {', '.join(STAGES)}")
-    if stage == "passed":
-        raise NotEligibleYet("stage 'passed' needs quiz results (funnel, issue 16), which this version does not store")
-    threshold = threshold or Threshold()
-    result = queries.attendance(db, uuid, now=now, threshold=threshold)
-    info = result["meeting"]
+    info = meeting_info(db, uuid, now=now)
     if not info["ended"]:
         # Minutes still grow while it is live: a certificate would print a number that changes.
         raise NotEligibleYet(f"instance {uuid} has not ended: issue certificates once it is over")
-    people = [
+    try:
+        rules, people = people_at_stage(db, uuid, stage, overrides=overrides, now=now)
+    except BadQuery as e:
+        if stage == "passed" and "no stage 'passed'" in str(e):
+            raise NotEligibleYet(
+                f"stage 'passed' needs a pass percent: store one with `worker.py rules {info['meeting_id']} "
+                "--pass-percent P` or give --pass-percent"
+            ) from None
+        raise
+    eligible = [
         {
-            "person_key": a["person_key"],
-            "name": a["name"],
-            "email": a["email"],
-            "attended_seconds": a["attended_seconds"],
-            "score": None,
+            "person_key": p["person_key"],
+            "name": p["name"],
+            "email": p["email"],
+            "attended_seconds": p["attended_seconds"],
+            "score": _score(p),
         }
-        for a in result["attendees"]
-        if a["attended_seconds"] > 0 and (not threshold.given or a.get("eligible"))
+        for p in people
+        # Both stages need attendance, so everyone here was seen in the meeting and has a key;
+        # with no minimum stored, `attended` is everyone who joined: a certificate needs a second.
+        if p["person_key"] is not None and p["attended_seconds"]
     ]
-    rules = {"stage": stage, "threshold": threshold.describe(), "source": "attendance"}
-    return Eligible(rules, info, people)
+    return Eligible({"stage": stage, "source": "funnel", **rules}, info, eligible)

@@ -8,36 +8,22 @@ pipe or file gets JSON (what scripts want). MEETING is a numeric meeting or webi
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import click
 
 from integrations.cli.context import FINITE_MINUTES, PERCENT, App, pass_app, user_errors
+from integrations.cli.output import format_option, output_format, write_csv, write_data, write_table
 from integrations.derived.rebuild import rebuild_attendance
+from integrations.funnel.stages import stored_threshold
 from integrations.reads import attendance as reads
-from integrations.reads.formats import csv_lines, display_cell, hms, table_lines
+from integrations.reads.formats import display_cell, hms
 from store.attendance_queries import BadQuery, Threshold, instance_uuids_of
 from store.attendance_queries import attendance as attendance_of
 from store.attendance_queries import summary as summary_of
 from store.attendance_queries import timeline as timeline_of
 from store.derived import RefreshStats
-
-FORMATS = ("table", "csv", "json")
-
-
-def _format(fmt: str | None) -> str:
-    return fmt or ("table" if sys.stdout.isatty() else "json")
-
-
-def format_option(f: Callable) -> Callable:
-    return click.option(
-        "--format",
-        "fmt",
-        type=click.Choice(FORMATS),
-        help="Output format (default: table on a terminal, json otherwise)",
-    )(f)
 
 
 def meeting_options(f: Callable) -> Callable:
@@ -61,34 +47,6 @@ def _threshold(min_minutes: float | None, min_percent: float | None):
         raise click.UsageError(str(e)) from None
 
 
-def _emit(chunks: Iterable[str]) -> None:
-    out = sys.stdout
-    for chunk in chunks:
-        out.write(chunk)
-    out.flush()
-
-
-def _csv(rows: Iterable[dict[str, Any]], fields: Sequence[str]) -> None:
-    _emit(csv_lines(rows, fields))
-
-
-def _write_data(
-    fmt: str, result: dict[str, Any], list_key: str | None, rows: Iterable[dict[str, Any]], fields: Sequence[str]
-) -> bool:
-    """Write `result` as JSON (streaming its `list_key` list) or `rows` as CSV; False for a table."""
-    if fmt == "json":
-        _emit(reads.json_chunks(result, list_key))
-    elif fmt == "csv":
-        _csv(rows, fields)
-    else:
-        return False
-    return True
-
-
-def _table(rows: Sequence[dict[str, Any]], fields: Sequence[str], headers: Sequence[str] | None = None) -> None:
-    _emit(line + "\n" for line in table_lines(rows, fields, headers=headers))
-
-
 def _heading(meeting: dict[str, Any]) -> str:
     kind = (meeting["kind"] or "meeting").capitalize()
     topic = f' "{meeting["topic"]}"' if meeting["topic"] else ""
@@ -109,12 +67,12 @@ def meetings(app: App, fmt: str | None) -> None:
     with user_errors():
         db = app.existing_store()
         rows = reads.current_meetings(db)
-    if _write_data(_format(fmt), {"meetings": rows}, "meetings", rows, reads.MEETING_FIELDS):
+    if write_data(output_format(fmt), {"meetings": rows}, "meetings", rows, reads.MEETING_FIELDS):
         return
     if not rows:
         click.echo("no meetings stored yet")
     else:
-        _table(rows, reads.MEETING_FIELDS)
+        write_table(rows, reads.MEETING_FIELDS)
 
 
 @click.command()
@@ -138,8 +96,10 @@ def attendance(
     with user_errors():
         db = app.existing_store()
         uuid = reads.current_instance(db, meeting, instance)
+        # The meeting's stored rules (worker.py rules) unless an option overrides them here.
+        threshold = threshold if threshold.given else stored_threshold(db, uuid)
         result = attendance_of(db, uuid, now=reads.now_seconds(), threshold=threshold, include_absent=include_absent)
-    if not _write_data(_format(fmt), result, "attendees", result["attendees"], reads.attendee_fields(result)):
+    if not write_data(output_format(fmt), result, "attendees", result["attendees"], reads.attendee_fields(result)):
         people = result["attendees"]
         click.echo(_heading(result["meeting"]))
         eligible = f", {sum(1 for a in people if a.get('eligible'))} eligible" if threshold.given else ""
@@ -156,7 +116,7 @@ def attendance(
             "in_meeting",
             "sources",
         ]
-        _table(rows, columns + (["eligible"] if threshold.given else []))
+        write_table(rows, columns + (["eligible"] if threshold.given else []))
 
 
 @click.command()
@@ -173,18 +133,19 @@ def summary(
     with user_errors():
         db = app.existing_store()
         uuid = reads.current_instance(db, meeting, instance)
+        threshold = threshold if threshold.given else stored_threshold(db, uuid)
         result = summary_of(db, uuid, now=reads.now_seconds(), threshold=threshold)
-    if not _write_data(_format(fmt), result, None, [reads.summary_row(result)], reads.SUMMARY_FIELDS):
+    if not write_data(output_format(fmt), result, None, [reads.summary_row(result)], reads.SUMMARY_FIELDS):
         click.echo(_heading(result["meeting"]) + "\n")
         row = reads.summary_row(result)
         for k in ("median_attended_seconds", "total_attended_seconds"):
             if row[k] is not None:
                 row[k] = f"{row[k]} ({hms(row[k])})"
-        _table([{"field": k, "value": row[k]} for k in reads.SUMMARY_FIELDS[2:]], ["field", "value"])
+        write_table([{"field": k, "value": row[k]} for k in reads.SUMMARY_FIELDS[2:]], ["field", "value"])
         for name, people in result["reconciliation"].items():
             if people:
                 click.echo(f"\n{name.replace('_', ' ')}:")
-                _table(people[:50], list(people[0]))
+                write_table(people[:50], list(people[0]))
                 if len(people) > 50:
                     click.echo(f"... and {len(people) - 50} more (--format json lists all)")
 
@@ -201,11 +162,11 @@ def timeline(app: App, meeting: str, instance: str | None, step: int, fmt: str |
         db = app.existing_store()
         uuid = reads.current_instance(db, meeting, instance)
         result = timeline_of(db, uuid, now=reads.now_seconds(), step=step)
-    if not _write_data(_format(fmt), result, "points", result["points"], reads.TIMELINE_FIELDS):
+    if not write_data(output_format(fmt), result, "points", result["points"], reads.TIMELINE_FIELDS):
         click.echo(_heading(result["meeting"]) + "\n")
         top = max((p["present"] for p in result["points"]), default=0) or 1
         rows = [{**p, "bar": "#" * round(40 * p["present"] / top)} for p in result["points"]]
-        _table(rows, ["time", "present", "bar"])
+        write_table(rows, ["time", "present", "bar"])
 
 
 @click.command()
@@ -228,11 +189,11 @@ def rebuild(app: App, meeting: str | None, fmt: str | None) -> None:
         "longest_transaction_seconds": round(stats.longest_transaction, 4),
         "seconds": round(stats.seconds, 3),
     }
-    fmt = _format(fmt)
+    fmt = output_format(fmt)
     if fmt == "json":
         click.echo(json.dumps(result, indent=2))
     elif fmt == "csv":
-        _csv([result], list(result))
+        write_csv([result], list(result))
     else:
         click.echo(
             f"rebuilt {result['instances']} instance(s) from {deliveries} webhook deliveries and stored reports: "

@@ -13,7 +13,7 @@ import click
 from integrations.audit.bundle import BundleError, build_bundle
 from integrations.audit.export import FORMATS, meeting_filter, parse_bound
 from integrations.audit.export_parallel import default_workers, export_to_fd
-from integrations.cli.context import FINITE_MINUTES, PERCENT, App, pass_app, user_errors
+from integrations.cli.context import FINITE_MINUTES, PERCENT, App, pass_app, user_errors, worker_command
 from integrations.files import OutputError, private_output, private_output_path
 from store.attendance_queries import Threshold
 from store.audit import ChainError, verify_file
@@ -158,7 +158,7 @@ def backup(app: App, file: str, database: str | None, force: bool) -> None:
         f"backed up {head.count} records (head {head.chain_hash}) to {file} in {time.monotonic() - started:.1f}s"
     )
     click.echo(
-        f"check the copy: python worker.py verify --database {shlex.quote(file)} --head {head.chain_hash}", err=True
+        f"check the copy: {worker_command()} verify --database {shlex.quote(file)} --head {head.chain_hash}", err=True
     )
 
 

@@ -20,11 +20,11 @@ from integrations.certificates.output import OutputError, render_certificates
 from integrations.certificates.render import RenderError, misprinted, page_of, renderer_for, verify_url
 from integrations.certificates.signing import InvalidCode, key_id, load_public_key, public_key_pem
 from integrations.certificates.template import Template, TemplateError, load_template
-from integrations.cli.context import App, pass_app, user_errors
+from integrations.cli.context import FINITE_MINUTES, PERCENT, App, pass_app, user_errors
 from integrations.reads.attendance import current_instance, now_seconds
 from integrations.reads.formats import csv_lines
 from store import certificates as store
-from store.attendance_queries import Threshold, meeting_number, resolve_instance
+from store.attendance_queries import meeting_number, resolve_instance
 from store.certificates import CertificateNotFound, CertificateRevoked
 
 LIST_FIELDS = ("number", "name", "email", "code", "verify_url", "issued", "revoked", "sent")
@@ -59,6 +59,23 @@ def meeting_id_of(db, meeting: str) -> str:
     return db.execute("SELECT meeting_id FROM instances WHERE instance_uuid = ?", [uuid]).fetchone()[0]
 
 
+def describe_rules(rules: dict[str, Any]) -> str:
+    """The rules a run applied, in one line: stage, minimum, pass percent, version, overrides."""
+    parts = [f"stage {rules['stage']}"]
+    if rules.get("min_minutes") is not None:
+        parts.append(f"at least {rules['min_minutes']:g} minutes")
+    elif rules.get("min_percent") is not None:
+        parts.append(f"at least {rules['min_percent']:g}% of the instance")
+    else:
+        parts.append("no minimum (everyone who joined)")
+    if rules.get("pass_percent") is not None:
+        parts.append(f"pass {rules['pass_percent']:g}%")
+    parts.append(f"stored rules version {rules['version']}" if rules.get("version") else "no stored rules")
+    if rules.get("overridden"):
+        parts.append(f"overridden for this run: {', '.join(rules['overridden'])}")
+    return "; ".join(parts)
+
+
 def _template(app: App) -> Template:
     return load_template(app.config.cert_template_file)
 
@@ -86,8 +103,9 @@ def keygen(app: App, key_file: str | None) -> None:
 @click.argument("meeting")
 @click.option("--stage", type=click.Choice(STAGES), default="attended", show_default=True)
 @click.option("--instance", metavar="UUID", help="A past instance of a recurring meeting (default: the latest)")
-@click.option("--min-minutes", type=float, help="Only people who attended at least this many minutes")
-@click.option("--min-percent", type=float, help="Only people who attended at least this share of the instance")
+@click.option("--min-minutes", type=FINITE_MINUTES, help="Override the stored minimum: at least this many minutes")
+@click.option("--min-percent", type=PERCENT, help="Override the stored minimum: at least this share of the instance")
+@click.option("--pass-percent", type=PERCENT, help="Override the stored pass percent of the quiz (stage passed)")
 @click.option("--event", metavar="TEXT", help="Event name printed (default: the template's, else the Zoom topic)")
 @pass_app
 def issue(
@@ -97,21 +115,25 @@ def issue(
     instance: str | None,
     min_minutes: float | None,
     min_percent: float | None,
+    pass_percent: float | None,
     event: str | None,
 ) -> None:
-    """Issue a certificate to each eligible person of MEETING who has none yet (idempotent)."""
+    """Issue a certificate to each person of MEETING at the funnel STAGE who has none yet (idempotent).
+
+    The meeting's stored rules (worker.py rules) apply unless an option overrides them for this run.
+    """
     db = app.store()
+    overrides = {"min_minutes": min_minutes, "min_percent": min_percent, "pass_percent": pass_percent}
     with certificate_errors():
         key = read_key(app.config.cert_signing_key_file)
-        threshold = Threshold(min_minutes=min_minutes, min_percent=min_percent)
-        found = eligible_people(
-            db, current_instance(db, meeting, instance), stage, threshold=threshold, now=now_seconds()
-        )
+        uuid = current_instance(db, meeting, instance)
+        found = eligible_people(db, uuid, stage, overrides=overrides, now=now_seconds())
         outcome = issuing.issue_to_eligible(db, found, key=key, event=event or _template(app).event or None)
     click.echo(
         f"issued {len(outcome.issued)} certificates for meeting {outcome.meeting_id} "
         f"(eligible {outcome.eligible}, already had one {outcome.already}, without a name {outcome.without_name})"
     )
+    click.echo(f"rules: {describe_rules(outcome.rules)}", err=True)
     if outcome.issued:
         click.echo(f"numbers {outcome.issued[0]}-{outcome.issued[-1]}", err=True)
 

@@ -7,7 +7,10 @@ for what they need, so configuration is read and the database opened in one plac
 from __future__ import annotations
 
 import math
+import os
+import shlex
 import sqlite3
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -133,3 +136,9 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(str(e)) from None
     except DatabaseUnavailable as e:
         raise click.ClickException(f"database busy or unavailable, try again: {e}") from None
+
+
+def worker_command() -> str:
+    """How to run worker.py again from here, for hints we print (`.venv/bin/python worker.py`)."""
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
+    return f"{shlex.quote(python)} worker.py"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from integrations.cli.context import worker_command
 from integrations.demo.webinar import DemoError, run_demo
 from integrations.reads.formats import hms, table_lines
 from store.db import DatabaseUnavailable
@@ -75,19 +76,26 @@ def demo(attendees: int, speed: float, database: str | None, seed: int) -> None:
     table = [{**a, "attended": hms(a["attended_seconds"]), "sources": ",".join(a["sources"])} for a in s.attendees]
     for line in table_lines(table, ["name", "email", "attended", "segments", "first_join", "last_leave", "sources"]):
         click.echo("  " + line)
+    if s.funnel:
+        click.echo()
+        rules = s.funnel["rules"]
+        click.echo(f"Funnel (min {rules['min_minutes']:g} minutes, pass {rules['pass_percent']:g} percent)")
+        for line in table_lines(s.funnel["stages"], ["stage", "count"]):
+            click.echo("  " + line)
     click.echo()
     click.echo(f"Database: {s.database_path}  (demo took {s.seconds:.0f} s)")
-    click.echo(f"Explore:  DATABASE_URL=sqlite:///{s.database_path} python worker.py attendance {s.webinar_id}")
+    click.echo(f"Explore:  DATABASE_URL=sqlite:///{s.database_path} {worker_command()} attendance {s.webinar_id}")
+    click.echo(f"          DATABASE_URL=sqlite:///{s.database_path} {worker_command()} funnel {s.webinar_id}")
     click.echo()
     env = (
         f"DATABASE_URL=sqlite:///{s.database_path} CERT_SIGNING_KEY_FILE={s.signing_key_file} "
         "PUBLIC_BASE_URL=http://127.0.0.1:8000"
     )
-    click.echo(f"Certificates: {s.certificates_issued:,} issued (at least half the webinar). Render, serve, verify:")
-    click.echo(f"  {env} python worker.py certificates pdf {s.webinar_id} --out ./demo-certificates")
-    click.echo(f"  {env} python worker.py serve")
+    click.echo(f"Certificates: {s.certificates_issued:,} issued (stage attended, stored rules). Render, serve, verify:")
+    click.echo(f"  {env} {worker_command()} certificates pdf {s.webinar_id} --out ./demo-certificates")
+    click.echo(f"  {env} {worker_command()} serve")
     click.echo("  then scan a PDF's QR code or open its link; revoke one with")
-    click.echo(f"  {env} python worker.py certificates revoke 1 --reason 'demo'")
+    click.echo(f"  {env} {worker_command()} certificates revoke 1 --reason 'demo'")
 
 
 commands: list[click.Command] = [demo]

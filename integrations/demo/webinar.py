@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import random
 import re
 import secrets
 import socket
@@ -26,14 +27,18 @@ from integrations.certificates.eligibility import eligible_people
 from integrations.certificates.issue import issue_to_eligible
 from integrations.certificates.keys import read_key, write_new_key
 from integrations.demo.processes import stop_process_group
+from integrations.funnel.registrations import parse_registrations
+from integrations.funnel.stages import funnel, refresh_funnel
 from integrations.reads.attendance import current_instance, now_seconds
 from integrations.reports.sync import sync_meeting
 from integrations.simulator.webhooks import SimulatedDelivery, instance_deliveries
-from integrations.simulator.zoom_api import Dataset, ZoomSimulator, synthetic_webinar
+from integrations.simulator.zoom_api import Dataset, ZoomSimulator, add_quiz, synthetic_webinar
 from integrations.zoom.client import ZoomClient
 from integrations.zoom.signature import sign
-from store.attendance_queries import Threshold, attendance, summary
+from store.attendance_queries import attendance, summary
 from store.db import open_db
+from store.registrations import save_import
+from store.rules import current_rules, set_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBINAR_ID = "98765432100"
@@ -78,6 +83,7 @@ class DemoResult:
     report_rows: int
     api_calls: int
     seconds: float
+    funnel: dict[str, Any] = field(default_factory=dict)
     certificates_issued: int = 0
     signing_key_file: str = ""
 
@@ -99,6 +105,7 @@ def run_demo(
     dataset = synthetic_webinar(attendees, seed=seed, webinar_id=WEBINAR_ID)
     [instance] = dataset.instances[WEBINAR_ID]
     uuid = instance["uuid"]
+    add_quiz(dataset, WEBINAR_ID, uuid, seed=seed)  # issue 16: the funnel needs a quiz
     deliveries = instance_deliveries(dataset, WEBINAR_ID, uuid, lost=lost, seed=seed)
     rows = dataset.participants[uuid]
     progress(
@@ -117,9 +124,10 @@ def run_demo(
         webhook_people = _people(database_path, uuid)
         progress(f"webhooks stored and normalized: {webhook_people:,} people seen so far; syncing the report")
         pages, report_rows, api_calls = _sync_report(database_path, zoom, progress)
+    funnel = _funnel(database_path, dataset, seed, progress)
     summary, top = _results(database_path, uuid)
     key_file, issued = _issue_certificates(database_path)
-    progress(f"certificates: {issued:,} issued to those who attended at least half the webinar (key {key_file})")
+    progress(f"certificates: {issued:,} issued to those who met the webinar's stored rules (key {key_file})")
     return DemoResult(
         database_path=database_path,
         webinar_id=WEBINAR_ID,
@@ -133,6 +141,7 @@ def run_demo(
         report_rows=report_rows,
         api_calls=api_calls,
         seconds=time.monotonic() - started,
+        funnel=funnel,
         certificates_issued=issued,
         signing_key_file=key_file,
     )
@@ -144,7 +153,8 @@ def _issue_certificates(database_path: str) -> tuple[str, int]:
     key = read_key(key_file) if os.path.exists(key_file) else write_new_key(key_file)
     with _database(database_path) as db:
         uuid = current_instance(db, WEBINAR_ID)
-        found = eligible_people(db, uuid, "attended", threshold=Threshold(min_percent=50), now=int(time.time()))
+        # The rules _funnel stored for the webinar, as `certificates issue` applies them.
+        found = eligible_people(db, uuid, "attended", now=int(time.time()))
         outcome = issue_to_eligible(db, found, key=key)
     return key_file, len(outcome.issued)
 
@@ -376,3 +386,39 @@ def _results(database_path: str, uuid: str, top: int = 10) -> tuple[dict[str, An
         current_instance(db, uuid)
         now = now_seconds()
         return summary(db, uuid, now=now), attendance(db, uuid, now=now)["attendees"][:top]
+
+
+def outside_list(dataset: Dataset, seed: int) -> bytes:
+    """The organizer's own registration form as CSV: most Zoom registrants, some who never
+    registered in Zoom, one row with a mistyped email (issue 16)."""
+    rng = random.Random(seed)
+    lines = ["email,name,school"]
+    for r in dataset.registrants[WEBINAR_ID]:
+        if rng.random() < 0.9:
+            lines.append(f"{r['email']},{r['first_name']} {r['last_name']},School {rng.randint(1, 40)}")
+    for n in range(max(3, len(lines) // 20)):
+        lines.append(f"form.only.{n}@example.org,Form Only {n},School {rng.randint(1, 40)}")
+    lines.append("not-an-email,Typo Person,School 1")
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _funnel(database_path: str, dataset: Dataset, seed: int, progress: Progress) -> dict[str, Any]:
+    """Import the outside list (kept beside the database), set the rules, compute the funnel."""
+    body = outside_list(dataset, seed)
+    path = os.path.join(os.path.dirname(database_path), "registrations.csv")
+    # Personal data: owner-only, never through a symlink.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(body)
+    rows, rejects = parse_registrations(body)
+    with _database(database_path) as db:
+        save_import(db, WEBINAR_ID, body=body, filename="registrations.csv", rows=rows, rejects=rejects)
+        if current_rules(db, WEBINAR_ID) is None:
+            set_rules(db, WEBINAR_ID, {"min_minutes": 60, "min_percent": None, "pass_percent": 70})
+        uuids = [
+            r[0]
+            for r in db.execute("SELECT instance_uuid FROM attendance_instances WHERE meeting_id = ?", [WEBINAR_ID])
+        ]
+        refresh_funnel(db, uuids)
+        progress(f"outside registration list {path}: {len(rows)} rows taken, {len(rejects)} rejected; rules set")
+        return funnel(db, WEBINAR_ID)

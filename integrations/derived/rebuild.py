@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from integrations.derived.refresh import rebuild
+from integrations.funnel.stages import refresh_funnel
 from integrations.ingest.normalize import normalize_delivery, normalize_pending
 from store.db import Store
 from store.derived import RefreshStats, webhook_deliveries
 from store.events import save_normalized
+from store.funnel import drop_funnel
 
 
 def renormalize(db: Store, instance_uuids: Sequence[str] | None = None, *, batch: int = 500) -> int:
@@ -31,6 +33,12 @@ def renormalize(db: Store, instance_uuids: Sequence[str] | None = None, *, batch
 def rebuild_attendance(
     db: Store, instance_uuids: Sequence[str] | None = None, stats: RefreshStats | None = None
 ) -> tuple[int, list[str]]:
-    """Renormalize, then drop and recompute derived rows; returns (deliveries, instances rebuilt)."""
+    """Renormalize, then drop and recompute derived rows; returns (deliveries, instances rebuilt).
+
+    Quiz scores and funnel rows (issue 16) are dropped and recomputed after attendance.
+    """
     deliveries = renormalize(db, instance_uuids)
-    return deliveries, rebuild(db, instance_uuids, stats)
+    done = rebuild(db, instance_uuids, stats)
+    drop_funnel(db, done)
+    refresh_funnel(db, done)
+    return deliveries, done

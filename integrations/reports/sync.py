@@ -17,6 +17,7 @@ import sqlite_utils
 
 from integrations.config import Config, ConfigError
 from integrations.derived.refresh import refresh_instances
+from integrations.funnel.stages import refresh_funnel
 from integrations.reports.plan import after_complete, after_failure, first_fetch, parse_delays
 from integrations.zoom.client import (
     DailyLimitError,
@@ -30,6 +31,7 @@ from integrations.zoom.client import (
     ZoomClient,
     ZoomError,
 )
+from integrations.zoom.polls import answer_rows, fetch_poll_definitions, fetch_poll_report, poll_to_rows
 from integrations.zoom.reports import (
     KINDS,
     REGISTRANT_STATUSES,
@@ -43,6 +45,7 @@ from integrations.zoom.reports import (
 )
 from store.db import DatabaseUnavailable, Store, durable_write, open_db
 from store.events import get_state, set_state
+from store.quiz import save_poll_definitions, save_poll_report
 from store.reports import (
     FetchSummary,
     claim_fetch,
@@ -105,6 +108,19 @@ class MeetingSync:
     fetches: list[FetchSummary] = field(default_factory=list)
     failures: list[tuple[str, ZoomError]] = field(default_factory=list)
     registrants: RegistrantSync | None = None
+    polls: PollSync | None = None
+
+
+@dataclass
+class PollSync:
+    """What one poll and quiz fetch stored."""
+
+    meeting_id: str
+    polls: int = 0
+    quizzes: int = 0
+    answers: int = 0
+    instances: int = 0
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (what, error)
 
 
 def _one_line(error: BaseException) -> str:
@@ -251,6 +267,7 @@ def sync_meeting(
     instance_uuid: str | None = None,
     kind: str | None = None,
     registrants: bool = True,
+    polls: bool = True,
     progress: Progress | None = None,
 ) -> MeetingSync:
     """Fetch the reports of a meeting's instances (or one) and, for a webinar, its roster.
@@ -282,6 +299,61 @@ def sync_meeting(
     if registrants and kind == "webinar":
         result.registrants = sync_registrants(db, client, meeting_id, progress=progress)
         refresh_meeting(db, meeting_id)
+    done = [f.instance_uuid for f in result.fetches]
+    if polls and done:
+        result.polls = sync_polls(db, client, meeting_id, kind, done, progress=progress)
+    return result
+
+
+def _poll_error(error: ZoomApiError) -> bool:
+    # No polls feature on the plan, a meeting without polls, or an instance Zoom no longer
+    # keeps: the attendance still stands, so the sync goes on (meetings-api.openapi.json 400/404).
+    return isinstance(error, NotFound | ReportTooOld | Forbidden) or error.status in (400, 404)
+
+
+def sync_polls(
+    db: Store,
+    client: ZoomClient,
+    meeting_id: str,
+    kind: str,
+    instance_uuids: Iterable[str],
+    *,
+    progress: Progress | None = None,
+) -> PollSync:
+    """Fetch a meeting's poll definitions and each instance's poll report (Heavy); store and score them."""
+    result = PollSync(meeting_id)
+    try:
+        page = fetch_poll_definitions(client, meeting_id, kind)
+        polls, questions = [], []
+        for item in page.items:
+            poll, rows = poll_to_rows(item, meeting_id)
+            if poll is not None:
+                polls.append(poll)
+                questions.extend(rows)
+        save_poll_definitions(db, meeting_id, body=page.body, url=page.url, polls=polls, questions=questions)
+        result.polls = len(polls)
+        result.quizzes = sum(1 for p in polls if p["poll_type"] == 3)
+    except ZoomApiError as e:
+        if not _poll_error(e):
+            raise
+        log.warning("poll definitions of %s not fetched: %s", meeting_id, _one_line(e))
+        result.failures.append((f"polls of {meeting_id}", _one_line(e)))
+    for uuid in instance_uuids:
+        try:
+            page = fetch_poll_report(client, uuid, kind)
+        except ZoomApiError as e:
+            if not _poll_error(e):
+                raise
+            log.warning("poll report of %s not fetched: %s", uuid, _one_line(e))
+            result.failures.append((f"poll report of {uuid}", _one_line(e)))
+            continue
+        rows = answer_rows(page.items)
+        save_poll_report(db, uuid, body=page.body, url=page.url, rows=rows, meeting_id=meeting_id)
+        result.answers += len(rows)
+        result.instances += 1
+        if progress:
+            progress(f"{uuid}: poll report, {len(page.items)} participants, {len(rows)} answers")
+    refresh_funnel(db, list(instance_uuids))
     return result
 
 
@@ -447,7 +519,19 @@ def fetch_due(
         done.append(summary)
         if current["kind"] == "webinar" and current["meeting_id"]:
             _refresh_roster(db, client, current["meeting_id"])
+        if current["meeting_id"]:
+            _refresh_polls(db, client, current["meeting_id"], current["kind"], uuid)
     return done
+
+
+def _refresh_polls(db: Store, client: ZoomClient, meeting_id: str, kind: str, uuid: str) -> None:
+    try:
+        sync_polls(db, client, meeting_id, kind, [uuid])
+    except (DailyLimitError, ZoomAuthError, Unauthorized, SyncInterrupted):
+        raise
+    except (ZoomError, DatabaseUnavailable) as e:
+        # Fetched again with the instance's next report fetch; the report stays stored.
+        log.warning("polls of %s not fetched: %s", uuid, _one_line(e))
 
 
 def _refresh_roster(db: Store, client: ZoomClient, webinar_id: str) -> None:

@@ -40,7 +40,7 @@ FAULT_KINDS = frozenset(
         "too_old",  # 400, code 12702
     )
 )
-ENDPOINTS = ("token", "participants", "instances", "registrants", "polls")
+ENDPOINTS = ("token", "participants", "instances", "registrants", "polls", "poll_definitions")
 # The classic scope each endpoint needs (meetings-api.openapi.json); `doctor` checks them.
 ALL_SCOPES = frozenset(("report:read:admin", "webinar:read:admin", "meeting:read:admin"))
 REQUIRED_SCOPE = {
@@ -48,6 +48,8 @@ REQUIRED_SCOPE = {
     ("participants", "webinar"): "report:read:admin",
     ("polls", "meeting"): "report:read:admin",
     ("polls", "webinar"): "report:read:admin",
+    ("poll_definitions", "meeting"): "meeting:read:admin",
+    ("poll_definitions", "webinar"): "webinar:read:admin",
     ("instances", "meeting"): "meeting:read:admin",
     ("instances", "webinar"): "webinar:read:admin",
     ("registrants", "webinar"): "webinar:read:admin",
@@ -67,6 +69,8 @@ class Dataset:
     participants: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # uuid -> Zoom report rows
     registrants: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # webinar id -> Zoom registrants
     too_old: set[str] = field(default_factory=set)  # instance uuids whose report Zoom no longer serves
+    polls: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # id -> Zoom poll definitions
+    poll_reports: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # uuid -> report `questions`
 
     def add_meeting(self, meeting_id: str, kind: str = "meeting", topic: str = "Simulated meeting") -> None:
         """Add a meeting or webinar (its instances come with add_instance)."""
@@ -343,6 +347,7 @@ ROUTES = (
     ("instances", re.compile(r"^/v2/past_(meetings|webinars)/([^/]+)/instances$")),
     ("registrants", re.compile(r"^/v2/(webinars)/([^/]+)/registrants$")),
     ("polls", re.compile(r"^/v2/report/(meetings|webinars)/(.+)/polls$")),
+    ("poll_definitions", re.compile(r"^/v2/(meetings|webinars)/([^/]+)/polls$")),
 )
 
 
@@ -465,8 +470,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, 300, "The next page token is invalid or expired.")
         with sim._lock:
             dataset = sim.dataset
-        if endpoint in ("instances", "polls"):
-            return self._instances(dataset, kind, key) if endpoint == "instances" else self._polls(dataset, kind, key)
+        by_meeting = {"instances": self._instances, "polls": self._polls, "poll_definitions": self._poll_definitions}
+        if endpoint in by_meeting:
+            return by_meeting[endpoint](dataset, kind, key)
         if endpoint == "registrants":
             if dataset.meetings.get(key, {}).get("kind") != "webinar":
                 return self._error(404, 3001, f"Webinar does not exist: {key}.")
@@ -480,10 +486,27 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, 12702, f"Can not access a {kind} a year ago.")
         return self._page(listing, "participants", dataset.participants.get(key, []), offset, size, loop=fault)
 
+    def _poll_definitions(self, dataset: Dataset, kind: str, meeting_id: str) -> int:
+        if dataset.meetings.get(meeting_id, {}).get("kind") != kind:
+            name = "Meeting" if kind == "meeting" else "Webinar"
+            return self._error(404, 3001, f"{name} does not exist: {meeting_id}.")
+        polls = dataset.polls.get(meeting_id, [])
+        self._send(200, {"polls": polls, "total_records": len(polls)})
+        return 200
+
     def _polls(self, dataset: Dataset, kind: str, key: str) -> int:
+        """The poll report of an instance UUID (or, for a meeting number, an empty one)."""
         if dataset.instance_kind(key) != kind and key not in dataset.meetings:
             return self._error(404, 3001, f"{kind.title()} {key} not found or has expired.")
-        self._send(200, {"id": key, "uuid": key, "start_time": "", "questions": []})
+        if key in dataset.too_old:
+            return self._error(400, 12702, f"Can not access a {kind} a year ago.")
+        found = [(m, x["start_time"]) for m, listed in dataset.instances.items() for x in listed if x["uuid"] == key]
+        if not found:
+            self._send(200, {"id": key, "uuid": key, "start_time": "", "questions": []})
+            return 200
+        meeting_id, start = found[0]
+        body = {"id": int(meeting_id), "uuid": key, "start_time": start}
+        self._send(200, {**body, "questions": dataset.poll_reports.get(key, [])})
         return 200
 
     def _instances(self, dataset: Dataset, kind: str, meeting_id: str) -> int:
@@ -713,3 +736,83 @@ def _registrant(
         "create_time": _iso(start - timedelta(days=rng.randint(1, 30), seconds=rng.randint(0, 86400))),
         "join_url": f"https://example.zoom.us/w/{registrant_id}",
     }
+
+
+def add_quiz(
+    dataset: Dataset,
+    meeting_id: str,
+    uuid: str,
+    *,
+    seed: int = 1,
+    questions: int = 10,
+    answer_share: float = 0.8,
+    anonymous: int = 3,
+    start: datetime | None = None,
+) -> dict[str, Any]:
+    """Add a quiz (poll_type 3) to a meeting and answers from its report's people; returns the quiz.
+
+    Each person with an email answers with probability `answer_share`, a random number of
+    questions, each right with probability 0.75; a few also change an answer later (the last
+    one counts). `anonymous` entries answer as "Anonymous Attendee" without email.
+    """
+    rng = random.Random(seed)
+    quiz_id = _zoom_id(rng)
+    items = []
+    for n in range(questions):
+        choices = [f"Choice {c} of question {n + 1}" for c in "ABCD"]
+        multiple = n % 4 == 3
+        right = choices[:2] if multiple else [choices[n % 4]]
+        items.append(
+            {
+                "name": f"Question {n + 1}: which is right?",
+                "type": "multiple" if multiple else "single",
+                "answers": choices,
+                "right_answers": right,
+            }
+        )
+    quiz = {
+        "id": quiz_id,
+        "status": "ended",
+        "anonymous": False,
+        "poll_type": 3,
+        "title": "Certification quiz",
+        "questions": items,
+    }
+    dataset.polls.setdefault(str(meeting_id), []).append(quiz)
+    when = start or datetime(2026, 1, 15, 16, 0, tzinfo=UTC)
+    people: dict[str, str] = {}
+    for row in dataset.participants.get(uuid, []):
+        if row.get("user_email"):
+            people.setdefault(row["user_email"], row["name"])
+    entries = []
+    for email, name in sorted(people.items()):
+        if rng.random() >= answer_share:
+            continue
+        entries.append({"name": name, "email": email, "question_details": _answers(rng, quiz_id, items, when)})
+    for _ in range(anonymous):
+        entries.append(
+            {"name": "Anonymous Attendee", "email": "", "question_details": _answers(rng, quiz_id, items, when)}
+        )
+    dataset.poll_reports[uuid] = dataset.poll_reports.get(uuid, []) + entries
+    return quiz
+
+
+def _answers(rng: random.Random, quiz_id: str, items: list[dict[str, Any]], when: datetime) -> list[dict[str, Any]]:
+    details = []
+    for n, item in enumerate(items[: rng.randint(1, len(items))]):
+        right = ";".join(item["right_answers"])
+        wrong = item["answers"][-1]
+        at = when + timedelta(seconds=30 * n + rng.randint(0, 20))
+        answer = right if rng.random() < 0.75 else wrong
+        details.append({"question": item["name"], "answer": answer, "polling_id": quiz_id, "date_time": _iso(at)})
+        if rng.random() < 0.05:  # changed their mind: the later answer is the one that counts
+            later = wrong if answer == right else right
+            details.append(
+                {
+                    "question": item["name"],
+                    "answer": later,
+                    "polling_id": quiz_id,
+                    "date_time": _iso(at + timedelta(seconds=5)),
+                }
+            )
+    return details

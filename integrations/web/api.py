@@ -10,6 +10,9 @@ from urllib.parse import unquote
 from flask import Blueprint, Response, request
 from werkzeug.routing import PathConverter
 
+from integrations.funnel.matching import STAGES
+from integrations.funnel.stages import PERSON_OUTPUT, stored_threshold
+from integrations.funnel.stages import funnel as funnel_of
 from integrations.reads.attendance import (
     MEETING_FIELDS,
     SUMMARY_FIELDS,
@@ -160,6 +163,8 @@ def meeting_view(meeting: str, view: str) -> Response:
         if min_minutes is not None and min_percent is not None:
             raise BadParameter("min_percent", "give either min_minutes or min_percent, not both")
         threshold = queries.Threshold(min_minutes, min_percent)
+        # The meeting's stored rules (worker.py rules) unless the query gives a minimum.
+        threshold = threshold if threshold.given else stored_threshold(db, uuid)
         if view == "summary":
             result = queries.summary(db, uuid, now=now, threshold=threshold)
             return _answer(
@@ -178,6 +183,41 @@ def meeting_view(meeting: str, view: str) -> Response:
         return error(404, "unknown_meeting", str(e))
     except BadParameter as e:
         return bad_parameter(e)
+    except BadQuery as e:
+        return error(400, "bad_request", str(e))
+    except DatabaseUnavailable as e:
+        return error(503, "busy", f"attendance is being recomputed or the database is busy; retry: {e}")
+
+
+@bp.get("/meetings/<meeting:meeting>/funnel", merge_slashes=False)
+def meeting_funnel(meeting: str) -> Response:
+    """The funnel of a meeting: counts per stage; `stage` or `dropped_at` lists the people."""
+    stage, dropped = request.args.get("stage"), request.args.get("dropped_at")
+    try:
+        for name, value in (("stage", stage), ("dropped_at", dropped)):
+            if value is not None and value not in STAGES:
+                raise BadQuery(f"{name} must be one of {', '.join(STAGES)}, got {value!r}")
+        if stage and dropped:
+            raise BadQuery("give stage or dropped_at, not both")
+        overrides = {name: _number(name) for name in ("min_minutes", "min_percent", "pass_percent")}
+        result = funnel_of(
+            get_db(),
+            _meeting_argument(meeting),
+            instance=request.args.get("instance"),
+            overrides=overrides,
+            stage=stage,
+            dropped=dropped,
+        )
+        listing = "people" in result
+        return _answer(
+            result,
+            list_key="people" if listing else None,
+            csv_rows=result["people"] if listing else result["stages"],
+            fields=PERSON_OUTPUT if listing else ("stage", "count"),
+            filename="funnel",
+        )
+    except queries.UnknownMeeting as e:
+        return error(404, "unknown_meeting", str(e))
     except BadQuery as e:
         return error(400, "bad_request", str(e))
     except DatabaseUnavailable as e:

@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 
 # Zoom's rate-limit category headers (NOTES.md "Rate limits").
 DAILY_LIMIT = "daily-limit"
+# Zoom's rate-limit labels. Heavy (reports, poll reports) allows half of Medium's rate on
+# every plan (Pro: 10/s against 20/s; NOTES.md "Rate limits"), so its calls get their own,
+# slower pace on top of the pace every call keeps.
+LIGHT, MEDIUM, HEAVY = "light", "medium", "heavy"
+RATE_CLASSES = (LIGHT, MEDIUM, HEAVY)
 
 
 class ZoomError(Exception):
@@ -206,6 +211,7 @@ class ZoomClient:
         api_base_url: str = "https://api.zoom.us/v2",
         oauth_token_url: str = "https://zoom.us/oauth/token",
         requests_per_second: float = 2.0,
+        heavy_requests_per_second: float | None = None,
         max_retries: int = 5,
         timeout: float = 30.0,
         connect_timeout: float | None = None,
@@ -225,6 +231,9 @@ class ZoomClient:
         self.api_base_url = api_base_url.rstrip("/")
         self.oauth_token_url = oauth_token_url
         self.min_interval = 1.0 / requests_per_second if requests_per_second > 0 else 0.0
+        if heavy_requests_per_second is None:
+            heavy_requests_per_second = requests_per_second / 2
+        self.heavy_interval = 1.0 / heavy_requests_per_second if heavy_requests_per_second > 0 else 0.0
         self.max_retries = max_retries
         self.timeout = (connect_timeout if connect_timeout is not None else min(10.0, timeout), timeout)
         self.backoff_base = backoff_base
@@ -243,6 +252,7 @@ class ZoomClient:
         self._token: str | None = None
         self._token_expires = 0.0
         self._last_request = -1e9
+        self._last_heavy = -1e9
         self.api_calls = 0
         self.token_requests = 0
         self.waited_seconds = 0.0
@@ -258,6 +268,7 @@ class ZoomClient:
             api_base_url=config.zoom_api_base_url,
             oauth_token_url=config.zoom_oauth_token_url,
             requests_per_second=config.zoom_requests_per_second,
+            heavy_requests_per_second=config.zoom_heavy_requests_per_second,
             max_retries=config.zoom_max_retries,
             timeout=config.zoom_timeout_seconds,
             **kwargs,
@@ -282,13 +293,20 @@ class ZoomClient:
         self.waited_seconds += seconds
         self._sleep(seconds)
 
-    def _pace(self) -> None:
+    def _pace(self, rate_class: str = MEDIUM) -> None:
         # Pacing keeps us under the account's quota, which every app on the account shares.
-        if self.min_interval <= 0:
+        heavy = rate_class == HEAVY and self.heavy_interval > 0
+        if self.min_interval <= 0 and not heavy:
             return
-        gap = self._last_request + self.min_interval - self._monotonic()
-        self._wait(gap, f"pacing at {1 / self.min_interval:g} requests/s", level=logging.DEBUG)
+        due = self._last_request + self.min_interval
+        reason = f"pacing at {1 / self.min_interval:g} requests/s" if self.min_interval > 0 else ""
+        if heavy and self._last_heavy + self.heavy_interval > due:
+            due = self._last_heavy + self.heavy_interval
+            reason = f"pacing Heavy calls at {1 / self.heavy_interval:g} requests/s"
+        self._wait(due - self._monotonic(), reason, level=logging.DEBUG)
         self._last_request = self._monotonic()
+        if heavy:
+            self._last_heavy = self._last_request
 
     # -- token -----------------------------------------------------------------------------
 
@@ -345,12 +363,19 @@ class ZoomClient:
             return path
         return self.api_base_url + "/" + path.lstrip("/")
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None) -> ZoomResponse:
-        """GET an API path and return its JSON; raises a ZoomError subclass on failure."""
+    def get(self, path: str, params: Mapping[str, Any] | None = None, *, rate_class: str = MEDIUM) -> ZoomResponse:
+        """GET an API path and return its JSON; raises a ZoomError subclass on failure.
+
+        `rate_class` is the endpoint's Zoom rate-limit label (LIGHT, MEDIUM or HEAVY).
+        """
+        if rate_class not in RATE_CLASSES:
+            raise ValueError(f"rate_class must be one of {RATE_CLASSES}, got {rate_class!r}")
         url = self.url_for(path)
         for refreshed in (False, True):
             headers = {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
-            response, data = self._send("GET", url, what="API call", params=params, headers=headers)
+            response, data = self._send(
+                "GET", url, what="API call", params=params, headers=headers, rate_class=rate_class
+            )
             if response.status_code == 401 and not refreshed:
                 # Tokens expire mid-job or get revoked: fetch a new one and retry, once.
                 log.info("Zoom refused the access token on %s: fetching a new one", _redact(response.url))
@@ -362,14 +387,14 @@ class ZoomClient:
         raise AssertionError("unreachable")
 
     def _send(
-        self, method: str, url: str, *, what: str, **kwargs: Any
+        self, method: str, url: str, *, what: str, rate_class: str = MEDIUM, **kwargs: Any
     ) -> tuple[requests.Response, dict[str, Any] | None]:
         """One request with pacing, timeouts and bounded retries of 429, 5xx, network errors
         and unreadable answers; returns the response and, for a 2xx API answer, its JSON."""
         attempt = 0
         while True:
             with self._lock:
-                self._pace()
+                self._pace(rate_class)
             failure: str
             # Counted as sent, answered or not: a timed-out call still used quota.
             if method == "GET":

@@ -19,6 +19,8 @@ class ConfigError(Exception):
 
 
 DEFAULT_REPORT_DELAYS = "30m,2h,24h"
+MIN_API_TOKEN_LENGTH = 32
+MAKE_A_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,12 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
     except ConfigError as e:
         errors.append(str(e))
         database_path = "attendance.db"
+    api_token = text("API_TOKEN")
+    if api_token is not None and len(api_token) < MIN_API_TOKEN_LENGTH:
+        errors.append(
+            f"API_TOKEN must be at least {MIN_API_TOKEN_LENGTH} characters (it has {len(api_token)}); "
+            f"make one with: {MAKE_A_TOKEN}"
+        )
     requests_per_second = number("ZOOM_REQUESTS_PER_SECOND", 2.0)
     config = Config(
         webhook_secret_token=text("ZOOM_WEBHOOK_SECRET_TOKEN"),
@@ -160,7 +168,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         zoom_api_base_url=(text("ZOOM_API_BASE_URL") or Config.zoom_api_base_url).rstrip("/"),
         zoom_oauth_token_url=text("ZOOM_OAUTH_TOKEN_URL") or Config.zoom_oauth_token_url,
         database_path=database_path,
-        api_token=text("API_TOKEN"),
+        api_token=api_token,
         secret_key=text("SECRET_KEY"),
         trust_proxy_headers=flag("TRUST_PROXY_HEADERS"),
         webhook_tolerance_seconds=int(number("WEBHOOK_TOLERANCE_SECONDS", 300, int)),

@@ -39,6 +39,9 @@ class Threshold:
     def __post_init__(self) -> None:
         if self.min_minutes is not None and self.min_percent is not None:
             raise BadQuery("give either a minimum in minutes or in percent, not both")
+        for name, value in (("minimum minutes", self.min_minutes), ("minimum percent", self.min_percent)):
+            if value is not None and not math.isfinite(value):
+                raise BadQuery(f"the {name} must be a finite number, got {value}")
         if self.min_minutes is not None and self.min_minutes < 0:
             raise BadQuery("the minimum minutes must not be negative")
         if self.min_percent is not None and not 0 <= self.min_percent <= 100:

@@ -22,6 +22,33 @@ class DatabaseUnavailable(Exception):
     "The database cannot take the write now (locked past the bound, disk full, read-only)"
 
 
+class DatabaseOpenError(DatabaseUnavailable):
+    "The database file cannot be used at all: missing, a directory, not SQLite, unreadable"
+
+
+def check_database_file(path: str, *, must_exist: bool, writable: bool = True) -> None:
+    """Raise DatabaseOpenError unless `path` is (or, without `must_exist`, may become) a SQLite file."""
+    if path == ":memory:":
+        return
+    if os.path.isdir(path):
+        raise DatabaseOpenError(f"database {path} is a directory, not a SQLite file")
+    if not os.path.exists(path):
+        if must_exist:
+            raise DatabaseOpenError(f"database {path} does not exist (check DATABASE_URL or --database)")
+        return
+    # Never open() the file here to read its header: closing any descriptor of a file drops
+    # every POSIX lock this process holds on it, SQLite's included. SQLite itself says
+    # "file is not a database" (open_db turns that into DatabaseOpenError).
+    if not os.access(path, os.R_OK):
+        raise DatabaseOpenError(f"cannot read database {path}: permission denied")
+    if must_exist and os.path.getsize(path) == 0:
+        raise DatabaseOpenError(f"database {path} is an empty file, not an attendance-worker database")
+    if writable and not os.access(path, os.W_OK):
+        raise DatabaseOpenError(
+            f"database {path} is read-only: the service writes to it (verify and export-raw read a read-only copy)"
+        )
+
+
 # Errors SQLite reports when the write cannot happen; all mean "try again later" to Zoom.
 _UNAVAILABLE_MESSAGES = (
     "disk is full",
@@ -75,15 +102,33 @@ class Store(sqlite_utils.Database):
         return write_lock(self.path)
 
 
-def open_db(path: str, *, lock_timeout: float = 2.0) -> Store:
-    """Open the database at `path` in WAL mode, creating it owner-only if it is new."""
-    create_private_file(path)
-    # SQLite's own busy handler is the fallback for writers that skip our lock (an
-    # operator's sqlite-utils, a backup); ours wakes waiters sooner.
-    conn = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
+def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Store:
+    """Open the database at `path` in WAL mode, creating it owner-only if it is new.
+
+    `create=False` (read commands) refuses a missing file instead of creating it and its
+    directories. Either way a directory, a non-SQLite file or an unreadable one raises
+    DatabaseOpenError with one clear sentence.
+    """
+    check_database_file(path, must_exist=not create)
+    try:
+        if create:
+            create_private_file(path)
+        # SQLite's own busy handler is the fallback for writers that skip our lock (an
+        # operator's sqlite-utils, a backup); ours wakes waiters sooner.
+        conn = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
+    except (sqlite3.Error, OSError) as e:
+        raise DatabaseOpenError(f"cannot open database {path}: {e}") from None
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+    except sqlite3.Error as e:
+        conn.close()
+        if "locked" in str(e).lower() or "busy" in str(e).lower():
+            raise DatabaseUnavailable(f"database {path} is busy: {e}") from None
+        if "not a database" in str(e):
+            raise DatabaseOpenError(f"{path} is not a SQLite database") from None
+        raise DatabaseOpenError(f"cannot use database {path}: {e}") from None
     return Store(conn, path=path, lock_timeout=lock_timeout)
 
 

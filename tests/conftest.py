@@ -19,7 +19,7 @@ from integrations.zoom.signature import sign
 from store.db import open_db
 
 SECRET = "test-webhook-secret"
-API_TOKEN = "test-api-token"
+API_TOKEN = "test-api-token-of-at-least-32-characters"  # issue 14: 32 at least
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
@@ -102,3 +102,11 @@ def runner_env(config, monkeypatch):
         return CliRunner().invoke(worker.cli, args, catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(autouse=True)
+def fresh_rejection_log(monkeypatch):
+    """Each test starts a new interval of the throttled 'rejected webhook' log (issue 14)."""
+    from integrations.web import webhooks
+
+    monkeypatch.setattr(webhooks, "rejected_log", webhooks.ThrottledLog(webhooks.log))

@@ -222,8 +222,9 @@ def test_parse_bound_canonicalizes_and_refuses_nonsense():
 
 def test_export_command_refuses_a_bad_time(config, posted):
     result = run_worker("export-raw", "--database", config.database_path, "--since", "soon")
-    assert result.returncode == 1
-    assert result.stderr.decode().strip() == "Error: not an ISO 8601 date or time: 'soon'"
+    assert result.returncode == 2  # a usage error (issue 14)
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "--since" in lines[0] and "not an ISO 8601 date or time: 'soon'" in lines[0]
 
 
 cell_values = st.one_of(

@@ -38,20 +38,24 @@ def test_missing_zoom_credentials_are_named_together():
 
 
 def test_dotenv_file_is_read_and_environment_wins(tmp_path, monkeypatch):
-    (tmp_path / ".env").write_text("PORT=9100\nAPI_TOKEN=from-file\n")
+    (tmp_path / ".env").write_text("PORT=9100\nAPI_TOKEN=from-file-0123456789-0123456789-0123\n")
     monkeypatch.chdir(tmp_path)
     # load_dotenv writes into os.environ: give it a private copy so nothing leaks.
     environ = {k: v for k, v in os.environ.items() if k not in ("PORT", "API_TOKEN")}
-    environ["API_TOKEN"] = "from-env"
+    environ["API_TOKEN"] = "from-env-0123456789-0123456789-01234"
     monkeypatch.setattr(os, "environ", environ)
     config = load_config()
     assert config.port == 9100
-    assert config.api_token == "from-env"
+    assert config.api_token == "from-env-0123456789-0123456789-01234"
 
 
 def test_secrets_stay_out_of_repr():
     config = load_config(
-        {"ZOOM_WEBHOOK_SECRET_TOKEN": "s3cret-hook", "ZOOM_CLIENT_SECRET": "s3cret-client", "API_TOKEN": "s3cret-api"},
+        {
+            "ZOOM_WEBHOOK_SECRET_TOKEN": "s3cret-hook",
+            "ZOOM_CLIENT_SECRET": "s3cret-client",
+            "API_TOKEN": "s3cret-api-0123456789-0123456789-0123",
+        },
         dotenv=False,
     )
     assert "s3cret" not in repr(config)

@@ -146,7 +146,9 @@ def test_a_new_api_token_signs_everyone_out(dash_config, tmp_path):
     client = create_app(dash_config).test_client()
     sign_in(client)
     assert client.get("/").status_code == 200
-    client.application.config["SETTINGS"] = dashboard_config(tmp_path, API_TOKEN="rotated-token")
+    client.application.config["SETTINGS"] = dashboard_config(
+        tmp_path, API_TOKEN="rotated-token-of-at-least-32-characters"
+    )
     assert client.get("/").status_code == 302
 
 

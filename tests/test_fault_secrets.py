@@ -30,7 +30,7 @@ from tests.fault_support import (
 )
 
 WEBHOOK_SECRET = "whsec-Zq8-webhook-secret-value"
-API_SECRET = "apitok-7Hk-read-api-token-value"
+API_SECRET = "apitok-7Hk-read-api-token-value-of-32-chars"
 CLIENT_SECRET = "clsec-Yv2-zoom-client-secret-value"
 SECRETS = {
     "ZOOM_WEBHOOK_SECRET_TOKEN": WEBHOOK_SECRET,

@@ -11,6 +11,7 @@ import logging
 import os
 import resource
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -19,8 +20,10 @@ from integrations.ingest.normalize import normalize_pending
 from integrations.ingest.spool import spool_status
 from store.db import DatabaseUnavailable, thread_db
 from store.evidence import content_hash
-from tests.conftest import post_event
+from tests.conftest import API_TOKEN, post_event
 from tests.fault_support import get, participant_body, post_signed, start_web, stored_hashes, verify_chain
+
+DETAILS = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def app_connection(config):
@@ -50,7 +53,7 @@ def test_full_database_keeps_webhooks_in_the_spool_then_catches_up(app, client, 
     assert "spool import postponed" in caplog.text and "full" in caplog.text
     assert spool_status(db)["pending_bytes"] > 0
 
-    health = client.get("/healthz")
+    health = client.get("/healthz", headers=DETAILS)
     assert health.status_code == 503, health.json
     assert "full" in health.json["writes"] and health.json["spool"]["pending_bytes"] > 0
 
@@ -81,7 +84,7 @@ def test_read_only_database_keeps_webhooks_in_the_spool_then_catches_up(app, cli
     later = [participant_body(n, run="ro") for n in range(1, 4)]
     assert [post_event(client, body).status_code for body in later] == [200] * 3
     assert "spool import postponed" in caplog.text and "readonly" in caplog.text
-    health = client.get("/healthz")
+    health = client.get("/healthz", headers=DETAILS)
     assert health.status_code == 503 and "readonly" in health.json["writes"]
     assert verify_chain(Path(config.database_path)) == 1
 
@@ -122,8 +125,11 @@ def test_disk_full_in_the_real_web_process_gives_503_then_resumes(tmp_path):
     try:
         first = participant_body(0, run="disk")
         assert post_signed(web.port, first)[0] == 200
-        pids = group_pids(web.pid)
-        assert len(pids) >= 3, pids  # master and 2 workers
+        # Master and 2 workers: the second may still be booting when the first answers.
+        deadline = time.monotonic() + 30
+        while len(pids := group_pids(web.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(pids) >= 3, pids
         # The kernel refuses to grow any file these processes write (EFBIG; Python ignores
         # SIGXFSZ): every WAL append fails as it does on a full disk. Reads still work.
         limit_file_size(pids, 1)

@@ -21,8 +21,10 @@ from integrations.simulator.zoom_api import Dataset, ZoomSimulator
 from integrations.web import create_app
 from integrations.zoom.client import ZoomError
 from store.db import open_db
-from tests.conftest import make_config, post_event
+from tests.conftest import API_TOKEN, make_config, post_event
 from tests.zoom_support import report_row, simulator_client
+
+DETAILS = {"Authorization": f"Bearer {API_TOKEN}"}
 
 UUID = "live-alerts=="
 
@@ -136,7 +138,8 @@ def test_every_alert_is_raised_and_cleared_once(tmp_path, receiver, caplog):
         with caplog.at_level(logging.WARNING, logger="integrations.ops.alerts"):
             assert [c.alert for c in checker.check(db)] == ["silence"]
         assert any(r.levelno == logging.WARNING and "ALERT silence" in r.getMessage() for r in caplog.records)
-        health = client.get("/healthz")
+        assert client.get("/healthz").json == {"status": "degraded"}  # details only with the token (issue 14)
+        health = client.get("/healthz", headers=DETAILS)
         assert health.status_code == 200 and health.json["status"] == "degraded"
         assert [a["alert"] for a in health.json["alerts"]] == ["silence"]
         assert "no webhook delivery for 6.0 min" in health.json["alerts"][0]["reason"]
@@ -159,7 +162,7 @@ def test_every_alert_is_raised_and_cleared_once(tmp_path, receiver, caplog):
         assert checker.check(db) == []
         checker.check(db)
         assert receiver.count("[attendance-worker] RESOLVED silence") == 1
-        health = client.get("/healthz").json
+        health = client.get("/healthz", headers=DETAILS).json
         assert health["status"] == "ok" and health["alerts"] == []
         # The webinar ends: no longer live, its silence is no alert any more.
         ended = {
@@ -192,7 +195,7 @@ def test_every_alert_is_raised_and_cleared_once(tmp_path, receiver, caplog):
         # The disk fills past the bound (here: the bound rises past what is free), then it is fine.
         full = AlertChecker(make_config(tmp_path, ALERT_WEBHOOK_URL=receiver.url, ALERT_MIN_FREE_DISK_MB="1e12"))
         assert [c.alert for c in full.check(db)] == ["disk_low"]
-        assert client.get("/healthz").json["alerts"][0]["alert"] == "disk_low"
+        assert client.get("/healthz", headers=DETAILS).json["alerts"][0]["alert"] == "disk_low"
         assert checker.check(db) == []
 
     for alert in ("silence", "import_lag", "report_sync_failing", "api_budget_low", "disk_low"):

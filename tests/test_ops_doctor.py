@@ -3,6 +3,7 @@ behind real HTTPS for the public-URL check."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -135,7 +136,10 @@ def test_a_clock_off_by_two_minutes_fails(tmp_path, monkeypatch):
 
 
 def test_weak_tokens_and_a_missing_secret_fail_configuration(tmp_path, monkeypatch, simulator):
-    config = doctor_config(tmp_path, simulator, API_TOKEN="short", METRICS_TOKEN="a" * 40, ZOOM_WEBHOOK_SECRET_TOKEN="")
+    config = doctor_config(tmp_path, simulator, METRICS_TOKEN="a" * 40, ZOOM_WEBHOOK_SECRET_TOKEN="")
+    # load_config refuses an API_TOKEN under 32 characters at start (issue 14); doctor still
+    # judges whatever Config it is given.
+    config = dataclasses.replace(config, api_token="short")
     result = run_doctor(monkeypatch, config)
     assert result.exit_code == 1
     checks = lines(result.output)

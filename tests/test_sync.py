@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from apscheduler.schedulers.background import BackgroundScheduler
 
 import integrations.reports.sync as sync_module
@@ -377,8 +378,20 @@ def test_zero_durations_after_the_last_delay_earn_bounded_extra_fetches(client, 
         assert db.execute("SELECT DISTINCT zero_duration_rows FROM report_fetches").fetchall() == [(12,)]
 
 
-def test_daily_limit_pauses_all_polling_until_the_next_utc_day(client, db, sim, zoom, webinar):
+# A fixed day, away from midnight: the test once failed in the five minutes before 00:00 UTC
+# (issue 14). The clock ticks on from there, so signatures and tokens stay consistent.
+NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # the day of zoom_support.T0, after it
+
+
+@pytest.fixture
+def at_noon():
+    with time_machine.travel(NOON, tick=True):
+        yield
+
+
+def test_daily_limit_pauses_all_polling_until_the_next_utc_day(client, db, sim, zoom, webinar, at_noon):
     real_now = datetime.now(UTC)
+    # At noon (at_noon): five minutes later is still the same UTC day.
     end = real_now - timedelta(minutes=40)
     post_event(client, webinar_ended(end))
     normalize_pending(db)
@@ -437,7 +450,7 @@ def test_unknown_report_moves_to_the_next_stage_and_too_old_gives_up(client, db,
     assert "ReportTooOld" in rows["oldInstance=="]["last_error"]
 
 
-def test_tracked_meeting_without_webhooks_is_discovered_and_scheduled(db):
+def test_tracked_meeting_without_webhooks_is_discovered_and_scheduled(db, at_noon):
     real_now = datetime.now(UTC)
     dataset = meeting_dataset(UUID, 20, start=(real_now - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ"))
     dataset.add_instance("81234567890", "ancient==", "2024-01-01T09:00:00Z", [report_row(1)])
@@ -556,3 +569,34 @@ def test_an_unexpected_error_on_one_instance_does_not_stop_the_others(
     row = schedule_row(db, UUID)
     assert (row["status"], row["attempts"], row["claimed_by"]) == ("pending", 1, None)
     assert "RuntimeError: unforeseen" in row["last_error"] and "failed unexpectedly" in caplog.text
+
+
+# -- sync leaves the derived tables as rebuild makes them (issue 14) -------------------------------
+
+
+def derived_tables(db) -> dict[str, list[tuple]]:
+    """Every derived row, without the columns that say when it was computed."""
+    from store.derived import TABLES
+
+    tables = {}
+    for table in (*TABLES, "attendance_instances"):
+        cursor = db.execute(f"SELECT * FROM {table} ORDER BY 1, 2")
+        names = [d[0] for d in cursor.description]
+        keep = [i for i, n in enumerate(names) if n not in ("computed_at", "refreshed_at", "as_of")]
+        tables[table] = [tuple(row[i] for i in keep) for row in cursor.fetchall()]
+    return tables
+
+
+def test_sync_without_a_worker_leaves_what_rebuild_makes(client, db, zoom, webinar):
+    from integrations.derived.rebuild import rebuild_attendance
+
+    # Webhooks first, as during the webinar: the derived rows exist before the roster does.
+    post_event(client, webinar_ended(END))
+    normalize_pending(db)
+    sync_meeting(db, zoom, WEBINAR_ID)
+    after_sync = derived_tables(db)
+    assert any(row for row in after_sync["attendance"])
+    matched = db.execute("SELECT count(*) FROM attendance WHERE registrant_matched").fetchone()[0]
+    assert matched > 0  # the roster reached the derived rows
+    rebuild_attendance(db, None)
+    assert derived_tables(db) == after_sync

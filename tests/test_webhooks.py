@@ -13,7 +13,7 @@ from integrations.ingest.normalize import normalize_pending
 from integrations.web import create_app
 from integrations.zoom.webhooks import INSTANCE_EVENTS, PARTICIPANT_EVENTS
 from store import db as store_db
-from tests.conftest import SHARED, make_config, post_event, signed_headers
+from tests.conftest import API_TOKEN, SHARED, make_config, post_event, signed_headers
 
 WEBHOOKS_DOC = SHARED / "zoom" / "meetings-webhooks.openapi.json"
 
@@ -301,7 +301,8 @@ def test_unknown_path_is_404_json(client):
 
 def test_healthz_reports_counts(client):
     post_event(client, joined())
-    body = client.get("/healthz").json
+    assert client.get("/healthz").json == {"status": "ok"}  # details only with the API token (issue 14)
+    body = client.get("/healthz", headers={"Authorization": f"Bearer {API_TOKEN}"}).json
     assert body == {
         "status": "ok",
         "database": "ok",
@@ -321,6 +322,8 @@ def test_healthz_is_503_when_database_is_unreadable(app, config, client):
     with open(config.database_path, "wb") as f:
         f.write(b"this is not a database" * 1000)
     response = client.get("/healthz")
+    assert response.status_code == 503 and response.json == {"status": "degraded"}
+    response = client.get("/healthz", headers={"Authorization": f"Bearer {API_TOKEN}"})
     assert response.status_code == 503 and response.json["status"] == "unavailable"
 
 

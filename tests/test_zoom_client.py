@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
+import time_machine
 
 from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
 from integrations.zoom.client import (
@@ -273,10 +274,12 @@ def test_a_retry_after_longer_than_the_bound_is_rescheduled_not_slept(sim, clock
 def test_daily_limit_stops_at_once_until_the_next_utc_day(sim, clock):
     sim.add_fault("participants", "daily_limit")
     client = simulator_client(sim, clock)
-    with pytest.raises(DailyLimitError) as raised:
-        client.get(report_path())
-    # The simulator's Retry-After names the next UTC midnight, as Zoom's does.
-    assert raised.value.retry_at == next_utc_day(datetime.now(UTC))
+    # A fixed instant away from midnight: the answer and the check must name the same day.
+    with time_machine.travel(datetime(2026, 3, 2, 12, 0, tzinfo=UTC), tick=True):  # T0's day, after it
+        with pytest.raises(DailyLimitError) as raised:
+            client.get(report_path())
+        # The simulator's Retry-After names the next UTC midnight, as Zoom's does.
+        assert raised.value.retry_at == next_utc_day(datetime.now(UTC))
     assert sim.calls["participants"] == 1
     assert clock.sleeps == []
 

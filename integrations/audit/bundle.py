@@ -10,13 +10,13 @@ import hashlib
 import json
 import os
 import shlex
-import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from integrations.audit.export import csv_chunks, jsonl_chunks, raw_log_lines
+from integrations.files import OutputError, private_output
 from integrations.reads.attendance import attendee_fields, current_instance, now_seconds
 from integrations.reads.formats import csv_lines
 from integrations.zoom.rawlog import COLUMN_DOCS, RAW_LOG_COLUMNS, body_text, stored_bytes
@@ -92,14 +92,22 @@ class _Hashing:
 
 class _Directory:
     def __init__(self, path: str):
+        if os.path.islink(path):
+            raise BundleError(f"{path} is a symlink: name a new directory")
         if os.path.exists(path) and (not os.path.isdir(path) or os.listdir(path)):
-            raise BundleError(f"{path} exists and is not an empty directory: choose a new one")
-        os.makedirs(path, mode=0o700, exist_ok=True)
+            raise BundleError(
+                f"{path} exists and is not an empty directory: choose a new one (--force replaces files only)"
+            )
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise BundleError(f"cannot create directory {path}: {e.strerror}") from None
         self.path = path
 
     @contextlib.contextmanager
     def open(self, name: str) -> Iterator[BinaryIO]:
-        fd = os.open(os.path.join(self.path, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        fd = os.open(os.path.join(self.path, name), flags, 0o600)
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
@@ -117,13 +125,15 @@ class _Directory:
 
 
 class _Zip:
-    def __init__(self, path: str):
-        if os.path.exists(path):
-            raise BundleError(f"{path} exists: choose a new file name")
+    """A .zip written through integrations/files.py: owner-only, new unless `force`, complete or absent."""
+
+    def __init__(self, path: str, *, force: bool):
         self.path = path
-        directory = os.path.dirname(os.path.abspath(path))
-        fd, self.temporary = tempfile.mkstemp(prefix=".evidence-", suffix=".zip", dir=directory)  # 0600
-        self.file = os.fdopen(fd, "wb")
+        self.output = private_output(path, force=force, prefix=".evidence-")
+        try:
+            self.file = self.output.__enter__()
+        except OutputError as e:
+            raise BundleError(str(e)) from None
         self.zip = zipfile.ZipFile(self.file, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6)
 
     @contextlib.contextmanager
@@ -133,15 +143,16 @@ class _Zip:
 
     def finish(self) -> None:
         self.zip.close()
-        self.file.flush()
-        os.fsync(self.file.fileno())
-        self.file.close()
-        os.replace(self.temporary, self.path)
+        try:
+            self.output.__exit__(None, None, None)
+        except OutputError as e:
+            raise BundleError(str(e)) from None
 
     def abandon(self) -> None:
         self.zip.close()
-        self.file.close()
-        os.unlink(self.temporary)
+        error = BundleError("abandoned")
+        with contextlib.suppress(BundleError):
+            self.output.__exit__(BundleError, error, None)
 
 
 def _write(out, name: str, chunks: Iterable[bytes], files: dict[str, str]) -> None:
@@ -172,6 +183,7 @@ def build_bundle(
     *,
     instance: str | None = None,
     threshold: queries.Threshold | None = None,
+    force: bool = False,
 ) -> Bundle:
     """Write the evidence bundle of MEETING (a number: its latest instance; or an instance UUID) to a directory or `.zip`.
 
@@ -183,7 +195,7 @@ def build_bundle(
     people = queries.attendance(db, uuid, now=now, threshold=threshold, include_absent=True)
     summary = queries.summary(db, uuid, now=now, threshold=threshold)
     meeting_id = people["meeting"]["meeting_id"]
-    out = _Zip(output) if output.lower().endswith(".zip") else _Directory(output)
+    out = _Zip(output, force=force) if output.lower().endswith(".zip") else _Directory(output)
     files: dict[str, str] = {}
     try:
         fields = attendee_fields(people)

@@ -49,8 +49,13 @@ def parse_bound(value: str) -> str:
         raise ValueError(f"not an ISO 8601 date or time: {value!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
+    try:
+        in_utc = parsed.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00+00:01 or 9999-12-31T23:59-23:59 lie outside the years UTC can show.
+        raise ValueError(f"out of range (years 1 to 9999 in UTC): {value!r}") from None
     # store.evidence.utc_now's format, so string order is time order.
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return in_utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def meeting_filter(value: str | None) -> str | None:

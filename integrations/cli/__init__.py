@@ -7,6 +7,7 @@ Add a command to the module of its area (or a new module), list it in that modul
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -57,7 +58,33 @@ class LazyGroup(click.Group):
         return {command.name: command for command in module.commands}[cmd_name]
 
 
-@click.group(cls=LazyGroup)
+class OneLineErrors(LazyGroup):
+    """A group whose usage errors are one line on stderr (exit 2), like its runtime errors (exit 1)."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):
+        """Run the CLI; usage errors print `Error: ...` on one line instead of click's usage block."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
+        except click.exceptions.NoArgsIsHelpError as e:
+            e.show()  # the help text, as click prints it
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            command = e.ctx.command_path if e.ctx else "worker.py"
+            click.echo(f"Error: {e.format_message()} (see '{command} --help')", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+
+
+@click.group(cls=OneLineErrors)
 @click.version_option("0.1.0", prog_name="attendance-worker")
 @click.pass_context
 def cli(ctx: click.Context) -> None:

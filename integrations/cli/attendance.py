@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from integrations.cli.context import App, pass_app, user_errors
+from integrations.cli.context import FINITE_MINUTES, PERCENT, App, pass_app, user_errors
 from integrations.cli.output import format_option, output_format, write_csv, write_data, write_table
 from integrations.derived.rebuild import rebuild_attendance
 from integrations.funnel.stages import stored_threshold
@@ -33,9 +33,11 @@ def meeting_options(f: Callable) -> Callable:
 
 def threshold_options(f: Callable) -> Callable:
     f = click.option(
-        "--min-percent", type=float, metavar="P", help="Eligible: attended at least P percent of the instance"
+        "--min-percent", type=PERCENT, metavar="P", help="Eligible: attended at least P percent of the instance"
     )(f)
-    return click.option("--min-minutes", type=float, metavar="N", help="Eligible: attended at least N minutes")(f)
+    return click.option(
+        "--min-minutes", type=FINITE_MINUTES, metavar="N", help="Eligible: attended at least N minutes"
+    )(f)
 
 
 def _threshold(min_minutes: float | None, min_percent: float | None):
@@ -63,7 +65,7 @@ def _heading(meeting: dict[str, Any]) -> str:
 def meetings(app: App, fmt: str | None) -> None:
     """List known meetings and webinars, one row per instance."""
     with user_errors():
-        db = app.store()
+        db = app.existing_store()
         rows = reads.current_meetings(db)
     if write_data(output_format(fmt), {"meetings": rows}, "meetings", rows, reads.MEETING_FIELDS):
         return
@@ -92,7 +94,7 @@ def attendance(
 
     threshold = _threshold(min_minutes, min_percent)
     with user_errors():
-        db = app.store()
+        db = app.existing_store()
         uuid = reads.current_instance(db, meeting, instance)
         # The meeting's stored rules (worker.py rules) unless an option overrides them here.
         threshold = threshold if threshold.given else stored_threshold(db, uuid)
@@ -129,7 +131,7 @@ def summary(
 
     threshold = _threshold(min_minutes, min_percent)
     with user_errors():
-        db = app.store()
+        db = app.existing_store()
         uuid = reads.current_instance(db, meeting, instance)
         threshold = threshold if threshold.given else stored_threshold(db, uuid)
         result = summary_of(db, uuid, now=reads.now_seconds(), threshold=threshold)
@@ -157,7 +159,7 @@ def timeline(app: App, meeting: str, instance: str | None, step: int, fmt: str |
     """How many people were present over time in MEETING (the concurrency curve)."""
 
     with user_errors():
-        db = app.store()
+        db = app.existing_store()
         uuid = reads.current_instance(db, meeting, instance)
         result = timeline_of(db, uuid, now=reads.now_seconds(), step=step)
     if not write_data(output_format(fmt), result, "points", result["points"], reads.TIMELINE_FIELDS):
@@ -176,7 +178,7 @@ def rebuild(app: App, meeting: str | None, fmt: str | None) -> None:
 
     stats = RefreshStats()
     with user_errors():
-        db = app.store()
+        db = app.existing_store()
         uuids = instance_uuids_of(db, meeting) if meeting else None
         deliveries, done = rebuild_attendance(db, uuids, stats)
     result = {

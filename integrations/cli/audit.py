@@ -15,9 +15,10 @@ from integrations.audit.export import FORMATS, meeting_filter, parse_bound
 from integrations.audit.export_parallel import default_workers, export_to_fd
 from integrations.cli.context import App, pass_app, user_errors, worker_command
 from integrations.cli.options import rule_options
+from integrations.files import OutputError, private_output, private_output_path
 from store.attendance_queries import Threshold
 from store.audit import ChainError, verify_file
-from store.backup import BackupError, backup_database
+from store.backup import BackupError, backup_database, check_backup_target
 from store.certificates import CertificateChainError, verify_certificate_chain
 
 database_option = click.option(
@@ -26,6 +27,9 @@ database_option = click.option(
     type=click.Path(dir_okay=False),
     help="SQLite file to read (default: DATABASE_URL); e.g. a backup handed to an auditor",
 )
+
+
+force_option = click.option("--force", is_flag=True, help="Replace the output file if it exists")
 
 
 @click.command()
@@ -87,7 +91,8 @@ def verify(app: App, database: str | None, expect_head: str | None, as_json: boo
 )
 @click.option("--until", metavar="T", help="Only records received before T")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
-@click.option("--output", "-o", metavar="FILE", help="Write to FILE (owner-only) instead of stdout")
+@click.option("--output", "-o", metavar="FILE", help="Write to FILE (owner-only, must be new) instead of stdout")
+@force_option
 @click.option(
     "--workers",
     type=click.IntRange(min=1, max=16),
@@ -102,14 +107,17 @@ def export_raw(
     until: str | None,
     fmt: str,
     output: str | None,
+    force: bool,
     workers: int | None,
 ) -> None:
     """Export the raw join log: every stored delivery and report row, with `raw` as received (JSONL) or as CSV."""
-    try:
-        since_at = parse_bound(since) if since else None
-        until_at = parse_bound(until) if until else None
-    except ValueError as e:
-        raise click.ClickException(str(e)) from None
+    bounds = {}
+    for name, value in (("--since", since), ("--until", until)):
+        try:
+            bounds[name] = parse_bound(value) if value else None
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint=name) from None
+    since_at, until_at = bounds["--since"], bounds["--until"]
     app.readonly_store(database)  # one clear line if it cannot be read
     started = time.monotonic()
     filters = {"meeting": meeting_filter(meeting), "since": since_at, "until": until_at}
@@ -118,15 +126,14 @@ def export_raw(
             sys.stdout.flush()
             written = export_to_fd(app.database_path(database), fmt, sys.stdout.fileno(), workers=workers, **filters)
         else:
-            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                written = export_to_fd(app.database_path(database), fmt, fd, workers=workers, **filters)
-            finally:
-                os.close(fd)
+            with private_output(output, force=force, prefix=".export-") as f:
+                written = export_to_fd(app.database_path(database), fmt, f.fileno(), workers=workers, **filters)
     except BrokenPipeError:
         # The reader went away (`export-raw | head`): stop quietly, as other tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    except OutputError as e:
+        raise click.ClickException(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"cannot write {output or 'stdout'}: {e}") from None
     if output not in (None, "-"):
@@ -136,14 +143,17 @@ def export_raw(
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
 @database_option
+@force_option
 @pass_app
-def backup(app: App, file: str, database: str | None) -> None:
+def backup(app: App, file: str, database: str | None, force: bool) -> None:
     """Write a consistent, owner-only copy of the live database to FILE (safe while the service runs)."""
     db = app.existing_store(database)
     started = time.monotonic()
     try:
-        head = backup_database(db, file)
-    except BackupError as e:
+        check_backup_target(db, file)
+        with private_output_path(file, force=force, prefix=".backup-") as temporary:
+            head = backup_database(db, temporary)
+    except (BackupError, OutputError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(
         f"backed up {head.count} records (head {head.chain_hash}) to {file} in {time.monotonic() - started:.1f}s"
@@ -163,6 +173,7 @@ def backup(app: App, file: str, database: str | None) -> None:
     help="New directory, or a .zip file, to write the bundle to",
 )
 @click.option("--instance", metavar="UUID", help="This instance of MEETING instead of its latest")
+@force_option
 @rule_options("Eligible: attended at least N minutes", "Eligible: attended at least P percent of the instance")
 @database_option
 @pass_app
@@ -172,6 +183,7 @@ def evidence(
     output: str,
     instance: str | None,
     min_minutes: float | None,
+    force: bool,
     min_percent: float | None,
     database: str | None,
 ) -> None:
@@ -179,7 +191,9 @@ def evidence(
     db = app.existing_store(database)
     try:
         with user_errors():
-            bundle = build_bundle(db, meeting, output, instance=instance, threshold=Threshold(min_minutes, min_percent))
+            bundle = build_bundle(
+                db, meeting, output, instance=instance, threshold=Threshold(min_minutes, min_percent), force=force
+            )
     except BundleError as e:
         raise click.ClickException(str(e)) from None
     click.echo(

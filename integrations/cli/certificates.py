@@ -20,7 +20,7 @@ from integrations.certificates.output import OutputError, render_certificates
 from integrations.certificates.render import RenderError, misprinted, page_of, renderer_for, verify_url
 from integrations.certificates.signing import InvalidCode, key_id, load_public_key, public_key_pem
 from integrations.certificates.template import Template, TemplateError, load_template
-from integrations.cli.context import App, pass_app, user_errors
+from integrations.cli.context import FINITE_MINUTES, PERCENT, App, pass_app, user_errors
 from integrations.reads.attendance import current_instance, now_seconds
 from integrations.reads.formats import csv_lines
 from store import certificates as store
@@ -103,9 +103,9 @@ def keygen(app: App, key_file: str | None) -> None:
 @click.argument("meeting")
 @click.option("--stage", type=click.Choice(STAGES), default="attended", show_default=True)
 @click.option("--instance", metavar="UUID", help="A past instance of a recurring meeting (default: the latest)")
-@click.option("--min-minutes", type=float, help="Override the stored minimum: at least this many minutes")
-@click.option("--min-percent", type=float, help="Override the stored minimum: at least this share of the instance")
-@click.option("--pass-percent", type=float, help="Override the stored pass percent of the quiz (stage passed)")
+@click.option("--min-minutes", type=FINITE_MINUTES, help="Override the stored minimum: at least this many minutes")
+@click.option("--min-percent", type=PERCENT, help="Override the stored minimum: at least this share of the instance")
+@click.option("--pass-percent", type=PERCENT, help="Override the stored pass percent of the quiz (stage passed)")
 @click.option("--event", metavar="TEXT", help="Event name printed (default: the template's, else the Zoom topic)")
 @pass_app
 def issue(

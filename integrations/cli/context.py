@@ -6,6 +6,7 @@ for what they need, so configuration is read and the database opened in one plac
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import sqlite3
@@ -19,8 +20,33 @@ from integrations.config import Config, ConfigError, load_config
 from integrations.ingest.normalize import normalize_pending
 from store.attendance_queries import BadQuery, UnknownMeeting
 from store.audit import open_readonly
-from store.db import DatabaseUnavailable, Store, open_db
+from store.db import DatabaseOpenError, DatabaseUnavailable, Store, check_database_file, open_db
 from store.migrations import migrate
+
+
+class FiniteFloat(click.ParamType):
+    """A float in [minimum, maximum]: nan and inf are refused (click's FloatRange lets nan through)."""
+
+    name = "number"
+
+    def __init__(self, minimum: float, maximum: float = math.inf):
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def convert(self, value, param, ctx):
+        """The number, or a usage error naming the option."""
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or not self.minimum <= number <= self.maximum:
+            upper = "" if math.isinf(self.maximum) else f" and at most {self.maximum:g}"
+            self.fail(f"{value!r} must be a finite number of at least {self.minimum:g}{upper}", param, ctx)
+        return number
+
+
+FINITE_MINUTES = FiniteFloat(0)
+PERCENT = FiniteFloat(0, 100)
 
 
 class App:
@@ -44,40 +70,47 @@ class App:
         """`--database` when given, else the configured DATABASE_URL's file."""
         return database or self.config.database_path
 
-    def store(self, database: str | None = None, *, normalize: bool = False) -> Store:
-        """The database, opened once and migrated; `normalize` first imports what webhooks stored."""
+    def store(self, database: str | None = None, *, normalize: bool = False, create: bool = True) -> Store:
+        """The database, opened once and migrated; `normalize` first imports what webhooks stored.
+
+        `create=False` is for commands that only read: a missing file is an error, and
+        neither it nor its directory is created.
+        """
         path = self.database_path(database)
         key = (path, False)
         if key not in self._stores:
             lock_timeout = self.config.db_lock_timeout_seconds if database is None else 2.0
-            db = open_db(path, lock_timeout=lock_timeout)
+            with user_errors():
+                db = open_db(path, lock_timeout=lock_timeout, create=create)
             self._stores[key] = db
             with user_errors():
-                migrate(db)
+                try:
+                    migrate(db)
+                except sqlite3.DatabaseError as e:
+                    raise click.ClickException(f"cannot use database {path}: {e}") from None
         db = self._stores[key]
         if normalize:
             with user_errors():
                 normalize_pending(db)
         return db
 
-    def existing_store(self, database: str | None = None) -> Store:
-        """Like `store`, but an error when the database file does not exist yet."""
-        path = self.database_path(database)
-        if not os.path.exists(path):
-            raise click.ClickException(f"database {path} does not exist")
-        return self.store(database)
+    def existing_store(self, database: str | None = None, *, normalize: bool = False) -> Store:
+        """Like `store`, but an error when the database file does not exist yet (read commands)."""
+        return self.store(database, normalize=normalize, create=False)
 
     def readonly_store(self, database: str | None = None) -> Store:
         """The database opened read-only (verify and exports never write, even by accident)."""
         path = self.database_path(database)
         key = (path, True)
         if key not in self._stores:
-            if not os.path.exists(path):
-                raise click.ClickException(f"database {path} does not exist")
+            with user_errors():
+                check_database_file(path, must_exist=True, writable=False)
             try:
                 db = open_readonly(path)
                 db.execute("SELECT 1 FROM raw_records LIMIT 1")
             except sqlite3.Error as e:
+                if "not a database" in str(e):
+                    raise click.ClickException(f"{path} is not a SQLite database") from None
                 raise click.ClickException(f"cannot read {path} as an attendance-worker database: {e}") from None
             self._stores[key] = db
         return self._stores[key]
@@ -98,6 +131,8 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except (UnknownMeeting, BadQuery) as e:
+        raise click.ClickException(str(e)) from None
+    except DatabaseOpenError as e:
         raise click.ClickException(str(e)) from None
     except DatabaseUnavailable as e:
         raise click.ClickException(f"database busy or unavailable, try again: {e}") from None

@@ -10,14 +10,16 @@ from collections.abc import Callable
 
 import click
 
+from integrations.cli.context import FINITE_MINUTES, PERCENT
+
 
 def rule_options(min_minutes: str, min_percent: str, pass_percent: str | None = None) -> Callable[[Callable], Callable]:
     """`--min-minutes N`, `--min-percent P` and, given its help, `--pass-percent P`."""
 
     def decorate(f: Callable) -> Callable:
         if pass_percent is not None:
-            f = click.option("--pass-percent", type=float, metavar="P", help=pass_percent)(f)
-        f = click.option("--min-percent", type=float, metavar="P", help=min_percent)(f)
-        return click.option("--min-minutes", type=float, metavar="N", help=min_minutes)(f)
+            f = click.option("--pass-percent", type=PERCENT, metavar="P", help=pass_percent)(f)
+        f = click.option("--min-percent", type=PERCENT, metavar="P", help=min_percent)(f)
+        return click.option("--min-minutes", type=FINITE_MINUTES, metavar="N", help=min_minutes)(f)
 
     return decorate

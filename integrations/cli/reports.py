@@ -134,7 +134,7 @@ def get(app: App, path: str, params: tuple[str, ...], paginate: bool) -> None:
 @pass_app
 def poll_status(app: App, limit: int, as_json: bool) -> None:
     """Show the report poller's schedule: what is due when, what failed and why."""
-    db = app.store(normalize=True)
+    db = app.existing_store(normalize=True)
     rows = schedule_rows(db, limit=limit)
     paused = get_state(db, DAILY_LIMIT_STATE)
     if as_json:

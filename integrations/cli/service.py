@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import threading
 
 import click
 
+from integrations.banner import banner
 from integrations.cli.context import App, pass_app
 from integrations.config import Config
 from integrations.ingest.normalize import normalize_pending
@@ -30,7 +32,9 @@ def gunicorn_command(config: Config, *, bind: str | None = None, workers: int | 
         str(workers),
         # Threads let a process's concurrent webhooks share one commit and fsync (issue 6).
         "--worker-class",
-        "gthread",
+        # gthread whose event loop reads whole requests before a thread runs the app: slow
+        # clients cannot hold the threads (issue 14, integrations/web/server.py).
+        "integrations.web.server.BufferingWorker",
         "--threads",
         "16",
         "--bind",
@@ -39,12 +43,18 @@ def gunicorn_command(config: Config, *, bind: str | None = None, workers: int | 
         "20",
         # gunicorn 27's control socket has one default path per user: several servers collide.
         "--no-control-socket",
+        # `worker.py run` works from any directory.
+        "--chdir",
+        ROOT,
         # Prometheus multiprocess mode across the workers (issue 18).
         "--config",
         "python:integrations.web.gunicorn_conf",
         "integrations.web:create_app()",
     ]
 
+
+log = logging.getLogger(__name__)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on")
 port_option = click.option("--port", type=int, help="Port (default: PORT, else 8000)")
@@ -57,7 +67,12 @@ port_option = click.option("--port", type=int, help="Port (default: PORT, else 8
 @pass_app
 def serve(app: App, host: str, port: int | None, workers: int | None) -> None:
     """Run the web app (webhooks, read API) under gunicorn."""
-    command = gunicorn_command(app.config, bind=f"{host}:{port or app.config.port}", workers=workers)
+    app.store()  # a bad DATABASE_URL is one line, not a traceback in every gunicorn worker
+    app.close()
+    configure_logging(app.config.log_level)
+    bind = f"{host}:{port or app.config.port}"
+    log.info(banner(app.config, listen=bind, jobs=False))
+    command = gunicorn_command(app.config, bind=bind, workers=workers)
     os.execv(command[0], command)
 
 
@@ -66,6 +81,8 @@ def serve(app: App, host: str, port: int | None, workers: int | None) -> None:
 def schedule(app: App) -> None:
     """Run the scheduler (normalization, report polling): the Procfile `worker`."""
     configure_logging(app.config.log_level, app.config.log_format)
+    app.store()  # a bad DATABASE_URL is one line, not a traceback
+    log.info(banner(app.config, web=False))
     run_scheduler(app.config)
 
 
@@ -77,20 +94,31 @@ def run(app: App, host: str, port: int | None) -> None:
     """Run web app and scheduler together: the embedded single-machine default."""
     config = app.config
     configure_logging(config.log_level, config.log_format)
-    web = subprocess.Popen(gunicorn_command(config, bind=f"{host}:{port or config.port}"))
+    app.store()  # a bad DATABASE_URL is one line here, not a traceback in every gunicorn worker
+    stop = threading.Event()
+    bind = f"{host}:{port or config.port}"
+    log.info(banner(config, listen=bind))
+    web = subprocess.Popen(gunicorn_command(config, bind=bind))
 
-    def stop_when_the_web_app_exits() -> None:
+    def watch() -> None:
         web.wait()
-        os.kill(os.getpid(), signal.SIGTERM)
+        if not stop.is_set():
+            log.error("the web process exited with code %s: stopping", web.returncode)
+            stop.set()
 
-    watcher = threading.Thread(target=stop_when_the_web_app_exits, daemon=True)
-    watcher.start()
+    threading.Thread(target=watch, daemon=True).start()
     try:
-        run_scheduler(config)
+        run_scheduler(config, stop)
     finally:
         if web.poll() is None:
-            web.terminate()
-            web.wait(timeout=30)
+            web.send_signal(signal.SIGTERM)  # gunicorn finishes in-flight requests first
+            try:
+                web.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                web.kill()
+                web.wait()
+    if web.returncode not in (0, -signal.SIGTERM, -signal.SIGINT):
+        raise click.ClickException(f"the web process exited with code {web.returncode}")
 
 
 @click.command()
@@ -107,7 +135,7 @@ def normalize(app: App) -> None:
 @pass_app
 def problems(app: App, limit: int, as_json: bool) -> None:
     """List deliveries operators should look at: unparseable bodies, stale timestamps."""
-    rows = list_problems(app.store(normalize=True), limit=limit)
+    rows = list_problems(app.existing_store(normalize=True), limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -23,6 +23,8 @@ class Ingest:
     importer: Importer
 
 
+# The URL path Zoom posts to (the banner prints it; integrations/web/webhooks.py answers it).
+WEBHOOK_PATH = "/webhooks/zoom"
 IMPORT_CHECKPOINT_PAGES = 10_000
 IMPORT_CACHE_KIB = 64 * 1024
 _ingests: PerProcess[Ingest] = PerProcess()

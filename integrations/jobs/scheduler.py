@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from datetime import UTC, datetime
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
 
 from integrations.config import Config
 from integrations.derived.refresh import worker_pacer
@@ -77,23 +78,36 @@ def add_jobs(scheduler: BaseScheduler, config: Config) -> None:
     )
 
 
-def run_scheduler(config: Config) -> None:
-    """Run the jobs until SIGTERM or SIGINT; the running job finishes first."""
+def stop_on_signals(stop: threading.Event) -> None:
+    """Set `stop` on SIGTERM (systemd, honcho, Heroku) and SIGINT (Ctrl-C), logging one line."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        if not stop.is_set():
+            log.info("received %s: finishing the running jobs, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
+    """Run the jobs until `stop` is set (by SIGTERM or SIGINT); running jobs finish first.
+
+    The scheduler runs in background threads and the main thread only waits: a signal
+    handler that shut a BlockingScheduler down from inside its own loop raised
+    SchedulerNotRunningError and exited 1 (issue 14).
+    """
     db = open_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
     migrate(db)
     db.close()
+    stop = stop or threading.Event()
+    stop_on_signals(stop)
     # The worker's counters (API calls, imports, refreshes) go where GET /metrics sums them.
     prepare_process(config.metrics_dir)
-    scheduler = BlockingScheduler(timezone="UTC")
+    scheduler = BackgroundScheduler(timezone="UTC")
     add_jobs(scheduler, config)
-
-    def stop(signum, frame):  # noqa: ARG001
-        log.info("received signal %s: finishing the running job, then stopping", signum)
-        scheduler.shutdown(wait=True)
-
-    signal.signal(signal.SIGTERM, stop)
+    scheduler.start()
     log.info("worker started: jobs %s", ", ".join(job.id for job in scheduler.get_jobs()))
-    try:
-        scheduler.start()
-    except (KeyboardInterrupt, SystemExit):
+    while not stop.wait(1.0):
         pass
+    scheduler.shutdown(wait=True)

@@ -298,6 +298,7 @@ def sync_meeting(
             result.failures.append((uuid, e))
     if registrants and kind == "webinar":
         result.registrants = sync_registrants(db, client, meeting_id, progress=progress)
+        refresh_meeting(db, meeting_id)
     done = [f.instance_uuid for f in result.fetches]
     if polls and done:
         result.polls = sync_polls(db, client, meeting_id, kind, done, progress=progress)
@@ -356,6 +357,16 @@ def sync_polls(
             progress(f"{uuid}: poll report, {len(page.items)} participants, {len(rows)} answers")
     refresh_funnel(db, list(instance_uuids))
     return result
+
+
+def refresh_meeting(db: Store, meeting_id: str) -> None:
+    """Bring the derived rows of every instance of `meeting_id` up to date.
+
+    After storing a roster: registrant matches change with it, and without a worker process
+    nothing else would refresh them (issue 14: `sync` left rows `rebuild` would change).
+    """
+    uuids = [r[0] for r in db.execute("SELECT instance_uuid FROM instances WHERE meeting_id = ?", [meeting_id])]
+    refresh_instances(db, uuids)  # skips those whose evidence did not change
 
 
 def _merge(first: Iterable[str], second: Iterable[str]) -> list[str]:
@@ -528,6 +539,7 @@ def _refresh_polls(db: Store, client: ZoomClient, meeting_id: str, kind: str, uu
 def _refresh_roster(db: Store, client: ZoomClient, webinar_id: str) -> None:
     try:
         sync_registrants(db, client, webinar_id)
+        refresh_meeting(db, webinar_id)
     except (DailyLimitError, ZoomAuthError, Unauthorized, SyncInterrupted):
         raise
     except (ZoomError, DatabaseUnavailable) as e:

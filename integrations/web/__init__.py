@@ -44,6 +44,9 @@ def create_app(config: Config | None = None) -> Flask:
     configure_logging(config.log_level, config.log_format)
     metrics()  # made before the first request: requests then only count
     app = Flask(__name__)
+    # No 308 redirects for a trailing or doubled slash: werkzeug answers those in HTML (issue 14).
+    app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False
     app.config["SETTINGS"] = config
     # Zoom's events are a few KB; larger bodies are refused before they are read.
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

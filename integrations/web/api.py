@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 from urllib.parse import unquote
 
 from flask import Blueprint, Response, request
@@ -25,7 +26,7 @@ from integrations.reads.attendance import (
 )
 from integrations.reads.formats import csv_lines
 from integrations.web.dbconn import get_db, settings
-from integrations.web.webhooks import error
+from integrations.web.webhooks import error, json_response
 from store import attendance_queries as queries
 from store.attendance_queries import BadQuery
 from store.db import DatabaseUnavailable
@@ -70,14 +71,36 @@ def _meeting_argument(raw: str) -> str:
     return unquote(raw) if "%" in raw else raw
 
 
-def _number(name: str, kind: type = float):
+class BadParameter(BadQuery):
+    """A query parameter the API cannot use; the 400 answer names it."""
+
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def bad_parameter(e: BadParameter) -> Response:
+    """400 JSON naming the parameter."""
+    return json_response({"error": "bad_request", "parameter": e.parameter, "message": str(e)}, 400)
+
+
+# (kind, lowest, highest) of each numeric query parameter.
+_NUMBERS = {"min_minutes": (float, 0, math.inf), "min_percent": (float, 0, 100), "step": (int, 1, 10**9)}
+
+
+def _number(name: str):
     value = request.args.get(name)
     if value is None or value == "":
         return None
+    kind, lowest, highest = _NUMBERS[name]
     try:
-        return kind(value)
+        number = kind(value)
     except ValueError:
-        raise BadQuery(f"{name} must be a number, got {value!r}") from None
+        raise BadParameter(name, f"{name} must be a number, got {value[:40]!r}") from None
+    if not math.isfinite(number) or not lowest <= number <= highest:
+        upper = "" if math.isinf(highest) else f" and at most {highest:g}"
+        raise BadParameter(name, f"{name} must be a finite number of at least {lowest:g}{upper}, got {value[:40]!r}")
+    return number
 
 
 def _answer(result: dict, *, list_key: str | None, csv_rows, fields, filename: str) -> Response:
@@ -87,7 +110,7 @@ def _answer(result: dict, *, list_key: str | None, csv_rows, fields, filename: s
         response.headers["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
         return response
     if fmt != "json":
-        raise BadQuery(f"format must be json or csv, got {fmt!r}")
+        raise BadParameter("format", f"format must be json or csv, got {fmt[:40]!r}")
     return Response(json_chunks(result, list_key), mimetype="application/json")
 
 
@@ -106,6 +129,8 @@ def meetings() -> Response:
         return _answer(
             {"meetings": rows}, list_key="meetings", csv_rows=rows, fields=MEETING_FIELDS, filename="meetings"
         )
+    except BadParameter as e:
+        return bad_parameter(e)
     except BadQuery as e:
         return error(400, "bad_request", str(e))
     except DatabaseUnavailable as e:
@@ -126,12 +151,18 @@ def meeting_view(meeting: str, view: str) -> Response:
         )
         now = now_seconds()
         if view == "timeline":
-            step = _number("step", int)
-            result = queries.timeline(db, uuid, now=now, step=60 if step is None else step)
+            step = _number("step")
+            try:
+                result = queries.timeline(db, uuid, now=now, step=60 if step is None else step)
+            except BadQuery as e:  # too many points for this step
+                raise BadParameter("step", str(e)) from None
             return _answer(
                 result, list_key="points", csv_rows=result["points"], fields=TIMELINE_FIELDS, filename="timeline"
             )
-        threshold = queries.Threshold(_number("min_minutes"), _number("min_percent"))
+        min_minutes, min_percent = _number("min_minutes"), _number("min_percent")
+        if min_minutes is not None and min_percent is not None:
+            raise BadParameter("min_percent", "give either min_minutes or min_percent, not both")
+        threshold = queries.Threshold(min_minutes, min_percent)
         # The meeting's stored rules (worker.py rules) unless the query gives a minimum.
         threshold = threshold if threshold.given else stored_threshold(db, uuid)
         if view == "summary":
@@ -150,6 +181,8 @@ def meeting_view(meeting: str, view: str) -> Response:
         )
     except queries.UnknownMeeting as e:
         return error(404, "unknown_meeting", str(e))
+    except BadParameter as e:
+        return bad_parameter(e)
     except BadQuery as e:
         return error(400, "bad_request", str(e))
     except DatabaseUnavailable as e:

@@ -6,13 +6,14 @@ with their reasons; the answer stays 200: the service still takes webhooks.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import sqlite3
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
 from integrations.ingest.spool import spool_status
-from integrations.web.dbconn import get_db
+from integrations.web.dbconn import get_db, settings
 from integrations.web.webhooks import json_response
 from store.db import DatabaseUnavailable
 from store.events import NORMALIZE_CURSOR, get_state
@@ -25,7 +26,9 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """200 with counts when the database answers and commits a write, 503 when it does not.
+    """200 when the database answers and commits a write, 503 ("degraded") when it does not.
+
+    Counts and errors only with the API token as bearer: they tell strangers too much.
 
     `spool` tells how much acknowledged webhook data waits to be imported (integrations/ingest/spool.py).
     """
@@ -41,16 +44,16 @@ def healthz() -> Response:
             {"alert": row["alert"], "subject": row["subject"], "since": row["raised_at"], "reason": row["message"]}
             for row in alert_rows(db, active_only=True)
         ]
-    except (sqlite3.Error, OSError) as e:
+    except (sqlite3.Error, OSError, DatabaseUnavailable) as e:
         log.error("health check failed: %s", e)
-        return json_response({"status": "unavailable", "database": str(e)}, 503)
+        return _answer({"status": "unavailable", "database": str(e)}, 503)
     try:
         # Reads answer on a full disk or a read-only file; webhooks need writes (issue 7).
         write_probe(db)
     except (DatabaseUnavailable, sqlite3.Error, OSError) as e:
         log.error("health check failed: database cannot take writes: %s", e)
-        return json_response({"status": "unavailable", "database": "ok", "writes": str(e), "spool": spool}, 503)
-    return json_response(
+        return _answer({"status": "unavailable", "database": "ok", "writes": str(e), "spool": spool}, 503)
+    return _answer(
         {
             "status": "degraded" if alerts else "ok",
             "database": "ok",
@@ -60,3 +63,18 @@ def healthz() -> Response:
             "alerts": alerts,
         }
     )
+
+
+def _authorized() -> bool:
+    expected = settings().api_token
+    if not expected:
+        return False
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected.encode())
+
+
+def _answer(details: dict, status: int = 200) -> Response:
+    """The details for a caller with the API token; only ok/degraded for anyone else (issue 14)."""
+    if _authorized():
+        return json_response(details, status)
+    return json_response({"status": details["status"] if status == 200 else "degraded"}, status)

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, request, stream_with_context
 from integrations.audit.export import CONTENT_TYPES, FORMATS, export_chunks, meeting_filter, parse_bound
 from integrations.web.api import require_token
 from integrations.web.dbconn import settings
-from integrations.web.webhooks import error
+from integrations.web.webhooks import json_response
 from store.audit import open_readonly
 
 bp = Blueprint("raw_events", __name__, url_prefix="/api")
@@ -19,14 +19,17 @@ def raw_events() -> Response:
     """The raw join log (`?meeting=&since=&until=&format=jsonl|csv`), streamed in record order."""
     fmt = request.args.get("format", "jsonl")
     if fmt not in FORMATS:
-        return error(400, "bad_format", f"format must be one of {', '.join(FORMATS)}")
+        return json_response(
+            {"error": "bad_format", "parameter": "format", "message": f"format must be one of {', '.join(FORMATS)}"},
+            400,
+        )
     bounds = {}
     for name in ("since", "until"):
         value = request.args.get(name)
         try:
             bounds[name] = parse_bound(value) if value else None
         except ValueError as e:
-            return error(400, f"bad_{name}", str(e))
+            return json_response({"error": f"bad_{name}", "parameter": name, "message": f"{name}: {e}"}, 400)
     meeting = meeting_filter(request.args.get("meeting"))
     # Its own read-only connection: the stream may outlive other requests on this thread's
     # connection, and a long read must never hold a write transaction.

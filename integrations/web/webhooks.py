@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 
 from flask import Blueprint, Response
 
 from integrations.config import Config
-from integrations.ingest.webhook_path import after_response, store_webhook
+from integrations.ingest.webhook_path import WEBHOOK_PATH, after_response, store_webhook
 from integrations.ops.metrics import count_delivery, metrics, safely
 from integrations.zoom.signature import ZoomSignatureError, is_stale, url_validation_response, verify_signature
 from integrations.zoom.webhooks import URL_VALIDATION, ZoomPayloadError, event_name, parse_json, url_validation_token
@@ -24,11 +25,43 @@ from store.evidence import Delivery
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
 
-PATH = "/webhooks/zoom"
+PATH = WEBHOOK_PATH
 _STORED = b'{"status":"stored"}'
 _REASONS = {200: "200 OK", 401: "401 UNAUTHORIZED", 413: "413 REQUEST ENTITY TOO LARGE", 503: "503 SERVICE UNAVAILABLE"}
 _URL_VALIDATION_BYTES = URL_VALIDATION.encode()
 _TOO_LARGE = {"error": "Request Entity Too Large", "message": "The data value transmitted exceeds the capacity limit."}
+
+
+class ThrottledLog:
+    """A warning logged at most once per interval, then with how many were left out.
+
+    Anyone can POST unsigned requests to the public webhook URL: one line per request
+    filled the log at hundreds of KB/s (issue 14).
+    """
+
+    def __init__(self, logger: logging.Logger, interval: float = 60.0, clock=time.monotonic):
+        self.logger = logger
+        self.interval = interval
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._next = 0.0
+        self._suppressed = 0
+
+    def warning(self, message: str, *args) -> None:
+        """Log now if the interval has passed, else count it."""
+        with self._lock:
+            now = self.clock()
+            if now < self._next:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed = self._suppressed, 0
+            self._next = now + self.interval
+        if suppressed:
+            message += f" ({suppressed} more like it in the last {self.interval:g}s not logged)"
+        self.logger.warning(message, *args)
+
+
+rejected_log = ThrottledLog(log)
 
 
 def json_response(body: dict | bytes, status: int = 200) -> Response:
@@ -65,7 +98,7 @@ def receive(
     try:
         verify_signature(body, timestamp=timestamp, signature=signature, secret=secret)
     except ZoomSignatureError as e:
-        log.warning("rejected webhook from %s: %s", remote_addr, e)
+        rejected_log.warning("rejected webhook from %s: %s", remote_addr, e)
         _count(body, "rejected")
         return 401, _error_body("invalid_signature", str(e))
 

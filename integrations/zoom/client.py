@@ -8,6 +8,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -121,8 +122,20 @@ class ZoomResponse:
     data: dict[str, Any]
 
 
+_UUID_CHARACTERS = re.compile(r"[A-Za-z0-9+/=_-]{1,128}")
+
+
+class InvalidUUID(ZoomError):
+    "A value that is not a Zoom instance UUID (it would change the request's path)"
+
+
 def encode_uuid(uuid: str) -> str:
-    """Percent-encode an instance UUID for a URL path; twice if it starts with `/` or has `//`."""
+    """Percent-encode an instance UUID for a URL path; twice if it starts with `/` or has `//`.
+
+    Raises InvalidUUID for anything but base64-like text: `..` or `%2e` must never reach a URL.
+    """
+    if not _UUID_CHARACTERS.fullmatch(uuid or ""):
+        raise InvalidUUID(f"not a Zoom instance UUID: {uuid[:80]!r}")
     # NOTES.md "IDs": UUIDs are base64-like (+ / =); Zoom needs double encoding in these cases.
     once = quote(uuid, safe="")
     if uuid.startswith("/") or "//" in uuid:

@@ -140,7 +140,12 @@ def _sign_in(driver, base: str) -> None:
 
 
 def _metrics(driver) -> dict[str, str]:
-    return {e.get_attribute("data-metric"): e.text for e in driver.find_elements(By.CSS_SELECTOR, "[data-metric]")}
+    """The headline numbers, read in one script: the live update may replace the elements
+    between a find and a read (a StaleElementReferenceException once)."""
+    return driver.execute_script(
+        "return Object.fromEntries(Array.from(document.querySelectorAll('[data-metric]'),"
+        " e => [e.dataset.metric, e.textContent.trim()]))"
+    )
 
 
 def _console_errors(driver) -> list[dict]:

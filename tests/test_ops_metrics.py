@@ -53,6 +53,18 @@ def scrape(port: int) -> dict:
     return samples(body.decode())
 
 
+def allocated(metrics_dir: str, pid: int) -> bool:
+    """The worker's counter and histogram files exist, with every block of their size on disk."""
+    for kind in ("counter", "histogram"):
+        try:
+            stat = os.stat(os.path.join(metrics_dir, f"{kind}_{pid}.db"))
+        except FileNotFoundError:
+            return False
+        if not (stat.st_size > 0 and stat.st_blocks * 512 >= stat.st_size):
+            return False
+    return True
+
+
 def worker_pids(master: int) -> set[int]:
     children = set()
     for entry in os.listdir("/proc"):
@@ -72,7 +84,14 @@ def test_deliveries_summed_across_two_gunicorn_workers_equal_those_sent(tmp_path
     port = proc.port
     metrics_dir = str(database) + "-metrics"
     try:
-        workers = worker_pids(proc.pid)
+        # start_web returns once one worker answers: the second may still be booting and
+        # making its files (it failed 2 runs in 3 on a quiet machine without this wait).
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            workers = worker_pids(proc.pid)
+            if len(workers) == 2 and all(allocated(metrics_dir, pid) for pid in workers):
+                break
+            time.sleep(0.1)
         assert len(workers) == 2, proc.log()
         # Each worker's files exist before any request, their blocks allocated: a full disk
         # later cannot SIGBUS a worker through a sparse page (test_fault_storage fills it).

@@ -188,6 +188,11 @@ def get(client, url):
         (f"/api/meetings/{MEETING}/timeline?step=1.5", "step"),
         (f"/api/meetings/{MEETING}/timeline?step=99999999999999999999", "step"),
         (f"/api/meetings/{MEETING}/attendance?format=xml", "format"),
+        (f"/api/meetings/{MEETING}/funnel?pass_percent=nan", "pass_percent"),
+        (f"/api/meetings/{MEETING}/funnel?pass_percent=101", "pass_percent"),
+        (f"/api/meetings/{MEETING}/funnel?min_minutes=inf", "min_minutes"),
+        (f"/api/meetings/{MEETING}/funnel?stage=everyone", "stage"),
+        (f"/api/meetings/{MEETING}/funnel?stage=joined&dropped_at=attended", "dropped_at"),
     ],
 )
 def test_bad_query_parameters_are_400_naming_the_parameter(stored, client, url, parameter):
@@ -230,10 +235,24 @@ NASTY = st.sampled_from(
         "true",
     ]
 )
-VALUES = st.one_of(NASTY, st.text(max_size=30), st.floats().map(repr), st.integers().map(str))
+STAGE_NAMES = st.sampled_from(["registered", "zoom_registered", "joined", "attended", "answered", "passed"])
+VALUES = st.one_of(NASTY, STAGE_NAMES, st.text(max_size=30), st.floats().map(repr), st.integers().map(str))
 PARAMETERS = st.dictionaries(
     st.sampled_from(
-        ["min_minutes", "min_percent", "step", "format", "include_absent", "instance", "since", "until", "meeting"]
+        [
+            "min_minutes",
+            "min_percent",
+            "pass_percent",
+            "step",
+            "format",
+            "include_absent",
+            "instance",
+            "since",
+            "until",
+            "meeting",
+            "stage",
+            "dropped_at",
+        ]
     ),
     VALUES,
     max_size=4,
@@ -246,7 +265,7 @@ PATHS = st.one_of(
             st.just(quote(MEETING_UUID, safe="")),
             st.text(min_size=1, max_size=20).map(lambda s: quote(s, safe="")),
         ),
-        st.sampled_from(["attendance", "summary", "timeline"]),
+        st.sampled_from(["attendance", "summary", "timeline", "funnel"]),
     ).map(lambda t: f"/api/meetings/{t[0]}/{t[1]}"),
 )
 
@@ -286,3 +305,9 @@ def strict_json(data: bytes):
         raise AssertionError(f"bare {constant} in JSON")
 
     return json.loads(data, parse_constant=refuse)
+
+
+def test_the_funnel_takes_a_pass_percent_for_one_query(stored, client):
+    response = get(client, f"/api/meetings/{MEETING}/funnel?pass_percent=70")
+    assert response.status_code == 200, response.data
+    assert response.get_json()["rules"]["pass_percent"] == 70

@@ -79,13 +79,37 @@ class BadParameter(BadQuery):
         self.parameter = parameter
 
 
+@bp.errorhandler(BadParameter)
 def bad_parameter(e: BadParameter) -> Response:
     """400 JSON naming the parameter."""
     return json_response({"error": "bad_request", "parameter": e.parameter, "message": str(e)}, 400)
 
 
+@bp.errorhandler(queries.UnknownMeeting)
+def unknown_meeting(e: queries.UnknownMeeting) -> Response:
+    """404: no such meeting or instance stored."""
+    return error(404, "unknown_meeting", str(e))
+
+
+@bp.errorhandler(BadQuery)
+def bad_query(e: BadQuery) -> Response:
+    """400: the query asks for something the data cannot answer (too many points, no pass percent)."""
+    return error(400, "bad_request", str(e))
+
+
+@bp.errorhandler(DatabaseUnavailable)
+def busy(e: DatabaseUnavailable) -> Response:
+    """503: retry later (Zoom-style clients and dashboards poll again)."""
+    return error(503, "busy", f"attendance is being recomputed or the database is busy; retry: {e}")
+
+
 # (kind, lowest, highest) of each numeric query parameter.
-_NUMBERS = {"min_minutes": (float, 0, math.inf), "min_percent": (float, 0, 100), "step": (int, 1, 10**9)}
+_NUMBERS = {
+    "min_minutes": (float, 0, math.inf),
+    "min_percent": (float, 0, 100),
+    "pass_percent": (float, 0, 100),
+    "step": (int, 1, 10**9),
+}
 
 
 def _number(name: str):
@@ -124,101 +148,74 @@ API_LIVE_MAX_AGE = 10.0
 @bp.get("/meetings")
 def meetings() -> Response:
     """Every stored instance with its window and evidence counts."""
-    try:
-        rows = current_meetings(get_db(), live_max_age=API_LIVE_MAX_AGE, lock_timeout=API_REFRESH_LOCK_TIMEOUT)
-        return _answer(
-            {"meetings": rows}, list_key="meetings", csv_rows=rows, fields=MEETING_FIELDS, filename="meetings"
-        )
-    except BadParameter as e:
-        return bad_parameter(e)
-    except BadQuery as e:
-        return error(400, "bad_request", str(e))
-    except DatabaseUnavailable as e:
-        return error(503, "busy", f"attendance is being recomputed or the database is busy; retry: {e}")
+    rows = current_meetings(get_db(), live_max_age=API_LIVE_MAX_AGE, lock_timeout=API_REFRESH_LOCK_TIMEOUT)
+    return _answer({"meetings": rows}, list_key="meetings", csv_rows=rows, fields=MEETING_FIELDS, filename="meetings")
 
 
 @bp.get("/meetings/<meeting:meeting>/<any(attendance, summary, timeline):view>", merge_slashes=False)
 def meeting_view(meeting: str, view: str) -> Response:
     """Attendance, summary or timeline of a meeting (latest instance) or an instance UUID."""
     db = get_db()
-    try:
-        uuid = current_instance(
-            db,
-            _meeting_argument(meeting),
-            request.args.get("instance"),
-            live_max_age=API_LIVE_MAX_AGE,
-            lock_timeout=API_REFRESH_LOCK_TIMEOUT,
-        )
-        now = now_seconds()
-        if view == "timeline":
-            step = _number("step")
-            try:
-                result = queries.timeline(db, uuid, now=now, step=60 if step is None else step)
-            except BadQuery as e:  # too many points for this step
-                raise BadParameter("step", str(e)) from None
-            return _answer(
-                result, list_key="points", csv_rows=result["points"], fields=TIMELINE_FIELDS, filename="timeline"
-            )
-        min_minutes, min_percent = _number("min_minutes"), _number("min_percent")
-        if min_minutes is not None and min_percent is not None:
-            raise BadParameter("min_percent", "give either min_minutes or min_percent, not both")
-        threshold = queries.Threshold(min_minutes, min_percent)
-        # The meeting's stored rules (worker.py rules) unless the query gives a minimum.
-        threshold = threshold if threshold.given else stored_threshold(db, uuid)
-        if view == "summary":
-            result = queries.summary(db, uuid, now=now, threshold=threshold)
-            return _answer(
-                result, list_key=None, csv_rows=[summary_row(result)], fields=SUMMARY_FIELDS, filename="summary"
-            )
-        include_absent = request.args.get("include_absent", "").lower() in ("1", "true", "yes")
-        result = queries.attendance(db, uuid, now=now, threshold=threshold, include_absent=include_absent)
+    uuid = current_instance(
+        db,
+        _meeting_argument(meeting),
+        request.args.get("instance"),
+        live_max_age=API_LIVE_MAX_AGE,
+        lock_timeout=API_REFRESH_LOCK_TIMEOUT,
+    )
+    now = now_seconds()
+    if view == "timeline":
+        step = _number("step")
+        try:
+            result = queries.timeline(db, uuid, now=now, step=60 if step is None else step)
+        except BadQuery as e:  # too many points for this step
+            raise BadParameter("step", str(e)) from None
         return _answer(
-            result,
-            list_key="attendees",
-            csv_rows=result["attendees"],
-            fields=attendee_fields(result),
-            filename="attendance",
+            result, list_key="points", csv_rows=result["points"], fields=TIMELINE_FIELDS, filename="timeline"
         )
-    except queries.UnknownMeeting as e:
-        return error(404, "unknown_meeting", str(e))
-    except BadParameter as e:
-        return bad_parameter(e)
-    except BadQuery as e:
-        return error(400, "bad_request", str(e))
-    except DatabaseUnavailable as e:
-        return error(503, "busy", f"attendance is being recomputed or the database is busy; retry: {e}")
+    min_minutes, min_percent = _number("min_minutes"), _number("min_percent")
+    if min_minutes is not None and min_percent is not None:
+        raise BadParameter("min_percent", "give either min_minutes or min_percent, not both")
+    threshold = queries.Threshold(min_minutes, min_percent)
+    # The meeting's stored rules (worker.py rules) unless the query gives a minimum.
+    threshold = threshold if threshold.given else stored_threshold(db, uuid)
+    if view == "summary":
+        result = queries.summary(db, uuid, now=now, threshold=threshold)
+        return _answer(result, list_key=None, csv_rows=[summary_row(result)], fields=SUMMARY_FIELDS, filename="summary")
+    include_absent = request.args.get("include_absent", "").lower() in ("1", "true", "yes")
+    result = queries.attendance(db, uuid, now=now, threshold=threshold, include_absent=include_absent)
+    return _answer(
+        result,
+        list_key="attendees",
+        csv_rows=result["attendees"],
+        fields=attendee_fields(result),
+        filename="attendance",
+    )
 
 
 @bp.get("/meetings/<meeting:meeting>/funnel", merge_slashes=False)
 def meeting_funnel(meeting: str) -> Response:
     """The funnel of a meeting: counts per stage; `stage` or `dropped_at` lists the people."""
     stage, dropped = request.args.get("stage"), request.args.get("dropped_at")
-    try:
-        for name, value in (("stage", stage), ("dropped_at", dropped)):
-            if value is not None and value not in STAGES:
-                raise BadQuery(f"{name} must be one of {', '.join(STAGES)}, got {value!r}")
-        if stage and dropped:
-            raise BadQuery("give stage or dropped_at, not both")
-        overrides = {name: _number(name) for name in ("min_minutes", "min_percent", "pass_percent")}
-        result = funnel_of(
-            get_db(),
-            _meeting_argument(meeting),
-            instance=request.args.get("instance"),
-            overrides=overrides,
-            stage=stage,
-            dropped=dropped,
-        )
-        listing = "people" in result
-        return _answer(
-            result,
-            list_key="people" if listing else None,
-            csv_rows=result["people"] if listing else result["stages"],
-            fields=PERSON_OUTPUT if listing else ("stage", "count"),
-            filename="funnel",
-        )
-    except queries.UnknownMeeting as e:
-        return error(404, "unknown_meeting", str(e))
-    except BadQuery as e:
-        return error(400, "bad_request", str(e))
-    except DatabaseUnavailable as e:
-        return error(503, "busy", f"attendance is being recomputed or the database is busy; retry: {e}")
+    for name, value in (("stage", stage), ("dropped_at", dropped)):
+        if value is not None and value not in STAGES:
+            raise BadParameter(name, f"{name} must be one of {', '.join(STAGES)}, got {value[:40]!r}")
+    if stage and dropped:
+        raise BadParameter("dropped_at", "give stage or dropped_at, not both")
+    overrides = {name: _number(name) for name in ("min_minutes", "min_percent", "pass_percent")}
+    result = funnel_of(
+        get_db(),
+        _meeting_argument(meeting),
+        instance=request.args.get("instance"),
+        overrides=overrides,
+        stage=stage,
+        dropped=dropped,
+    )
+    listing = "people" in result
+    return _answer(
+        result,
+        list_key="people" if listing else None,
+        csv_rows=result["people"] if listing else result["stages"],
+        fields=PERSON_OUTPUT if listing else ("stage", "count"),
+        filename="funnel",
+    )

@@ -23,6 +23,7 @@ from store.attendance_queries import BadQuery, Threshold, instance_uuids_of
 from store.attendance_queries import attendance as attendance_of
 from store.attendance_queries import summary as summary_of
 from store.attendance_queries import timeline as timeline_of
+from store.db import Store
 from store.derived import RefreshStats
 
 
@@ -45,6 +46,16 @@ def _threshold(min_minutes: float | None, min_percent: float | None):
         return Threshold(min_minutes, min_percent)
     except BadQuery as e:
         raise click.UsageError(str(e)) from None
+
+
+def _instance_and_rules(
+    app: App, meeting: str, instance: str | None, threshold: Threshold
+) -> tuple[Store, str, Threshold]:
+    """The store, the instance MEETING names, and the threshold to apply: the option's, else
+    the meeting's stored rules (`worker.py rules`)."""
+    db = app.existing_store()
+    uuid = reads.current_instance(db, meeting, instance)
+    return db, uuid, threshold if threshold.given else stored_threshold(db, uuid)
 
 
 def _heading(meeting: dict[str, Any]) -> str:
@@ -94,10 +105,7 @@ def attendance(
 
     threshold = _threshold(min_minutes, min_percent)
     with user_errors():
-        db = app.existing_store()
-        uuid = reads.current_instance(db, meeting, instance)
-        # The meeting's stored rules (worker.py rules) unless an option overrides them here.
-        threshold = threshold if threshold.given else stored_threshold(db, uuid)
+        db, uuid, threshold = _instance_and_rules(app, meeting, instance, threshold)
         result = attendance_of(db, uuid, now=reads.now_seconds(), threshold=threshold, include_absent=include_absent)
     if not write_data(output_format(fmt), result, "attendees", result["attendees"], reads.attendee_fields(result)):
         people = result["attendees"]
@@ -131,9 +139,7 @@ def summary(
 
     threshold = _threshold(min_minutes, min_percent)
     with user_errors():
-        db = app.existing_store()
-        uuid = reads.current_instance(db, meeting, instance)
-        threshold = threshold if threshold.given else stored_threshold(db, uuid)
+        db, uuid, threshold = _instance_and_rules(app, meeting, instance, threshold)
         result = summary_of(db, uuid, now=reads.now_seconds(), threshold=threshold)
     if not write_data(output_format(fmt), result, None, [reads.summary_row(result)], reads.SUMMARY_FIELDS):
         click.echo(_heading(result["meeting"]) + "\n")

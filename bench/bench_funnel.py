@@ -91,9 +91,7 @@ def main() -> None:
     started = time.perf_counter()
     with ZoomSimulator(dataset) as sim:
         client = ZoomClient(
-            **sim.credentials(),
-            api_base_url=sim.api_base_url,
-            oauth_token_url=sim.oauth_token_url,
+            **sim.client_settings(),
             requests_per_second=0,
             heavy_requests_per_second=0,
         )

@@ -111,9 +111,7 @@ class Scenario:
         dataset.registrants[self.meeting_id] = list(registrants)
         with ZoomSimulator(dataset) as zoom:
             client = ZoomClient(
-                **zoom.credentials(),
-                api_base_url=zoom.api_base_url,
-                oauth_token_url=zoom.oauth_token_url,
+                **zoom.client_settings(),
                 requests_per_second=1000,
                 max_retries=0,
             )

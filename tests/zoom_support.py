@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from integrations.simulator.zoom_api import Dataset, ZoomSimulator
+from integrations.simulator.zoom_api import ClientSettings, Dataset, ZoomSimulator
 from integrations.zoom.client import ZoomClient
 from integrations.zoom.reports import participant_to_row
 
@@ -37,8 +37,6 @@ class FakeClock:
 def simulator_client(sim: ZoomSimulator, clock: FakeClock | None = None, **overrides: Any) -> ZoomClient:
     """A ZoomClient for `sim` that never really waits (unless a real clock is asked for)."""
     options: dict[str, Any] = {
-        "api_base_url": sim.api_base_url,
-        "oauth_token_url": sim.oauth_token_url,
         "requests_per_second": 0,
         "max_retries": 3,
         "timeout": 5.0,
@@ -47,10 +45,8 @@ def simulator_client(sim: ZoomSimulator, clock: FakeClock | None = None, **overr
     if clock is not None:
         options.update(sleep=clock.sleep, monotonic=clock.monotonic, now=clock.now)
     options.update(overrides)
-    credentials = sim.credentials() | {
-        k: options.pop(k) for k in ("account_id", "client_id", "client_secret") if k in options
-    }
-    return ZoomClient(**credentials, **options)
+    settings = sim.client_settings() | {k: options.pop(k) for k in ClientSettings.__annotations__ if k in options}
+    return ZoomClient(**settings, **options)
 
 
 def meeting_dataset(

@@ -367,9 +367,7 @@ def _people(database_path: str, uuid: str) -> int:
 def _sync_report(database_path: str, zoom: ZoomSimulator, progress: Progress) -> tuple[int, int, int]:
     """Fetch the webinar's report and registrants from the simulator: (pages, rows, API calls)."""
     client = ZoomClient(
-        **zoom.credentials(),
-        api_base_url=zoom.api_base_url,
-        oauth_token_url=zoom.oauth_token_url,
+        **zoom.client_settings(),
         requests_per_second=20,  # the simulator's own account: no quota shared with other apps
         timeout=30,
     )

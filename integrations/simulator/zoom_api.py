@@ -110,12 +110,14 @@ class Fault:
     hits: int = 0
 
 
-class Credentials(TypedDict):
-    """What ZoomClient takes to authenticate as the simulator's account."""
+class ClientSettings(TypedDict):
+    """What ZoomClient takes to reach the simulator and authenticate as its account."""
 
     account_id: str
     client_id: str
     client_secret: str
+    api_base_url: str
+    oauth_token_url: str
 
 
 @dataclass(frozen=True)
@@ -219,9 +221,15 @@ class ZoomSimulator:
     def oauth_token_url(self) -> str:
         return self.url + "/oauth/token"
 
-    def credentials(self) -> Credentials:
-        """account_id, client_id, client_secret as ZoomClient takes them."""
-        return {"account_id": self.account_id, "client_id": self.client_id, "client_secret": self.client_secret}
+    def client_settings(self) -> ClientSettings:
+        """Credentials and URLs as ZoomClient takes them: `ZoomClient(**sim.client_settings(), ...)`."""
+        return {
+            "account_id": self.account_id,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "api_base_url": self.api_base_url,
+            "oauth_token_url": self.oauth_token_url,
+        }
 
     def environ(self) -> dict[str, str]:
         """The environment variables that point this service at the simulator."""

@@ -4,18 +4,12 @@ behind real HTTPS for the public-URL check."""
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import ipaddress
 import json
 import ssl
 import threading
 
 import pytest
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from werkzeug.serving import make_server
 
 import worker
@@ -24,6 +18,7 @@ from integrations.simulator.zoom_api import ALL_SCOPES, ZoomSimulator
 from integrations.web import create_app
 from tests.conftest import SECRET, make_config
 from tests.fault_support import free_port
+from tests.tls_support import self_signed_certificate
 
 STRONG_API_TOKEN = "Zq8-api-token-long-and-random-4f7Kx2Lm9Pw3"
 
@@ -152,38 +147,13 @@ def test_weak_tokens_and_a_missing_secret_fail_configuration(tmp_path, monkeypat
 # -- the public URL over real HTTPS ---------------------------------------------------------
 
 
-def self_signed(tmp_path):
-    """A certificate for 127.0.0.1 and its key, as files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    start = dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=365 * 30))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 def https_app(tmp_path, monkeypatch):
     """The real app served over TLS on 127.0.0.1; doctor trusts its certificate via REQUESTS_CA_BUNDLE."""
     servers = []
 
     def serve(secret: str) -> str:
-        cert, key = self_signed(tmp_path)
+        cert, key = self_signed_certificate(tmp_path)
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(cert, key)
         app = create_app(make_config(tmp_path / f"served{len(servers)}", ZOOM_WEBHOOK_SECRET_TOKEN=secret))

@@ -60,19 +60,22 @@ def _hostile_meeting(base: str) -> None:
     """A live meeting (started, never ended) whose people carry hostile display names."""
     _post(base, instance_event("meeting.started", LIVE_UUID, LIVE_MEETING, start_time="2024-05-01T10:00:00Z"))
     for i, name in enumerate(HOSTILE_NAMES):
-        _post(
-            base,
-            participant_event(
-                "meeting.participant_joined",
-                LIVE_UUID,
-                LIVE_MEETING,
-                topic="Live <b>meeting</b>",
-                user_id=f"h{i}",
-                user_name=name,
-                email=f"hostile{i}@x.org",
-                join_time="2024-05-01T10:01:00Z",
-            ),
-        )
+        _live_join(base, f"h{i}", name, f"hostile{i}@x.org", "2024-05-01T10:01:00Z", topic="Live <b>meeting</b>")
+
+
+def _live_join(base: str, user_id: str, name: str, email: str, join_time: str, **fields: str) -> None:
+    """One participant joins the live meeting."""
+    event = participant_event(
+        "meeting.participant_joined",
+        LIVE_UUID,
+        LIVE_MEETING,
+        user_id=user_id,
+        user_name=name,
+        email=email,
+        join_time=join_time,
+        **fields,
+    )
+    _post(base, event)
 
 
 @pytest.fixture(scope="module")
@@ -259,18 +262,7 @@ def test_hostile_names_stay_text_and_the_live_page_updates_itself(served, browse
 
     # A new join arrives while the page is open: the numbers move without a reload.
     marker = browser.find_element(By.TAG_NAME, "h1")
-    _post(
-        base,
-        participant_event(
-            "meeting.participant_joined",
-            LIVE_UUID,
-            LIVE_MEETING,
-            user_id="late",
-            user_name="Late Comer",
-            email="late@x.org",
-            join_time="2024-05-01T10:30:00Z",
-        ),
-    )
+    _live_join(base, "late", "Late Comer", "late@x.org", "2024-05-01T10:30:00Z")
     WebDriverWait(browser, 30).until(lambda d: _metrics(d)["unique"] == str(len(HOSTILE_NAMES) + 1))
     assert marker.is_displayed()  # the same page: no reload happened
     browser.save_screenshot(str(screenshots / "live.png"))

@@ -130,9 +130,7 @@ def user_errors() -> Iterator[None]:
     """Errors a user can act on become one line on stderr and exit 1, never a traceback."""
     try:
         yield
-    except (UnknownMeeting, BadQuery) as e:
-        raise click.ClickException(str(e)) from None
-    except DatabaseOpenError as e:
+    except (UnknownMeeting, BadQuery, DatabaseOpenError) as e:
         raise click.ClickException(str(e)) from None
     except DatabaseUnavailable as e:
         raise click.ClickException(f"database busy or unavailable, try again: {e}") from None

@@ -119,7 +119,7 @@ def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Sto
     except (sqlite3.Error, OSError) as e:
         raise DatabaseOpenError(f"cannot open database {path}: {e}") from None
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        _use_wal(conn, path, lock_timeout)
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
     except sqlite3.Error as e:
@@ -130,6 +130,28 @@ def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Sto
             raise DatabaseOpenError(f"{path} is not a SQLite database") from None
         raise DatabaseOpenError(f"cannot use database {path}: {e}") from None
     return Store(conn, path=path, lock_timeout=lock_timeout)
+
+
+def _use_wal(conn: sqlite3.Connection, path: str, lock_timeout: float) -> None:
+    """Put the database in WAL mode (it stays so): once per file, under the writers' lock.
+
+    Several processes opening a new file at once (gunicorn's workers booting) all try the
+    switch; SQLite answers BUSY at once, without its busy handler, to all but one, so the
+    switch is made by one process at a time and re-read after the lock is held.
+    """
+    if path == ":memory:" or conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    with write_lock(path).hold(timeout=lock_timeout):
+        deadline = time.monotonic() + lock_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                # A process outside our lock (an operator's sqlite3 shell) may still hold it.
+                if "locked" not in str(e).lower() or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
 
 _local = threading.local()

@@ -1,5 +1,6 @@
 """The schema is created on start, once, even when several processes start together."""
 
+import multiprocessing
 import os
 import stat
 import subprocess
@@ -23,6 +24,34 @@ def test_concurrent_starts_apply_each_migration_once(tmp_path):
     assert applied == [m.name for m in ordered_migrations()]
     assert applied == sorted(applied) and applied[0].startswith("m001_")
     assert migrations.pending(db) == []
+
+
+def _open_at_once(path, barrier, results):
+    barrier.wait()
+    try:
+        open_db(path).close()
+        results.put("ok")
+    except Exception as e:  # the failure is what the test reports
+        results.put(repr(e))
+
+
+def test_processes_opening_a_new_file_at_the_same_instant_all_get_it(tmp_path):
+    # gunicorn's workers boot together; SQLite refuses the switch to WAL to all but one of
+    # them without waiting (CI failed on it once), so open_db must serialize the switch.
+    context = multiprocessing.get_context("fork")
+    failures = []
+    for round_number in range(40):
+        path = str(tmp_path / f"new{round_number}.db")
+        barrier, results = context.Barrier(4), context.Queue()
+        procs = [context.Process(target=_open_at_once, args=(path, barrier, results)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=30) for _ in procs]
+        for p in procs:
+            p.join(timeout=30)
+        failures += [o for o in outcomes if o != "ok"]
+        assert open_db(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert failures == []
 
 
 def test_migrate_is_idempotent(tmp_path):

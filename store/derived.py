@@ -291,7 +291,7 @@ def webhook_deliveries(
     """Stored webhook deliveries after `after_id` (of these instances only, when given), oldest first."""
     if instance_uuids is None:
         return db.execute(
-            "SELECT id, body FROM raw_records WHERE id > ? AND +source = 'webhook' ORDER BY id LIMIT ?",
+            "SELECT id, body FROM raw_records WHERE id > ? AND source || '' = 'webhook' ORDER BY id LIMIT ?",
             [after_id, limit],
         ).fetchall()
     marks = ", ".join("?" * len(instance_uuids))

@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.db import SQLiteStore, Store
+from store.db import SQLiteStore, Store, check_database_file
 from store.evidence import GENESIS, chain_hash, content_hash
 from store.postgres import is_postgres_url, open_postgres
 
@@ -192,6 +192,7 @@ def open_readonly(path: str) -> Store:
     """Open a database for reading only (verify and exports never write, even by accident)."""
     if is_postgres_url(path):
         return open_postgres(path, read_only=True)
+    check_database_file(path, must_exist=True, writable=False)
     uri = Path(path).absolute().as_uri() + "?mode=ro"
     return SQLiteStore(
         sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False), path=path, lock_timeout=2.0

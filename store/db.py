@@ -159,6 +159,12 @@ def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Sto
     return SQLiteStore(conn, path=path, lock_timeout=lock_timeout)
 
 
+def database_exists(location: str) -> bool:
+    """True when there is a database at `location` to read: an existing SQLite file, or a
+    PostgreSQL URL (its server says what is wrong when asked)."""
+    return is_postgres_url(location) or os.path.exists(location)
+
+
 def _use_wal(conn: sqlite3.Connection, path: str, lock_timeout: float) -> None:
     """Put the database in WAL mode (it stays so): once per file, under the writers' lock.
 

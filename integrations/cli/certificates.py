@@ -26,6 +26,7 @@ from integrations.reads.formats import csv_lines
 from store import certificates as store
 from store.attendance_queries import meeting_number, resolve_instance
 from store.certificates import CertificateNotFound, CertificateRevoked
+from store.db import database_exists
 
 LIST_FIELDS = ("number", "name", "email", "code", "verify_url", "issued", "revoked", "sent")
 
@@ -325,7 +326,7 @@ def verify(app: App, certificate: str, public_key_file: str | None, offline: boo
             public_key = read_key(app.config.cert_signing_key_file).public_key()
         try:
             code = code_from_argument(certificate, _read_pdf)
-            db = None if offline or not os.path.exists(app.database_path()) else app.readonly_store()
+            db = None if offline or not database_exists(app.database_path()) else app.readonly_store()
             verdict = issuing.check_code(db, code, public_key)
         except InvalidCode as e:
             raise click.ClickException(f"INVALID: {e}") from None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import shlex
-import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +19,10 @@ from integrations.config import Config, ConfigError, load_config
 from integrations.ingest.normalize import normalize_pending
 from store.attendance_queries import BadQuery, UnknownMeeting
 from store.audit import open_readonly
-from store.db import DatabaseOpenError, DatabaseUnavailable, Store, check_database_file, open_db
+from store.db import DatabaseOpenError, DatabaseUnavailable, Store, open_db
+from store.errors import DRIVER_ERRORS
 from store.migrations import migrate
+from store.postgres import redact
 
 
 class FiniteFloat(click.ParamType):
@@ -86,8 +87,8 @@ class App:
             with user_errors():
                 try:
                     migrate(db)
-                except sqlite3.DatabaseError as e:
-                    raise click.ClickException(f"cannot use database {path}: {e}") from None
+                except DRIVER_ERRORS as e:
+                    raise click.ClickException(f"cannot use database {redact(path)}: {e}") from None
         db = self._stores[key]
         if normalize:
             with user_errors():
@@ -104,14 +105,17 @@ class App:
         key = (path, True)
         if key not in self._stores:
             with user_errors():
-                check_database_file(path, must_exist=True, writable=False)
-            try:
                 db = open_readonly(path)
+            try:
                 db.execute("SELECT 1 FROM raw_records LIMIT 1")
-            except sqlite3.Error as e:
+            except DRIVER_ERRORS as e:
+                db.close()
                 if "not a database" in str(e):
                     raise click.ClickException(f"{path} is not a SQLite database") from None
-                raise click.ClickException(f"cannot read {path} as an attendance-worker database: {e}") from None
+                message = str(e).strip().splitlines()[0]
+                raise click.ClickException(
+                    f"cannot read {redact(path)} as an attendance-worker database: {message}"
+                ) from None
             self._stores[key] = db
         return self._stores[key]
 

@@ -52,8 +52,7 @@ def _epoch_sql(column: str) -> str:
 
 _OPEN_FOR = f":now - {_epoch_sql('a.open_since')}"
 _LIVE_SECONDS = (
-    "a.attended_seconds + CASE WHEN a.open_since IS NULL THEN 0 "
-    f"WHEN {_OPEN_FOR} > 0 THEN {_OPEN_FOR} ELSE 0 END"
+    f"a.attended_seconds + CASE WHEN a.open_since IS NULL THEN 0 WHEN {_OPEN_FOR} > 0 THEN {_OPEN_FOR} ELSE 0 END"
 )
 # Sort keys of the table and their SQL (live seconds: open sessions run until :now). Name and
 # email are spelled exactly as the people_sort_* indexes (migration m050), so a page walks them.

@@ -63,6 +63,8 @@ def _pg_dump(db: PostgresStore, target: str) -> ChainHead:
 
 
 def check_backup_target(db: Store, target: str) -> None:
-    """BackupError if `target` is the live database itself."""
+    """BackupError if `target` is the live database itself (a PostgreSQL database is no file)."""
+    if isinstance(db, PostgresStore):
+        return
     if os.path.exists(target) and os.path.samefile(os.path.abspath(db.path), target):
         raise BackupError("the backup file cannot be the live database itself")

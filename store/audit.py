@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from store.db import SQLiteStore, Store, check_database_file
+from store.db import SQLiteStore, Store, check_database_file, stream_rows
 from store.evidence import GENESIS, chain_hash, content_hash
 from store.postgres import is_postgres_url, open_postgres
 
@@ -106,11 +106,11 @@ def verify_chain(db: Store, *, expect_head: str | None = None) -> ChainHead:
     were neither changed nor removed since it was recorded).
     """
     # One SELECT is one read snapshot: writers may append meanwhile, the check sees a fixed log.
-    cursor = db.conn.execute(_ROWS + " ORDER BY id")
+    rows = stream_rows(db.conn, _ROWS + " ORDER BY id")
     try:
-        count, last_id, last_hash, head_seen = _verify_rows(cursor, GENESIS, None, expect_head)
+        count, last_id, last_hash, head_seen = _verify_rows(rows, GENESIS, None, expect_head)
     finally:
-        cursor.close()
+        rows.close()
     if expect_head is not None and not head_seen:
         raise _head_not_found(expect_head, count, last_hash)
     return ChainHead(count, last_id, last_hash)
@@ -128,11 +128,11 @@ def verify_range(
         "SELECT id, chain_hash FROM raw_records WHERE id < ? ORDER BY id DESC LIMIT 1", (first_id,)
     ).fetchone()
     previous_id, previous_hash = before if before else (None, GENESIS)
-    cursor = conn.execute(_ROWS + " WHERE id BETWEEN ? AND ? ORDER BY id", (first_id, last_id))
+    rows = stream_rows(conn, _ROWS + " WHERE id BETWEEN ? AND ? ORDER BY id", (first_id, last_id))
     try:
-        return _verify_rows(cursor, previous_hash, previous_id, expect_head)
+        return _verify_rows(rows, previous_hash, previous_id, expect_head)
     finally:
-        cursor.close()
+        rows.close()
 
 
 # Ids per range checked by one worker process.

@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import sqlite_utils
 
 from store.errors import DatabaseOpenError, DatabaseUnavailable
-from store.postgres import PostgresStore, is_postgres_url, open_postgres
+from store.postgres import PgConnection, PostgresStore, is_postgres_url, open_postgres
 
 __all__ = ["DatabaseOpenError", "DatabaseUnavailable", "PostgresStore", "Store", "open_db"]
 
@@ -157,6 +157,23 @@ def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Sto
             raise DatabaseOpenError(f"{path} is not a SQLite database") from None
         raise DatabaseOpenError(f"cannot use database {path}: {e}") from None
     return SQLiteStore(conn, path=path, lock_timeout=lock_timeout)
+
+
+def stream_rows(conn: Any, sql: str, params: Any = None) -> Iterator[tuple]:
+    """The rows of one long SELECT (the raw log) as they come, never all of them in memory.
+
+    `conn` is a store or its connection. SQLite's cursor steps through the result already;
+    psycopg's would fetch all of it first, so a PostgreSQL connection streams it in chunks.
+    Nothing else may run on `conn` until the rows are read or the iterator closed.
+    """
+    if isinstance(conn, PostgresStore | PgConnection):
+        yield from conn.stream(sql, params)
+        return
+    cursor = conn.execute(sql, () if params is None else params)
+    try:
+        yield from cursor
+    finally:
+        cursor.close()
 
 
 def database_exists(location: str) -> bool:

@@ -23,6 +23,8 @@ from store.errors import DatabaseOpenError, DatabaseUnavailable
 URL_PREFIXES = ("postgresql://", "postgres://")
 # How long a PostgreSQL server may take to answer a connection attempt.
 CONNECT_TIMEOUT_SECONDS = 5
+# Rows per chunk of a streamed read (the raw log: a chunk of bodies is a few hundred KB).
+STREAM_CHUNK_ROWS = 500
 
 
 def is_postgres_url(location: str) -> bool:
@@ -89,6 +91,10 @@ class PgConnection:
         cursor = self.raw.cursor()
         cursor.executemany(translate(sql), list(rows))
         return cursor
+
+    def stream(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Iterator[tuple]:
+        """Rows of one SELECT in chunks as the server sends them, never the whole result in memory."""
+        yield from self.raw.cursor().stream(translate(sql), params if params else None, size=STREAM_CHUNK_ROWS)
 
     @property
     def in_transaction(self) -> bool:
@@ -177,6 +183,10 @@ class PostgresStore:
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         return self.conn.executemany(sql, rows)
+
+    def stream(self, sql: str, params: Any = None) -> Iterator[tuple]:
+        """See `PgConnection.stream`."""
+        return self.conn.stream(sql, params)
 
     def query(self, sql: str, params: Any = None) -> Iterator[dict[str, Any]]:
         """Rows of `sql` as dicts, like sqlite-utils' `Database.query`."""

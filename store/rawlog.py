@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from store.db import stream_rows
 from store.events import NORMALIZE_CURSOR
 
 _SELECT = f"""
@@ -72,11 +73,7 @@ def raw_records(
     `first_id` and `last_id` (both inclusive) bound the record ids.
     """
     where, params = _filters(meeting, since, until, first_id, last_id)
-    cursor = conn.execute(_SELECT + where + " ORDER BY r.id", params)
-    try:
-        yield from cursor
-    finally:
-        cursor.close()
+    yield from stream_rows(conn, _SELECT + where + " ORDER BY r.id", params)
 
 
 def record_ids(

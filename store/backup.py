@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -60,6 +61,18 @@ def _pg_dump(db: PostgresStore, target: str) -> ChainHead:
     if result.returncode != 0:
         raise BackupError(f"pg_dump of {redact(db.path)} failed: {result.stderr.strip()}")
     return head
+
+
+def check_command(db: Store, target: str, head: ChainHead, worker: str) -> str:
+    """The command(s) that check the backup `target` of `db` against `head` (printed by `backup`)."""
+    quoted = shlex.quote(target)
+    if isinstance(db, PostgresStore):
+        # A dump is checked in a database restored from it (an empty one, made for the check).
+        return (
+            f"pg_restore --no-owner --dbname=EMPTY_DATABASE_URL {quoted} && "
+            f"{worker} verify --database EMPTY_DATABASE_URL --head {head.chain_hash}"
+        )
+    return f"{worker} verify --database {quoted} --head {head.chain_hash}"
 
 
 def check_backup_target(db: Store, target: str) -> None:

@@ -156,7 +156,12 @@ def test_problems(outputs):
 
 
 def test_backup_reports_the_same_head(outputs):
-    assert same(outputs, "backup").out.startswith("backed up 23 records (head ")
+    sqlite, postgres = outputs["sqlite"]["backup"], outputs["postgresql"]["backup"]
+    assert sqlite.code == postgres.code == 0
+    assert sqlite.out.startswith("backed up 23 records (head ") and postgres.out == sqlite.out
+    # The hint on stderr differs on purpose: a pg_dump file is checked after pg_restore
+    # (test_postgresql_backup_restores_to_a_database_that_verifies), a SQLite copy directly.
+    assert "verify --database WORKDIR/backup.db --head" in sqlite.err
 
 
 API = [
@@ -246,8 +251,12 @@ def test_postgresql_backup_restores_to_a_database_that_verifies(scenario_runs, p
             [pg_restore, "--no-owner", f"--dbname={restored}", str(backup)], capture_output=True, timeout=120
         )
         assert done.returncode == 0, done.stderr
+        hint = outputs["postgresql"]["backup"].err
+        assert "pg_restore --no-owner --dbname=EMPTY_DATABASE_URL WORKDIR/backup.db && " in hint
+        assert f"verify --database EMPTY_DATABASE_URL --head {head}" in hint
         env = cli_env(restored, root / "signing-key.pem")
-        result = CliRunner().invoke(worker.cli, ["verify", "--head", head], env=env)
+        checked = ["verify", "--database", restored, "--head", head]
+        result = CliRunner().invoke(worker.cli, checked, env={**env, "DATABASE_URL": "sqlite:///nowhere/x.db"})
         assert result.exit_code == 0, result.output
         expected = outputs["sqlite"]["verify"].out.splitlines()
         assert result.stdout.splitlines() == [expected[0], f"expected head {head} is in the chain", expected[1]]

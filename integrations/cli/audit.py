@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 import time
 
@@ -18,14 +17,14 @@ from integrations.cli.options import rule_options
 from integrations.files import OutputError, private_output, private_output_path
 from store.attendance_queries import Threshold
 from store.audit import ChainError, verify_file
-from store.backup import BackupError, backup_database, check_backup_target
+from store.backup import BackupError, backup_database, check_backup_target, check_command
 from store.certificates import CertificateChainError, verify_certificate_chain
 
 database_option = click.option(
     "--database",
     "database",
     type=click.Path(dir_okay=False),
-    help="SQLite file to read (default: DATABASE_URL); e.g. a backup handed to an auditor",
+    help="SQLite file or PostgreSQL URL to read (default: DATABASE_URL); e.g. a backup handed to an auditor",
 )
 
 
@@ -158,9 +157,7 @@ def backup(app: App, file: str, database: str | None, force: bool) -> None:
     click.echo(
         f"backed up {head.count} records (head {head.chain_hash}) to {file} in {time.monotonic() - started:.1f}s"
     )
-    click.echo(
-        f"check the copy: {worker_command()} verify --database {shlex.quote(file)} --head {head.chain_hash}", err=True
-    )
+    click.echo(f"check the copy: {check_command(db, file, head, worker_command())}", err=True)
 
 
 @click.command()

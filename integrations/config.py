@@ -13,6 +13,8 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
+from store.postgres import is_postgres_url, redact
+
 
 class ConfigError(Exception):
     "Configuration is missing or invalid"
@@ -103,14 +105,17 @@ class Config:
             raise ConfigError("Zoom API credentials missing: set " + ", ".join(missing) + " (see config.example.env)")
 
     def __repr__(self) -> str:  # secrets never reach logs through a repr
-        return f"Config(database_path={self.database_path!r}, zoom_api_base_url={self.zoom_api_base_url!r})"
+        return f"Config(database_path={redact(self.database_path)!r}, zoom_api_base_url={self.zoom_api_base_url!r})"
 
 
 def database_path_from_url(url: str) -> str:
-    """Turn `sqlite:///relative.db` or `sqlite:////abs/path.db` into a filesystem path."""
+    """Turn `sqlite:///relative.db` or `sqlite:////abs/path.db` into a filesystem path;
+    a `postgresql://` URL stays as it is (store/postgres.py)."""
     prefix = "sqlite:///"
+    if is_postgres_url(url):
+        return url
     if not url.startswith(prefix):
-        raise ConfigError(f"DATABASE_URL must start with {prefix!r} (only SQLite is supported), got {url!r}")
+        raise ConfigError(f"DATABASE_URL must start with {prefix!r} or 'postgresql://', got {redact(url)!r}")
     path = url[len(prefix) :]
     if not path:
         raise ConfigError("DATABASE_URL names no file: use sqlite:///attendance.db")
@@ -206,8 +211,9 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         smtp_ca_file=text("SMTP_CA_FILE"),
         log_format=(text("LOG_FORMAT") or "text").lower(),
         metrics_token=text("METRICS_TOKEN"),
-        # Beside the database, like the spool: the web processes and the worker share it.
-        metrics_dir=text("PROMETHEUS_MULTIPROC_DIR") or os.path.abspath(database_path) + "-metrics",
+        # Beside a SQLite file, like the spool: the web processes and the worker share it; in the working directory for a PostgreSQL URL (per host).
+        metrics_dir=text("PROMETHEUS_MULTIPROC_DIR")
+        or os.path.abspath("attendance" if is_postgres_url(database_path) else database_path) + "-metrics",
         alert_webhook_url=text("ALERT_WEBHOOK_URL"),
         alert_check_interval_seconds=max(1.0, number("ALERT_CHECK_INTERVAL_SECONDS", 30.0)),
         alert_thresholds=AlertThresholds(

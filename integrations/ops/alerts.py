@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import requests
-import sqlite_utils
 
 from integrations.config import AlertThresholds, Config
 from integrations.ops.metrics import metrics, safely
@@ -169,7 +168,7 @@ class AlertChecker:
         self.notify(db, stamp)
         return conditions
 
-    def notify(self, db: sqlite_utils.Database, stamp: str) -> None:
+    def notify(self, db: Store, stamp: str) -> None:
         """Send what the hook has not taken yet: each incident's start, then its end."""
         url = self.config.alert_webhook_url
         if not url:

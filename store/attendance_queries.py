@@ -14,9 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
 from integrations.attendance.intervals import OPEN, concurrency, epoch_seconds, iso_time, present_at, steps
+from store.db import Store
 
 MAX_TIMELINE_POINTS = 100_000  # a 30-hour meeting at one point a second is 108,000: refuse finer steps
 
@@ -80,7 +79,7 @@ def meeting_number(meeting: str) -> str | None:
     return None
 
 
-def resolve_instance(db: sqlite_utils.Database, meeting: str, instance: str | None = None) -> str:
+def resolve_instance(db: Store, meeting: str, instance: str | None = None) -> str:
     """The instance UUID that MEETING (numeric id: its latest instance; or a UUID) names."""
     number = meeting_number(meeting)
     if instance is not None:
@@ -105,7 +104,7 @@ def resolve_instance(db: sqlite_utils.Database, meeting: str, instance: str | No
     return row[0]
 
 
-def instance_uuids_of(db: sqlite_utils.Database, meeting: str) -> list[str]:
+def instance_uuids_of(db: Store, meeting: str) -> list[str]:
     """Every stored instance of a numeric meeting id, or the one instance a UUID names."""
     number = meeting_number(meeting)
     if number is not None:
@@ -116,13 +115,13 @@ def instance_uuids_of(db: sqlite_utils.Database, meeting: str) -> list[str]:
     return [resolve_instance(db, meeting)]
 
 
-def _rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+def _rows(db: Store, sql: str, params: Any = ()) -> list[dict[str, Any]]:
     cursor = db.execute(sql, params)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-def list_meetings(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+def list_meetings(db: Store) -> list[dict[str, Any]]:
     """Every stored instance, with its window, kind, topic and evidence counts."""
     rows = _rows(
         db,
@@ -147,9 +146,7 @@ def _live_seconds(stored: int, open_since: str | None, now: int) -> int:
     return stored + max(0, now - epoch_seconds(open_since))
 
 
-def meeting_info(
-    db: sqlite_utils.Database, uuid: str, *, now: int, threshold: Threshold | None = None
-) -> dict[str, Any]:
+def meeting_info(db: Store, uuid: str, *, now: int, threshold: Threshold | None = None) -> dict[str, Any]:
     """The instance as the head of every answer: window, state and evidence counts."""
     rows = _rows(db, "SELECT * FROM attendance_instances WHERE instance_uuid = ?", [uuid])
     if not rows:
@@ -180,7 +177,7 @@ def meeting_info(
     }
 
 
-def _computed_at(db: sqlite_utils.Database, uuid: str) -> str | None:
+def _computed_at(db: Store, uuid: str) -> str | None:
     """When the derived rows were computed (whole seconds): a live answer lags by now minus this."""
     row = db.execute("SELECT refreshed_at FROM derived_refreshes WHERE instance_uuid = ?", [uuid]).fetchone()
     return iso_time(epoch_seconds(row[0])) if row else None
@@ -213,7 +210,7 @@ def _sources(text: str) -> list[str]:
 
 
 def attendance(
-    db: sqlite_utils.Database,
+    db: Store,
     uuid: str,
     *,
     now: int,
@@ -239,7 +236,7 @@ def attendance(
     return {"meeting": meeting, "attendees": attendees}
 
 
-def _absent(db: sqlite_utils.Database, uuid: str, meeting_id: str | None, threshold: Threshold) -> list[dict[str, Any]]:
+def _absent(db: Store, uuid: str, meeting_id: str | None, threshold: Threshold) -> list[dict[str, Any]]:
     """Registrants who never joined this instance, with 0 seconds."""
     rows = db.execute(
         "SELECT registrant_id, name, email FROM registrant_attendance "
@@ -300,7 +297,7 @@ def absent_registrant(registrant_id: str, name: str | None, email: str | None, t
     return row
 
 
-def summary(db: sqlite_utils.Database, uuid: str, *, now: int, threshold: Threshold | None = None) -> dict[str, Any]:
+def summary(db: Store, uuid: str, *, now: int, threshold: Threshold | None = None) -> dict[str, Any]:
     """Headline numbers of one instance, with the reconciliation of webhooks and report."""
     threshold = threshold or Threshold()
     meeting = meeting_info(db, uuid, now=now, threshold=threshold)
@@ -347,7 +344,7 @@ def summary(db: sqlite_utils.Database, uuid: str, *, now: int, threshold: Thresh
     }
 
 
-def timeline(db: sqlite_utils.Database, uuid: str, *, now: int, step: int = 60) -> dict[str, Any]:
+def timeline(db: Store, uuid: str, *, now: int, step: int = 60) -> dict[str, Any]:
     """How many people were present at each step of the instance window (the concurrency curve)."""
     if step < 1:
         raise BadQuery("the step must be at least 1 second")

@@ -10,10 +10,9 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlite_utils
-
-from store.db import Store
+from store.db import SQLiteStore, Store
 from store.evidence import GENESIS, chain_hash, content_hash
+from store.postgres import is_postgres_url, open_postgres
 
 
 class ChainError(Exception):
@@ -100,7 +99,7 @@ def _head_not_found(expect_head: str, count: int, head: str) -> HeadNotFound:
     )
 
 
-def verify_chain(db: sqlite_utils.Database, *, expect_head: str | None = None) -> ChainHead:
+def verify_chain(db: Store, *, expect_head: str | None = None) -> ChainHead:
     """Recompute every content hash and chain link in id order; raise ChainError at the first mismatch.
 
     With `expect_head`, also require that chain hash to appear in the chain (records up to it
@@ -138,7 +137,7 @@ def verify_range(
 
 # Ids per range checked by one worker process.
 VERIFY_SPAN = 50_000
-_worker_dbs: dict[str, sqlite_utils.Database] = {}
+_worker_dbs: dict[str, Store] = {}
 
 
 def _verify_span(span: tuple[str, int, int, str | None]) -> tuple[int, int | None, str, bool]:
@@ -190,8 +189,10 @@ def chain_head(conn) -> ChainHead:
 
 
 def open_readonly(path: str) -> Store:
-    """Open a database file for reading only (verify and exports never write, even by accident)."""
+    """Open a database for reading only (verify and exports never write, even by accident)."""
+    if is_postgres_url(path):
+        return open_postgres(path, read_only=True)
     uri = Path(path).absolute().as_uri() + "?mode=ro"
-    return Store(
+    return SQLiteStore(
         sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False), path=path, lock_timeout=2.0
     )

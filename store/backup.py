@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
+import subprocess
 
 from store.audit import ChainHead, chain_head
 from store.db import Store
+from store.postgres import PostgresStore, redact
 
 
 class BackupError(Exception):
@@ -21,6 +24,8 @@ def backup_database(db: Store, target: str) -> ChainHead:
     meanwhile, and nothing they commit during the copy is half in it (a stepwise backup
     would restart on every write and might never finish under load).
     """
+    if isinstance(db, PostgresStore):
+        return _pg_dump(db, target)
     try:
         copy = sqlite3.connect(target)
         try:
@@ -32,6 +37,29 @@ def backup_database(db: Store, target: str) -> ChainHead:
             copy.close()
     except sqlite3.Error as e:
         raise BackupError(f"backup failed: {e}") from e
+
+
+def _pg_dump(db: PostgresStore, target: str) -> ChainHead:
+    """`pg_dump --format=custom` of one snapshot, whose chain head is read in that snapshot.
+
+    Restore with `pg_restore --dbname URL FILE` into an empty database (docs/scaling.md).
+    """
+    pg_dump = shutil.which("pg_dump")
+    if pg_dump is None:
+        raise BackupError("pg_dump not found: install PostgreSQL's client programs (Debian: postgresql-client)")
+    with db.read_snapshot() as conn:
+        # The dump reads exactly the snapshot this transaction holds open meanwhile.
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        head = chain_head(conn)
+        result = subprocess.run(
+            [pg_dump, "--format=custom", f"--snapshot={snapshot}", f"--file={target}", f"--dbname={db.path}"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    if result.returncode != 0:
+        raise BackupError(f"pg_dump of {redact(db.path)} failed: {result.stderr.strip()}")
+    return head
 
 
 def check_backup_target(db: Store, target: str) -> None:

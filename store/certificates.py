@@ -18,8 +18,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
 from store.db import Store, durable_write
 from store.evidence import GENESIS, chain_hash, utc_now
 
@@ -81,7 +79,7 @@ _SENDS_OF_MEETING = (
 )
 
 
-def _rows(db: sqlite_utils.Database, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+def _rows(db: Store, sql: str, params: Any = ()) -> list[dict[str, Any]]:
     cursor = db.execute(sql, params)
     names = [d[0] for d in cursor.description]
     return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
@@ -164,7 +162,7 @@ def issue_certificates(
     return IssueResult(issued, already)
 
 
-def get_certificate(db: sqlite_utils.Database, number: int) -> dict[str, Any]:
+def get_certificate(db: Store, number: int) -> dict[str, Any]:
     """The certificate with this number; CertificateNotFound when there is none."""
     rows = _rows(db, "SELECT * FROM certificates WHERE number = ?", [number])
     if not rows:
@@ -172,7 +170,7 @@ def get_certificate(db: sqlite_utils.Database, number: int) -> dict[str, Any]:
     return rows[0]
 
 
-def find_by_number_and_code(db: sqlite_utils.Database, number: int, code: str) -> dict[str, Any] | None:
+def find_by_number_and_code(db: Store, number: int, code: str) -> dict[str, Any] | None:
     """The stored certificate that carries exactly this code, or None."""
     rows = _rows(db, "SELECT * FROM certificates WHERE number = ? AND code = ?", [number, code])
     return rows[0] if rows else None
@@ -217,12 +215,12 @@ def reissue_certificate(
     return get_certificate(db, new_number)
 
 
-def list_certificates(db: sqlite_utils.Database, meeting_id: str) -> list[dict[str, Any]]:
+def list_certificates(db: Store, meeting_id: str) -> list[dict[str, Any]]:
     """Every certificate of a meeting in number order, with `sent` (when its email was accepted)."""
     return _rows(db, _WITH_SENT + "WHERE c.meeting_id = ? ORDER BY c.number", [meeting_id])
 
 
-def certificates_of_person(db: sqlite_utils.Database, meeting_or_instance: str, person: str) -> list[dict[str, Any]]:
+def certificates_of_person(db: Store, meeting_or_instance: str, person: str) -> list[dict[str, Any]]:
     """Certificates of one person (person_key or email, case-insensitive) in a meeting id or instance UUID.
 
     For the dashboard (issue 15): newest first, revoked ones included with revoked_at set.
@@ -235,7 +233,7 @@ def certificates_of_person(db: sqlite_utils.Database, meeting_or_instance: str, 
     )
 
 
-def verify_certificate_chain(db: sqlite_utils.Database) -> tuple[int, str]:
+def verify_certificate_chain(db: Store) -> tuple[int, str]:
     """Recompute every certificate event's hash and link; (events, head) or CertificateChainError."""
     previous, count = GENESIS, 0
     try:
@@ -261,7 +259,7 @@ def verify_certificate_chain(db: sqlite_utils.Database) -> tuple[int, str]:
 # -- email sends: 'sending' is durable before the SMTP conversation, 'sent' after -----------
 
 
-def certificates_to_send(db: sqlite_utils.Database, meeting_id: str) -> list[dict[str, Any]]:
+def certificates_to_send(db: Store, meeting_id: str) -> list[dict[str, Any]]:
     """Live certificates with an email and no send attempt that may have reached the recipient."""
     return _rows(
         db,
@@ -314,6 +312,6 @@ def finish_send(db: Store, send_id: int, status: str, response: str) -> None:
         )
 
 
-def send_attempts(db: sqlite_utils.Database, meeting_id: str) -> list[dict[str, Any]]:
+def send_attempts(db: Store, meeting_id: str) -> list[dict[str, Any]]:
     """Every send attempt of a meeting's certificates, oldest first."""
     return _rows(db, _SENDS_OF_MEETING + "ORDER BY s.id", [meeting_id])

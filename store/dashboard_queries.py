@@ -11,8 +11,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
 from integrations.attendance.intervals import OPEN, concurrency, epoch_seconds, present_at, steps
 from store.attendance_queries import (
     ATTENDEE_COLUMNS,
@@ -25,6 +23,7 @@ from store.attendance_queries import (
     meeting_info,
 )
 from store.certificates import certificates_of_person
+from store.db import Store
 
 PAGE_SIZE = 50
 SHOWS = ("all", "eligible", "not-eligible", "absent")
@@ -99,7 +98,7 @@ def _matches(*columns: str) -> str:
 
 
 def attendance_rows(
-    db: sqlite_utils.Database,
+    db: Store,
     uuid: str,
     *,
     now: int,
@@ -170,7 +169,7 @@ def _page_sql(query: TableQuery, *, live: bool, where: str, page: str) -> str:
     )
 
 
-def _has_open_sessions(db: sqlite_utils.Database, uuid: str) -> bool:
+def _has_open_sessions(db: Store, uuid: str) -> bool:
     """True while someone is still in the instance (their seconds grow with the clock; index attendance_open)."""
     row = db.execute(
         "SELECT 1 FROM attendance WHERE instance_uuid = ? AND open_since IS NOT NULL LIMIT 1", [uuid]
@@ -218,7 +217,7 @@ def _absent_rows(db, uuid, meeting, threshold, query, limit) -> dict[str, Any]:
     return {"meeting": meeting, "total": total, "attendees": attendees}
 
 
-def attended_seconds(db: sqlite_utils.Database, uuid: str, *, now: int) -> list[int]:
+def attended_seconds(db: Store, uuid: str, *, now: int) -> list[int]:
     """Every attendee's attended seconds at `now` (the histogram's input)."""
     return [
         _live_seconds(s, open_since, now)
@@ -229,7 +228,7 @@ def attended_seconds(db: sqlite_utils.Database, uuid: str, *, now: int) -> list[
 
 
 def concurrency_curve(
-    db: sqlite_utils.Database, uuid: str, meeting: dict[str, Any], *, now: int, points: int, extra: tuple[int, ...] = ()
+    db: Store, uuid: str, meeting: dict[str, Any], *, now: int, points: int, extra: tuple[int, ...] = ()
 ) -> tuple[list[int], list[int]]:
     """(epoch seconds, people present) at about `points` evenly spaced times, plus the `extra` times."""
     if meeting["start_time"] is None:
@@ -246,7 +245,7 @@ def concurrency_curve(
     return times, present_at(concurrency(people.values()), times)
 
 
-def newest_webhook_at(db: sqlite_utils.Database, uuid: str) -> str | None:
+def newest_webhook_at(db: Store, uuid: str) -> str | None:
     """When the newest webhook delivery of the instance was received."""
     row = db.execute(
         "SELECT received_at FROM raw_records WHERE meeting_uuid = ? AND source || '' = 'webhook' ORDER BY id DESC LIMIT 1",
@@ -255,7 +254,7 @@ def newest_webhook_at(db: sqlite_utils.Database, uuid: str) -> str | None:
     return row[0] if row else None
 
 
-def eligible_counts(db: sqlite_utils.Database, thresholds: dict[str, Threshold], *, now: int) -> dict[str, int]:
+def eligible_counts(db: Store, thresholds: dict[str, Threshold], *, now: int) -> dict[str, int]:
     """Eligible people per instance, each under its own threshold (none given: not counted), for the meetings list."""
     counts: dict[str, int] = {}
     for uuid, seconds, open_since, window in db.execute(
@@ -272,13 +271,13 @@ def eligible_counts(db: sqlite_utils.Database, thresholds: dict[str, Threshold],
     return counts
 
 
-def meeting_id_of(db: sqlite_utils.Database, uuid: str) -> str | None:
+def meeting_id_of(db: Store, uuid: str) -> str | None:
     """The meeting or webinar number of an instance."""
     row = db.execute("SELECT meeting_id FROM instances WHERE instance_uuid = ?", [uuid]).fetchone()
     return row[0] if row else None
 
 
-def has_funnel_inputs(db: sqlite_utils.Database, meeting_id: str | None) -> bool:
+def has_funnel_inputs(db: Store, meeting_id: str | None) -> bool:
     """Whether a meeting has more than attendance for its record funnel: registrants, an imported list, polls or rules."""
     row = db.execute(
         "SELECT CASE WHEN EXISTS (SELECT 1 FROM registrants WHERE meeting_id = :m) "
@@ -290,7 +289,7 @@ def has_funnel_inputs(db: sqlite_utils.Database, meeting_id: str | None) -> bool
     return bool(row[0])
 
 
-def instance_states(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
+def instance_states(db: Store) -> dict[str, dict[str, Any]]:
     """Per instance: peak, whether it ended, people in it now, and its last report fetch."""
     states: dict[str, dict[str, Any]] = {}
     for uuid, peak, ended, start, end, in_meeting in db.execute(
@@ -307,7 +306,7 @@ def instance_states(db: sqlite_utils.Database) -> dict[str, dict[str, Any]]:
     return states
 
 
-def person_story(db: sqlite_utils.Database, uuid: str, person_key: str, *, now: int) -> dict[str, Any] | None:
+def person_story(db: Store, uuid: str, person_key: str, *, now: int) -> dict[str, Any] | None:
     """One person of an instance: identities, merged sessions and every connection behind them."""
     rows = db.execute(
         "SELECT p.identity, p.name, p.email, p.registrant_id, p.names, p.emails, p.connection_ids, "
@@ -346,15 +345,13 @@ def person_story(db: sqlite_utils.Database, uuid: str, person_key: str, *, now: 
     }
 
 
-def person_certificates(
-    db: sqlite_utils.Database, meeting: str, person_key: str, email: str | None
-) -> list[dict[str, Any]]:
+def person_certificates(db: Store, meeting: str, person_key: str, email: str | None) -> list[dict[str, Any]]:
     """The person's certificates for the meeting (by person key or email), newest first, revoked ones too."""
     found = {c["number"]: c for who in (person_key, email) if who for c in certificates_of_person(db, meeting, who)}
     return sorted(found.values(), key=lambda c: c["number"], reverse=True)
 
 
-def _connections(db: sqlite_utils.Database, uuid: str, ids: list[str], names: set[str]) -> list[dict[str, Any]]:
+def _connections(db: Store, uuid: str, ids: list[str], names: set[str]) -> list[dict[str, Any]]:
     """Webhook events and report rows of these connection ids (and, when named, these names), by time."""
     if not ids:
         return []
@@ -404,7 +401,7 @@ def _connections(db: sqlite_utils.Database, uuid: str, ids: list[str], names: se
     return out
 
 
-def raw_record(db: sqlite_utils.Database, record_id: int) -> tuple[str, bytes] | None:
+def raw_record(db: Store, record_id: int) -> tuple[str, bytes] | None:
     """(source, body bytes) of one raw record, exactly as stored."""
     row = db.execute("SELECT source, body FROM raw_records WHERE id = ?", [record_id]).fetchone()
     return (row[0], bytes(row[1])) if row else None

@@ -17,13 +17,10 @@ from typing import Any, Generic, TypeVar
 
 import sqlite_utils
 
+from store.errors import DatabaseOpenError, DatabaseUnavailable
+from store.postgres import PostgresStore, is_postgres_url, open_postgres
 
-class DatabaseUnavailable(Exception):
-    "The database cannot take the write now (locked past the bound, disk full, read-only)"
-
-
-class DatabaseOpenError(DatabaseUnavailable):
-    "The database file cannot be used at all: missing, a directory, not SQLite, unreadable"
+__all__ = ["DatabaseOpenError", "DatabaseUnavailable", "PostgresStore", "Store", "open_db"]
 
 
 def check_database_file(path: str, *, must_exist: bool, writable: bool = True) -> None:
@@ -88,8 +85,10 @@ def create_private_file(path: str) -> None:
         os.close(dir_fd)
 
 
-class Store(sqlite_utils.Database):
+class SQLiteStore(sqlite_utils.Database):
     """The SQLite database: a sqlite-utils Database that knows its file and its write lock."""
+
+    is_postgres = False
 
     def __init__(self, conn: sqlite3.Connection, *, path: str, lock_timeout: float):
         super().__init__(conn)
@@ -101,14 +100,42 @@ class Store(sqlite_utils.Database):
         """The lock every writer of this database file holds (see `durable_write`)."""
         return write_lock(self.path)
 
+    def named_lock(self, name: str) -> WriteLock:
+        """A lock called `name` shared by every process using this database file."""
+        return write_lock(f"{self.path}-{name}")
+
+    def durable_write(self, *, timeout: float | None = None, sync: bool = True) -> contextlib.AbstractContextManager:
+        """See `durable_write`."""
+        return _sqlite_durable_write(self, timeout=timeout, sync=sync)
+
+    def read_snapshot(self) -> contextlib.AbstractContextManager:
+        """See `read_snapshot`."""
+        return _sqlite_read_snapshot(self)
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's integrity check: ["ok"], or what is wrong."""
+        return [row[0] for row in self.execute("PRAGMA integrity_check").fetchall()]
+
+    def size_bytes(self) -> int:
+        """The database file's size, its WAL included."""
+        return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+
+
+# The store interface: SQLite (the embedded default) or PostgreSQL (store/postgres.py).
+Store = SQLiteStore | PostgresStore
+
 
 def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Store:
-    """Open the database at `path` in WAL mode, creating it owner-only if it is new.
+    """Open the database at `path` (a SQLite file, or a PostgreSQL URL).
+
+    SQLite: in WAL mode, creating the file owner-only if it is new.
 
     `create=False` (read commands) refuses a missing file instead of creating it and its
     directories. Either way a directory, a non-SQLite file or an unreadable one raises
     DatabaseOpenError with one clear sentence.
     """
+    if is_postgres_url(path):
+        return open_postgres(path, lock_timeout=lock_timeout)
     check_database_file(path, must_exist=not create)
     try:
         if create:
@@ -129,7 +156,7 @@ def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Sto
         if "not a database" in str(e):
             raise DatabaseOpenError(f"{path} is not a SQLite database") from None
         raise DatabaseOpenError(f"cannot use database {path}: {e}") from None
-    return Store(conn, path=path, lock_timeout=lock_timeout)
+    return SQLiteStore(conn, path=path, lock_timeout=lock_timeout)
 
 
 def _use_wal(conn: sqlite3.Connection, path: str, lock_timeout: float) -> None:
@@ -265,9 +292,19 @@ def _begin_immediate(conn: sqlite3.Connection, *, remaining: float, timeout: flo
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
 
 
-@contextlib.contextmanager
-def durable_write(db: Store, *, timeout: float | None = None, sync: bool = True) -> Iterator[sqlite3.Connection]:
+def durable_write(db: Store, *, timeout: float | None = None, sync: bool = True) -> contextlib.AbstractContextManager:
     """A write transaction that is on disk when the block exits without error.
+
+    Yields the connection to write with. `timeout` bounds the wait for the lock (default:
+    the store's lock_timeout); `sync=False` (SQLite) skips the fdatasync, for writes whose
+    source is already durable. Raises DatabaseUnavailable when the write cannot happen now.
+    """
+    return db.durable_write(timeout=timeout, sync=sync)
+
+
+@contextlib.contextmanager
+def _sqlite_durable_write(db: SQLiteStore, *, timeout: float | None, sync: bool) -> Iterator[sqlite3.Connection]:
+    """durable_write on SQLite: under the lock file, then fdatasync of the WAL.
 
     `timeout` bounds the wait for the lock (default: the connection's lock_timeout).
     `sync=False` skips the fdatasync: for writes whose source is already durable (spool
@@ -299,10 +336,14 @@ def durable_write(db: Store, *, timeout: float | None = None, sync: bool = True)
         raise
 
 
+def read_snapshot(db: Store) -> contextlib.AbstractContextManager:
+    """A read transaction: every query inside sees the database as of its first read
+    (writers are not blocked). Inside a transaction already open on `db`, that one serves."""
+    return db.read_snapshot()
+
+
 @contextlib.contextmanager
-def read_snapshot(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
-    """A read transaction: every query inside sees the database as of its first read (WAL:
-    writers are not blocked). Inside a transaction already open on `db`, that one serves."""
+def _sqlite_read_snapshot(db: SQLiteStore) -> Iterator[sqlite3.Connection]:
     conn = db.conn
     if conn.in_transaction:
         yield conn
@@ -315,7 +356,7 @@ def read_snapshot(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
             conn.execute("COMMIT")
 
 
-def query_one(db: sqlite_utils.Database, sql: str, params: Any = ()) -> Any:
+def query_one(db: Store, sql: str, params: Any = ()) -> Any:
     """The first column of the first row of `sql`, or None."""
     row = db.execute(sql, params).fetchone()
     return row[0] if row else None

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import sqlite_utils
-
 from store.db import Store, durable_write, read_snapshot, write_lock
 from store.evidence import utc_now
 
@@ -59,7 +57,7 @@ def report_is_complete(instance: dict[str, Any]) -> bool:
     return bool(instance.get("report_complete")) and instance.get("report_fetch_id") is not None
 
 
-def fingerprint(db: sqlite_utils.Database, uuid: str) -> str | None:
+def fingerprint(db: Store, uuid: str) -> str | None:
     """A digest of the evidence of one instance; None when the instance is unknown."""
     row = db.execute(
         """
@@ -81,7 +79,7 @@ def fingerprint(db: sqlite_utils.Database, uuid: str) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def load_evidence(db: sqlite_utils.Database, uuid: str) -> Evidence | None:
+def load_evidence(db: Store, uuid: str) -> Evidence | None:
     """Read one instance's evidence in one snapshot; None when the instance is unknown."""
     with read_snapshot(db):
         print_ = fingerprint(db, uuid)
@@ -123,13 +121,13 @@ def load_evidence(db: sqlite_utils.Database, uuid: str) -> Evidence | None:
     return Evidence(inst, webhook_events, events, rows, registrants, print_)
 
 
-def stored_fingerprint(db: sqlite_utils.Database, uuid: str) -> str | None:
+def stored_fingerprint(db: Store, uuid: str) -> str | None:
     """The `evidence` fingerprint the instance's derived rows were computed from."""
     row = db.execute("SELECT evidence FROM attendance_instances WHERE instance_uuid = ?", [uuid]).fetchone()
     return row[0] if row else None
 
 
-def is_current(db: sqlite_utils.Database, uuid: str) -> bool:
+def is_current(db: Store, uuid: str) -> bool:
     """True when the derived rows of `uuid` match its evidence now."""
     stored = stored_fingerprint(db, uuid)
     return stored is not None and stored == fingerprint(db, uuid)
@@ -153,7 +151,7 @@ class RefreshStats:
     seconds: float = 0.0
 
 
-def live_and_recent(db: sqlite_utils.Database, uuid: str, max_age: float) -> bool:
+def live_and_recent(db: Store, uuid: str, max_age: float) -> bool:
     row = db.execute(
         "SELECT r.refreshed_at FROM attendance_instances a JOIN derived_refreshes r USING (instance_uuid) "
         "WHERE a.instance_uuid = ? AND a.ended = 0 AND a.evidence IS NOT NULL",
@@ -170,12 +168,12 @@ def clear_dirty(db: Store, uuid: str) -> None:
             conn.execute("DELETE FROM derived_dirty WHERE instance_uuid = ?", (uuid,))
 
 
-def dirty_instances(db: sqlite_utils.Database) -> list[str]:
+def dirty_instances(db: Store) -> list[str]:
     """Instances whose evidence changed since their last refresh (marked by triggers, m009)."""
     return [r[0] for r in db.execute("SELECT instance_uuid FROM derived_dirty ORDER BY instance_uuid")]
 
 
-def stale_instances(db: sqlite_utils.Database, instance_uuids: Iterable[str] | None = None) -> list[str]:
+def stale_instances(db: Store, instance_uuids: Iterable[str] | None = None) -> list[str]:
     """Instances whose derived rows are missing or older than their evidence.
 
     Given uuids, each is checked against its evidence's fingerprint; without, every stored
@@ -195,7 +193,7 @@ def stale_instances(db: sqlite_utils.Database, instance_uuids: Iterable[str] | N
     ]
 
 
-def _existing(db: sqlite_utils.Database, table: str, uuid: str) -> dict[tuple, tuple]:
+def _existing(db: Store, table: str, uuid: str) -> dict[tuple, tuple]:
     pk = TABLES[table]
     cursor = db.execute(f"SELECT * FROM {table} WHERE instance_uuid = ?", [uuid])
     names = [d[0] for d in cursor.description]
@@ -288,7 +286,7 @@ def drop_instances(db: Store, instance_uuids: Iterable[str], stats: RefreshStats
 
 
 def webhook_deliveries(
-    db: sqlite_utils.Database, *, after_id: int, limit: int, instance_uuids: Sequence[str] | None = None
+    db: Store, *, after_id: int, limit: int, instance_uuids: Sequence[str] | None = None
 ) -> list[tuple[int, bytes]]:
     """Stored webhook deliveries after `after_id` (of these instances only, when given), oldest first."""
     if instance_uuids is None:

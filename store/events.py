@@ -11,8 +11,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlite_utils
-
 from store.db import Store, durable_write, query_one
 from store.evidence import utc_now
 
@@ -32,7 +30,7 @@ class NormalizedDelivery:
     instance: dict[str, Any] | None = None
 
 
-def get_state(db: sqlite_utils.Database, key: str, default: str | None = None) -> str | None:
+def get_state(db: Store, key: str, default: str | None = None) -> str | None:
     """A value from the key/value `state` table."""
     value = query_one(db, "SELECT value FROM state WHERE key = ?", [key])
     return default if value is None else value
@@ -46,7 +44,7 @@ def set_state(conn, key: str, value: str) -> None:
     )
 
 
-def pending_deliveries(db: sqlite_utils.Database, *, limit: int = 1000) -> list[tuple[int, bytes]]:
+def pending_deliveries(db: Store, *, limit: int = 1000) -> list[tuple[int, bytes]]:
     """Webhook records not yet normalized, oldest first."""
     cursor = int(get_state(db, NORMALIZE_CURSOR, "0") or 0)
     # `source || ''` keeps SQLite on the id range: the UNIQUE(source, sha256) index would
@@ -151,7 +149,7 @@ def save_normalized(db: Store, deliveries: Iterable[NormalizedDelivery]) -> list
     return sorted(affected)
 
 
-def problems(db: sqlite_utils.Database, *, limit: int = 100) -> list[dict[str, Any]]:
+def problems(db: Store, *, limit: int = 100) -> list[dict[str, Any]]:
     """Deliveries operators should look at: unparseable bodies and stale timestamps."""
     return [
         dict(row)

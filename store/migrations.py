@@ -11,6 +11,8 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from store.db import Store
+from store.postgres import PostgresStore
+from store.postgres_schema import migrate_postgres
 
 # The set's name is stored in every existing database's _sqlite_migrations: never rename it.
 migrations = Migrations("attendance-worker")
@@ -554,6 +556,9 @@ def ordered_migrations() -> list:
 
 def migrate(db: Store) -> None:
     """Apply pending migrations once, even when several processes start together."""
+    if isinstance(db, PostgresStore):
+        migrate_postgres(db)
+        return
     if not migrations.pending(db):
         return
     with db.write_lock.hold(timeout=60):

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlite_utils
-
-from store.db import durable_write, query_one
+from store.db import Store, durable_write, query_one
 from store.events import NORMALIZE_CURSOR, get_state
 
 
-def live_meetings(db: sqlite_utils.Database, *, since: str) -> list[dict[str, Any]]:
+def live_meetings(db: Store, *, since: str) -> list[dict[str, Any]]:
     """Instances started, not ended, with people in them, and when their last delivery came.
 
     `since` (ISO time) leaves out instances whose start is older: an end event Zoom never
@@ -36,7 +34,7 @@ def live_meetings(db: sqlite_utils.Database, *, since: str) -> list[dict[str, An
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def oldest_unnormalized_delivery(db: sqlite_utils.Database) -> str | None:
+def oldest_unnormalized_delivery(db: Store) -> str | None:
     """received_at of the oldest webhook record normalization has not reached, or None."""
     cursor = int(get_state(db, NORMALIZE_CURSOR, "0") or 0)
     # `source || ''`: stay on the id range (store/events.py pending_deliveries says why).
@@ -47,7 +45,7 @@ def oldest_unnormalized_delivery(db: sqlite_utils.Database) -> str | None:
     )
 
 
-def recent_fetch_statuses(db: sqlite_utils.Database, limit: int) -> list[str]:
+def recent_fetch_statuses(db: Store, limit: int) -> list[str]:
     """Statuses of the last `limit` finished report fetches, newest first."""
     rows = db.execute(
         "SELECT status FROM report_fetches WHERE status != 'running' ORDER BY id DESC LIMIT ?", [limit]
@@ -55,17 +53,17 @@ def recent_fetch_statuses(db: sqlite_utils.Database, limit: int) -> list[str]:
     return [r[0] for r in rows]
 
 
-def fetch_counts(db: sqlite_utils.Database) -> dict[str, int]:
+def fetch_counts(db: Store) -> dict[str, int]:
     """Report fetches by status, ever."""
     return dict(db.execute("SELECT status, count(*) FROM report_fetches GROUP BY status").fetchall())
 
 
-def report_api_calls_since(db: sqlite_utils.Database, since: str) -> int:
+def report_api_calls_since(db: Store, since: str) -> int:
     """API calls made by report fetches started at or after `since` (ISO time)."""
     return int(query_one(db, "SELECT coalesce(sum(api_calls), 0) FROM report_fetches WHERE started_at >= ?", [since]))
 
 
-def last_refresh(db: sqlite_utils.Database) -> tuple[str, float] | None:
+def last_refresh(db: Store) -> tuple[str, float] | None:
     """(refreshed_at, seconds) of the latest derived-table refresh, or None."""
     row = db.execute(
         "SELECT refreshed_at, seconds FROM derived_refreshes ORDER BY refreshed_at DESC LIMIT 1"
@@ -88,7 +86,7 @@ ALERT_COLUMNS = (
 )
 
 
-def alert_rows(db: sqlite_utils.Database, *, active_only: bool = False) -> list[dict[str, Any]]:
+def alert_rows(db: Store, *, active_only: bool = False) -> list[dict[str, Any]]:
     """Stored alerts (only those whose condition holds, with `active_only`), oldest first."""
     where = " WHERE cleared_at IS NULL" if active_only else ""
     rows = db.execute(f"SELECT {', '.join(ALERT_COLUMNS)} FROM ops_alerts{where} ORDER BY raised_at, key").fetchall()

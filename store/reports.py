@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlite_utils
-
 from store.db import Store, durable_write, query_one
 from store.events import ensure_instance, track_meeting
 from store.evidence import append_report_page, utc_now
@@ -231,7 +229,7 @@ def fail_fetch(
     return get_fetch(db, fetch_id)
 
 
-def get_fetch(db: sqlite_utils.Database, fetch_id: int) -> FetchSummary:
+def get_fetch(db: Store, fetch_id: int) -> FetchSummary:
     """The recorded state of one fetch."""
     row = db.execute(
         "SELECT id, instance_uuid, status, pages, rows, new_rows, zero_duration_rows, restarts, api_calls, error "
@@ -241,7 +239,7 @@ def get_fetch(db: sqlite_utils.Database, fetch_id: int) -> FetchSummary:
     return FetchSummary(*row)
 
 
-def report_rows(db: sqlite_utils.Database, instance_uuid: str) -> list[dict[str, Any]]:
+def report_rows(db: Store, instance_uuid: str) -> list[dict[str, Any]]:
     """The rows of an instance's last complete report fetch, in join order."""
     columns = ", ".join("r." + c for c in ROW_COLUMNS)
     return [
@@ -328,7 +326,7 @@ def track(
         track_meeting(conn, meeting_id, kind=kind, topic=topic, source=source)
 
 
-def meeting_kind(db: sqlite_utils.Database, meeting_id: str) -> str | None:
+def meeting_kind(db: Store, meeting_id: str) -> str | None:
     """'meeting' or 'webinar' when tracking or a known instance says so, else None."""
     return query_one(
         db,
@@ -338,7 +336,7 @@ def meeting_kind(db: sqlite_utils.Database, meeting_id: str) -> str | None:
     )
 
 
-def ended_instances(db: sqlite_utils.Database, meeting_id: str) -> list[str]:
+def ended_instances(db: Store, meeting_id: str) -> list[str]:
     """Instances of a meeting that webhooks say have ended."""
     return [
         r[0]
@@ -374,7 +372,7 @@ def _claim_is_dead(claimed_by: str | None) -> bool:
     return False
 
 
-def unscheduled_ended_instances(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+def unscheduled_ended_instances(db: Store) -> list[dict[str, Any]]:
     """Instances that webhooks say have ended and that have no schedule row yet."""
     return [
         dict(r)
@@ -400,7 +398,7 @@ def schedule_instances(db: Store, rows: Iterable[Mapping[str, Any]]) -> int:
         ).rowcount
 
 
-def due_fetches(db: sqlite_utils.Database, *, now: str, limit: int) -> list[dict[str, Any]]:
+def due_fetches(db: Store, *, now: str, limit: int) -> list[dict[str, Any]]:
     """Pending schedule rows due by `now` and not claimed by a live worker, earliest first."""
     candidates = [
         dict(r)
@@ -436,13 +434,13 @@ def update_schedule(db: Store, instance_uuid: str, **fields: Any) -> None:
         _update_schedule(conn, instance_uuid, fields)
 
 
-def schedule_row(db: sqlite_utils.Database, instance_uuid: str) -> dict[str, Any] | None:
+def schedule_row(db: Store, instance_uuid: str) -> dict[str, Any] | None:
     """One instance's schedule row, or None."""
     rows = list(db.query("SELECT * FROM report_schedule WHERE instance_uuid = ?", [instance_uuid]))
     return rows[0] if rows else None
 
 
-def meetings_to_discover(db: sqlite_utils.Database, *, checked_before: str) -> list[dict[str, Any]]:
+def meetings_to_discover(db: Store, *, checked_before: str) -> list[dict[str, Any]]:
     """Tracked meetings whose instance list was not read since `checked_before`, oldest first."""
     return [
         dict(r)

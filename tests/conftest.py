@@ -17,6 +17,7 @@ from integrations.config import load_config
 from integrations.web import create_app
 from integrations.zoom.signature import sign
 from store.db import open_db
+from tests.pg_support import PgServer
 
 SECRET = "test-webhook-secret"
 API_TOKEN = "test-api-token-of-at-least-32-characters"  # issue 14: 32 at least
@@ -56,6 +57,30 @@ def make_config(tmp_path: Path, **overrides: str):
 @pytest.fixture
 def config(tmp_path):
     return make_config(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One throwaway PostgreSQL server for the session (Debian's postgresql package)."""
+    server = PgServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A new, empty PostgreSQL database for this test."""
+    url = pg_server.create_database()
+    yield url
+    pg_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """DATABASE_URL of each store in turn: the tests that take it run on both (issue 19)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'attendance.db'}"
+    return request.getfixturevalue("pg_url")
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ def test_database_url_forms():
 
 def test_every_bad_value_is_named_at_once():
     with pytest.raises(ConfigError) as e:
-        load_config({"DATABASE_URL": "postgres://x", "PORT": "eighty", "WEBHOOK_TOLERANCE_SECONDS": "-1"}, dotenv=False)
+        load_config({"DATABASE_URL": "mysql://x", "PORT": "eighty", "WEBHOOK_TOLERANCE_SECONDS": "-1"}, dotenv=False)
     message = str(e.value)
     assert "DATABASE_URL" in message and "PORT" in message and "WEBHOOK_TOLERANCE_SECONDS" in message
 

@@ -20,7 +20,6 @@ import zlib
 from dataclasses import dataclass
 
 import orjson
-import sqlite_utils
 
 from integrations.ops.metrics import count_imported, event_label
 from store.db import DatabaseUnavailable, Store, durable_write, sync_wal
@@ -199,7 +198,7 @@ def spool_files(directory: str) -> list[str]:
         return []
 
 
-def imported_bytes(db: sqlite_utils.Database, name: str) -> int:
+def imported_bytes(db: Store, name: str) -> int:
     row = db.execute("SELECT imported_bytes FROM spool_files WHERE name = ?", [name]).fetchone()
     return row[0] if row else 0
 

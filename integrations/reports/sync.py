@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlite_utils
-
 from integrations.config import Config, ConfigError
 from integrations.derived.refresh import refresh_instances
 from integrations.funnel.stages import refresh_funnel
@@ -391,7 +389,7 @@ def _outcome(error: BaseException) -> tuple[str, datetime | None]:
     return "transient", None
 
 
-def paused_until(db: sqlite_utils.Database, now: datetime) -> datetime | None:
+def paused_until(db: Store, now: datetime) -> datetime | None:
     """When the daily-limit pause ends, if one is in force."""
     value = get_state(db, DAILY_LIMIT_STATE)
     if not value:

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, Generic, TypeVar
 
 import sqlite_utils
@@ -159,7 +159,7 @@ def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Sto
     return SQLiteStore(conn, path=path, lock_timeout=lock_timeout)
 
 
-def stream_rows(conn: Any, sql: str, params: Any = None) -> Iterator[tuple]:
+def stream_rows(conn: Any, sql: str, params: Any = None) -> Generator[tuple, None, None]:
     """The rows of one long SELECT (the raw log) as they come, never all of them in memory.
 
     `conn` is a store or its connection. SQLite's cursor steps through the result already;

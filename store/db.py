@@ -220,6 +220,13 @@ def thread_db(path: str, *, lock_timeout: float = 2.0) -> Store:
     return db
 
 
+def close_thread_db(path: str) -> None:
+    """Close this thread's kept connection to `path`, if it has one (before the database goes away)."""
+    cache = getattr(_local, "dbs", None) or {}
+    for key in [k for k in cache if k[1] == path]:
+        cache.pop(key).close()
+
+
 class WriteLock:
     """An exclusive, bounded lock shared by every process writing to one database file."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,7 +25,7 @@ import worker
 from integrations.reports.sync import sync_meeting
 from integrations.simulator.zoom_api import ZoomSimulator
 from integrations.web import create_app
-from store.db import open_db
+from store.db import close_thread_db, open_db
 from store.evidence import store_delivery
 from store.postgres import is_postgres_url
 from tests.attendance_support import Scenario
@@ -183,33 +182,35 @@ def play(url: str, workdir: Path, key_file: Path, sim: ZoomSimulator, funnel: Fu
         app = create_app(config)
         app.config["TESTING"] = True
         client = app.test_client()
-        webhooks(client, config)
-        db = open_db(config.database_path)
         try:
-            zoom = simulator_client(sim, FakeClock(FROZEN_AT))
-            try:
-                sync_meeting(db, zoom, WEBINAR)
-            finally:
-                zoom.close()
+            feed(player, client, config, sim, str(csv_path))
+            read_commands(player, workdir)
+            read_api(player, client)
+            dashboard(player, app)
         finally:
-            db.close()
-        # The import's output names the file: the same relative name in both runs.
-        cwd = os.getcwd()
-        os.chdir(workdir)
-        try:
-            player.run("import-registrations", "import-registrations", WEBINAR, "registrations.csv", "--format", "json")
-        finally:
-            os.chdir(cwd)
-        player.run("rules webinar", "rules", WEBINAR, "--min-minutes", "60", "--pass-percent", str(PASS_PERCENT))
-        player.run("rules meeting", "rules", MEETING, "--min-minutes", "30", "--format", "json")
-        player.run("certificates issue webinar", "certificates", "issue", WEBINAR, "--stage", "passed")
-        player.run("certificates issue meeting", "certificates", "issue", MEETING)
-        player.run("certificates revoke", "certificates", "revoke", "2", "--reason", "duplicate account")
-        player.run("certificates reissue", "certificates", "reissue", "3", "--name", "Teacher Corrected")
-        read_commands(player, workdir)
-        read_api(player, client)
-        dashboard(player, app)
+            close_thread_db(config.database_path)  # the app's requests keep one open
     return player.outputs
+
+
+def feed(player: Player, client, config, sim: ZoomSimulator, csv_path: str) -> None:
+    """Webhooks, a report sync, an outside list, rules and certificates: the scenario's writes."""
+    webhooks(client, config)
+    db = open_db(config.database_path)
+    try:
+        zoom = simulator_client(sim, FakeClock(FROZEN_AT))
+        try:
+            sync_meeting(db, zoom, WEBINAR)
+        finally:
+            zoom.close()
+    finally:
+        db.close()
+    player.run("import-registrations", "import-registrations", WEBINAR, csv_path, "--format", "json")
+    player.run("rules webinar", "rules", WEBINAR, "--min-minutes", "60", "--pass-percent", str(PASS_PERCENT))
+    player.run("rules meeting", "rules", MEETING, "--min-minutes", "30", "--format", "json")
+    player.run("certificates issue webinar", "certificates", "issue", WEBINAR, "--stage", "passed")
+    player.run("certificates issue meeting", "certificates", "issue", MEETING)
+    player.run("certificates revoke", "certificates", "revoke", "2", "--reason", "duplicate account")
+    player.run("certificates reissue", "certificates", "reissue", "3", "--name", "Teacher Corrected")
 
 
 def read_commands(player: Player, workdir: Path) -> None:

@@ -82,7 +82,10 @@ class PgConnection:
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:  # a DB-API cursor
         cursor = self.raw.cursor()
-        cursor.execute(translate(sql), params if params else None)
+        if params:
+            cursor.execute(translate(sql), params)
+        else:  # without parameters psycopg sends the text as it is: a % there is a literal %
+            cursor.execute(sql.encode())
         return cursor
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:

@@ -120,6 +120,41 @@ class SQLiteStore(sqlite_utils.Database):
         """The database file's size, its WAL included."""
         return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
 
+    # -- copy-db (store/copy.py): what differs between the stores when moving whole tables --
+
+    def data_tables(self) -> list[str]:
+        """The tables holding the service's data (not SQLite's or the migrations' bookkeeping)."""
+        sql = (
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+            " AND name != '_sqlite_migrations' ORDER BY name"
+        )
+        return [row[0] for row in self.execute(sql)]
+
+    def table_columns(self, table: str) -> list[str]:
+        """The columns of `table`, in their order."""
+        return [row[1] for row in self.execute(f'PRAGMA table_info("{table}")')]
+
+    def stream(self, sql: str, batch_size: int) -> Iterator[list[tuple]]:
+        """The rows of `sql` in lists of at most `batch_size`, read as they are needed."""
+        cursor = self.execute(sql)
+        try:
+            while batch := cursor.fetchmany(batch_size):
+                yield batch
+        finally:
+            cursor.close()
+
+    def defer_foreign_keys(self, conn: sqlite3.Connection) -> None:
+        """Check foreign keys at the commit of the open transaction, not at each row."""
+        conn.execute("PRAGMA defer_foreign_keys = ON")
+
+    def insert_rows(self, conn: sqlite3.Connection, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """Insert `rows` (values of `columns`, ids included) into `table` inside the open transaction."""
+        names = ", ".join(f'"{c}"' for c in columns)
+        conn.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})', rows)
+
+    def after_insert_rows(self, conn: sqlite3.Connection, table: str) -> None:
+        """Nothing: SQLite's next rowid is always max + 1."""
+
 
 # The store interface: SQLite (the embedded default) or PostgreSQL (store/postgres.py).
 Store = SQLiteStore | PostgresStore

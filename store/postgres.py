@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import re
 import threading
 import time
@@ -141,6 +142,8 @@ class AdvisoryLock:
             self._thread_lock.release()
 
 
+_stream_numbers = itertools.count(1)  # names of server-side cursors, unique in the process
+
 # The lock every writer transaction holds, as SQLite's writers hold the database's lock file:
 # the chain head, max + 1 ids and read-then-write steps stay consistent across hosts.
 WRITE_LOCK = "attendance-worker:write"
@@ -253,6 +256,58 @@ class PostgresStore:
     def size_bytes(self) -> int:
         """The database's size on the server's disk."""
         return int(self.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+    # -- copy-db (store/copy.py): what differs between the stores when moving whole tables --
+
+    def data_tables(self) -> list[str]:
+        """The tables holding the service's data (not the migrations' bookkeeping)."""
+        sql = (
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            " AND table_type = 'BASE TABLE' AND table_name != 'schema_migrations' ORDER BY table_name"
+        )
+        return [row[0] for row in self.execute(sql)]
+
+    def table_columns(self, table: str) -> list[str]:
+        """The columns of `table`, in their order."""
+        sql = (
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = ? ORDER BY ordinal_position"
+        )
+        return [row[0] for row in self.execute(sql, [table])]
+
+    def stream(self, sql: str, batch_size: int) -> Iterator[list[tuple]]:
+        """The rows of `sql` in lists of at most `batch_size`, through a server-side cursor.
+
+        Call it inside a transaction (`read_snapshot`): a client-side cursor would hold a
+        whole table of webhook bodies in memory."""
+        with self.conn.raw.cursor(name=f"stream_{next(_stream_numbers)}") as cursor:
+            cursor.execute(translate(sql))
+            while batch := cursor.fetchmany(batch_size):
+                yield batch
+
+    def defer_foreign_keys(self, conn: PgConnection) -> None:
+        """Check foreign keys (all DEFERRABLE) at the commit of the open transaction."""
+        conn.execute("SET CONSTRAINTS ALL DEFERRED")
+
+    def insert_rows(self, conn: PgConnection, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """Insert `rows` (values of `columns`, ids included) into `table` with COPY, inside the open transaction."""
+        names = ", ".join(f'"{c}"' for c in columns)
+        with conn.raw.cursor() as cursor, cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def after_insert_rows(self, conn: PgConnection, table: str) -> None:
+        """Move `table`'s identity sequences past the ids COPY wrote, so the next insert follows them."""
+        identities = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = ? AND is_identity = 'YES'",
+            [table],
+        ).fetchall()
+        for (column,) in identities:
+            conn.execute(
+                f'SELECT setval(pg_get_serial_sequence(?, ?), coalesce(max("{column}"), 0) + 1, false) FROM "{table}"',
+                [table, column],
+            )
 
 
 def open_postgres(url: str, *, lock_timeout: float = 2.0, read_only: bool = False) -> PostgresStore:

@@ -108,6 +108,10 @@ class SQLiteStore(sqlite_utils.Database):
         """See `durable_write`."""
         return _sqlite_durable_write(self, timeout=timeout, sync=sync)
 
+    def leader_lock(self, name: str) -> FileLeaderLock:
+        """The lock the process leading `name` holds while it leads: a lock file beside the database."""
+        return FileLeaderLock(None if self.path == ":memory:" else f"{self.path}-{name}")
+
     def read_snapshot(self) -> contextlib.AbstractContextManager:
         """See `read_snapshot`."""
         return _sqlite_read_snapshot(self)
@@ -272,6 +276,33 @@ class WriteLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
+
+
+class FileLeaderLock:
+    """A lock one process at a time holds for as long as it leads; released when it exits."""
+
+    def __init__(self, path: str | None):
+        self.path = path  # None: an in-memory database, which only its process sees
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        """True when this process holds the lock now (taking it if it is free); never waits."""
+        if self._fd is not None or self.path is None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Give the lock up (closing the file releases it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 T = TypeVar("T")

@@ -99,10 +99,12 @@ class PgConnection:
         self.raw.close()
 
 
-def connect(url: str, *, lock_timeout: float) -> psycopg.Connection:
-    """A new autocommit connection with synchronous commits; DatabaseUnavailable when refused."""
+def connect(url: str, *, lock_timeout: float, **options: Any) -> psycopg.Connection:
+    """A new autocommit connection with synchronous commits; DatabaseUnavailable when refused.
+
+    `options` are more libpq connection parameters (keepalives)."""
     try:
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, **options)
     except psycopg.OperationalError as e:
         raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {str(e).strip().splitlines()[0]}") from None
     # A 2xx promises the delivery survives a crash of the server: never an asynchronous commit,
@@ -143,6 +145,70 @@ class AdvisoryLock:
 
 
 _stream_numbers = itertools.count(1)  # names of server-side cursors, unique in the process
+
+# A leader's session must end soon after its host dies or is cut off, so that its advisory
+# lock is released and another worker takes over within a minute (docs/scaling.md): TCP
+# keepalives on both ends, and a bound on unacknowledged data, instead of Linux's two hours.
+LEADER_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+LEADER_TCP_USER_TIMEOUT_MS = 25_000
+
+
+class LeaderLock:
+    """A session advisory lock on a connection of its own, held for as long as the process leads."""
+
+    def __init__(self, url: str, name: str, *, lock_timeout: float):
+        self.url = url
+        self.key = advisory_key(name)
+        self.lock_timeout = lock_timeout
+        self._raw: psycopg.Connection | None = None
+        self._held = False
+
+    def _session(self) -> psycopg.Connection:
+        if self._raw is None or self._raw.closed or self._raw.broken:
+            self._held = False  # a new session holds nothing
+            self._raw = connect(
+                self.url,
+                lock_timeout=self.lock_timeout,
+                tcp_user_timeout=LEADER_TCP_USER_TIMEOUT_MS,
+                application_name="attendance-worker leader lock",
+                **LEADER_KEEPALIVE,
+            )
+            # The server's side of the keepalives: it ends a vanished leader's session.
+            for setting, value in (("idle", 10), ("interval", 5), ("count", 3)):
+                self._raw.execute(f"SET tcp_keepalives_{setting} = {value}")
+            self._raw.execute(f"SET tcp_user_timeout = {LEADER_TCP_USER_TIMEOUT_MS}")
+        return self._raw
+
+    def try_acquire(self) -> bool:
+        """True when this process holds the lock now (taking it if it is free); never waits.
+
+        While held, each call checks that the session is alive: a session the server ended
+        (restart, failover, partition) released the lock, and this process no longer leads.
+        """
+        try:
+            session = self._session()
+            if self._held:
+                session.execute("SELECT 1")
+            else:
+                row = session.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
+                self._held = bool(row and row[0])
+            return self._held
+        except (psycopg.Error, DatabaseUnavailable):
+            self.release()
+            return False
+
+    def release(self) -> None:
+        """Give the lock up: end the session (which releases it, even on a half-dead connection)."""
+        if self._raw is not None:
+            with contextlib.suppress(psycopg.Error):
+                if self._held and not self._raw.broken:
+                    # Unlock first: the server ends a closed session a moment later, and a
+                    # worker trying meanwhile would still find the lock taken.
+                    self._raw.execute("SELECT pg_advisory_unlock(%s)", [self.key])
+                self._raw.close()
+            self._raw = None
+        self._held = False
+
 
 # The lock every writer transaction holds, as SQLite's writers hold the database's lock file:
 # the chain head, max + 1 ids and read-then-write steps stay consistent across hosts.
@@ -202,6 +268,10 @@ class PostgresStore:
         if lock is None:
             lock = self._locks[name] = AdvisoryLock(self, f"attendance-worker:{name}")
         return lock
+
+    def leader_lock(self, name: str) -> LeaderLock:
+        """The lock the process leading `name` holds while it leads, on a connection of its own."""
+        return LeaderLock(self.path, f"attendance-worker:leader:{name}", lock_timeout=self.lock_timeout)
 
     @property
     def write_lock(self) -> AdvisoryLock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from integrations.ingest.spool import oldest_unimported, spool_status
@@ -44,23 +44,23 @@ class LiveMeeting:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The figures behind the state metrics and the alerts, at `now`."""
+    """The figures behind the state metrics and the alerts, at `now`; only `take_snapshot` makes one, whole."""
 
     now: datetime
-    live: list[LiveMeeting] = field(default_factory=list)
-    spool_files: int = 0
-    spool_pending_bytes: int = 0
-    spool_lag_seconds: float = 0.0
-    normalize_lag_seconds: float = 0.0
-    database_bytes: int = 0
-    disk_free_bytes: int = 0
-    api_calls_today: int = 0
-    api_daily_limit: int = 0
-    api_paused: bool = False
-    fetches: dict[str, int] = field(default_factory=dict)
-    failed_fetches_in_a_row: int = 0
-    last_refresh_seconds: float | None = None
-    last_refresh_age_seconds: float | None = None
+    live: list[LiveMeeting]
+    spool_files: int
+    spool_pending_bytes: int
+    spool_lag_seconds: float
+    normalize_lag_seconds: float
+    database_bytes: int
+    disk_free_bytes: int
+    api_calls_today: int
+    api_daily_limit: int
+    api_paused: bool
+    fetches: dict[str, int]
+    failed_fetches_in_a_row: int
+    last_refresh_seconds: float | None
+    last_refresh_age_seconds: float | None
 
     @property
     def import_lag_seconds(self) -> float:

@@ -16,6 +16,7 @@ from store.db import open_db
 from store.events import get_state
 from store.migrations import migrate
 from tests.audit_support import ROOT
+from tests.conftest import API_TOKEN
 from tests.fault_support import Proc, process_env
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -149,3 +150,18 @@ def test_two_workers_on_postgresql_one_leads_and_the_other_takes_over_after_kill
         for p in procs:
             p.stop()
         db.close()
+
+
+def test_healthz_names_the_leader(client, config):
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    assert client.get("/healthz", headers=auth).get_json()["worker_leader"] is None
+    leader = leadership(config.database_path, "worker-host:4123")
+    try:
+        assert leader.check()
+        assert (
+            client.get("/healthz", headers=auth).get_json()["worker_leader"]
+            == "worker-host:4123 since 2024-05-01T10:00:00Z"
+        )
+    finally:
+        leader.release()
+        leader.db.close()

@@ -120,6 +120,11 @@ def wait_until(condition, what: str, procs: list[Proc], bound: float = 45) -> No
         time.sleep(0.05)
 
 
+def _state_names(db, pid: int) -> bool:
+    """The `worker_leader` state is "host:pid since TIME" for this pid."""
+    return (get_state(db, LEADER_STATE) or "").split(" since")[0].endswith(f":{pid}")
+
+
 def test_two_workers_on_postgresql_one_leads_and_the_other_takes_over_after_kill_9(pg_url, tmp_path):
     db = open_db(pg_url)
     migrate(db)  # once, so the two workers do not wait on each other's migration
@@ -135,8 +140,8 @@ def test_two_workers_on_postgresql_one_leads_and_the_other_takes_over_after_kill
         leader = leaders[0]
         follower = next(p for p in procs if p is not leader)
         assert "stands by" in follower.log() and "leads" not in follower.log()
-        state = get_state(db, LEADER_STATE) or ""
-        assert state.endswith(f":{leader.pid}" + state[state.index(" since") :])
+        # The state row is written right after the log line: wait for it, bounded.
+        wait_until(lambda: _state_names(db, leader.pid), "the state names the leader", procs)
         leader.kill9()
         wait_until(
             lambda: "leads the scheduled jobs" in follower.log(),
@@ -144,7 +149,7 @@ def test_two_workers_on_postgresql_one_leads_and_the_other_takes_over_after_kill
             procs,
             bound=TAKE_OVER_BOUND,
         )
-        assert (get_state(db, LEADER_STATE) or "").split(" since")[0].endswith(f":{follower.pid}")
+        wait_until(lambda: _state_names(db, follower.pid), "the state names the new leader", procs)
         assert "Traceback" not in follower.log()
     finally:
         for p in procs:

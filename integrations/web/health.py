@@ -13,6 +13,7 @@ import sqlite3
 from flask import Blueprint, Response, request
 
 from integrations.ingest.spool import spool_status
+from integrations.jobs.leadership import LEADER_STATE
 from integrations.web.dbconn import get_db, settings
 from integrations.web.webhooks import json_response
 from store.db import DatabaseUnavailable
@@ -44,6 +45,7 @@ def healthz() -> Response:
             {"alert": row["alert"], "subject": row["subject"], "since": row["raised_at"], "reason": row["message"]}
             for row in alert_rows(db, active_only=True)
         ]
+        leader = get_state(db, LEADER_STATE)  # issue 19: which worker runs the scheduled jobs
     except (sqlite3.Error, OSError, DatabaseUnavailable) as e:
         log.error("health check failed: %s", e)
         return _answer({"status": "unavailable", "database": str(e)}, 503)
@@ -61,6 +63,7 @@ def healthz() -> Response:
             "pending_normalization": pending,
             "spool": spool,
             "alerts": alerts,
+            "worker_leader": leader,
         }
     )
 

@@ -205,7 +205,9 @@ def stream_rows(conn: Any, sql: str, params: Any = None) -> Generator[tuple, Non
     psycopg's would fetch all of it first, so a PostgreSQL connection streams it in chunks.
     Nothing else may run on `conn` until the rows are read or the iterator closed.
     """
-    if isinstance(conn, PostgresStore | PgConnection):
+    if isinstance(conn, PostgresStore):
+        conn = conn.conn
+    if isinstance(conn, PgConnection):
         yield from conn.stream(sql, params)
         return
     cursor = conn.execute(sql, () if params is None else params)

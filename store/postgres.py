@@ -256,10 +256,6 @@ class PostgresStore:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
         return self.conn.executemany(sql, rows)
 
-    def stream(self, sql: str, params: Any = None) -> Iterator[tuple]:
-        """See `PgConnection.stream`."""
-        return self.conn.stream(sql, params)
-
     def query(self, sql: str, params: Any = None) -> Iterator[dict[str, Any]]:
         """Rows of `sql` as dicts, like sqlite-utils' `Database.query`."""
         cursor = self.execute(sql, params)

@@ -296,14 +296,11 @@ def release_in_doubt(db: Store, meeting_id: str) -> int:
 def start_send(db: Store, number: int, recipient: str, message_id: str) -> int:
     """Record, durably, that an email of certificate `number` is about to be handed to SMTP."""
     with durable_write(db) as conn:
-        cursor = conn.execute(
+        return conn.execute(
             "INSERT INTO certificate_sends (number, status, recipient, message_id, started_at) "
-            "VALUES (?, 'sending', ?, ?, ?)",
+            "VALUES (?, 'sending', ?, ?, ?) RETURNING id",
             [number, recipient, message_id, utc_now()],
-        )
-        if cursor.lastrowid is None:  # set by every INSERT: this is not reached
-            raise RuntimeError("INSERT INTO certificate_sends gave no row id")
-        return cursor.lastrowid
+        ).fetchone()[0]
 
 
 def finish_send(db: Store, send_id: int, status: str, response: str) -> None:

@@ -217,7 +217,7 @@ def concurrency_curve(
 def newest_webhook_at(db: Store, uuid: str) -> str | None:
     """When the newest webhook delivery of the instance was received."""
     row = db.execute(
-        "SELECT received_at FROM raw_records WHERE meeting_uuid = ? AND +source = 'webhook' ORDER BY id DESC LIMIT 1",
+        "SELECT received_at FROM raw_records WHERE meeting_uuid = ? AND source || '' = 'webhook' ORDER BY id DESC LIMIT 1",
         [uuid],
     ).fetchone()
     return row[0] if row else None

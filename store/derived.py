@@ -66,7 +66,8 @@ def fingerprint(db: Store, uuid: str) -> str | None:
             -- Normalization tags a delivery with its instance in the transaction that writes
             -- its participant_events: this count moves whenever they do (report pages too).
             (SELECT count(*) || ':' || coalesce(max(id), 0) FROM raw_records WHERE meeting_uuid = i.instance_uuid),
-            (SELECT count(*) || ':' || coalesce(max(fetched_at), '') || ':' || coalesce(max(rowid), 0)
+            -- A registrant added or changed points at the page it came from, the newest record.
+            (SELECT count(*) || ':' || coalesce(max(fetched_at), '') || ':' || coalesce(max(raw_id), 0)
                 FROM registrants WHERE meeting_id = i.meeting_id)
         FROM instances i WHERE i.instance_uuid = ?
         """,
@@ -268,13 +269,14 @@ def drop_instances(db: Store, instance_uuids: Iterable[str], stats: RefreshStats
     """Delete the derived rows of these instances, in short transactions."""
     stats = stats if stats is not None else RefreshStats()
     for uuid in sorted(set(instance_uuids)):
-        for table in (*reversed(TABLES), "attendance_instances"):
+        for table, pk in (*reversed(TABLES.items()), ("attendance_instances", ("instance_uuid",))):
+            key = ", ".join(pk)
             while True:
                 started = time.perf_counter()
                 with durable_write(db) as conn:
                     deleted = conn.execute(
-                        f"DELETE FROM {table} WHERE rowid IN "
-                        f"(SELECT rowid FROM {table} WHERE instance_uuid = ? LIMIT ?)",
+                        f"DELETE FROM {table} WHERE ({key}) IN "
+                        f"(SELECT {key} FROM {table} WHERE instance_uuid = ? LIMIT ?)",
                         (uuid, CHUNK_ROWS),
                     ).rowcount
                 stats.transactions += 1
@@ -289,7 +291,7 @@ def webhook_deliveries(
     """Stored webhook deliveries after `after_id` (of these instances only, when given), oldest first."""
     if instance_uuids is None:
         return db.execute(
-            "SELECT id, body FROM raw_records WHERE id > ? AND +source = 'webhook' ORDER BY id LIMIT ?",
+            "SELECT id, body FROM raw_records WHERE id > ? AND source || '' = 'webhook' ORDER BY id LIMIT ?",
             [after_id, limit],
         ).fetchall()
     marks = ", ".join("?" * len(instance_uuids))

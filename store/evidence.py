@@ -42,14 +42,17 @@ def _append(conn, source: str, body: bytes, sha256: str, received_at: str, colum
     existing = conn.execute("SELECT id FROM raw_records WHERE source = ? AND sha256 = ?", (source, sha256)).fetchone()
     if existing:
         return StoredRecord(existing[0], False, sha256)
-    last = conn.execute(_HEAD_SQL).fetchone()
-    chained = chain_hash(last[1] if last else GENESIS, sha256, received_at)
-    names = ["source", "received_at", "body", "sha256", "chain_hash", *columns]
-    cursor = conn.execute(
+    last_id, previous = conn.execute(_HEAD_SQL).fetchone() or (0, GENESIS)
+    chained = chain_hash(previous, sha256, received_at)
+    # The id is given, as append_deliveries gives it: under the write lock it is the head's
+    # plus one, and no database's id sequence has to agree with ids given elsewhere.
+    record_id = last_id + 1
+    names = ["id", "source", "received_at", "body", "sha256", "chain_hash", *columns]
+    conn.execute(
         f"INSERT INTO raw_records ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-        (source, received_at, body, sha256, chained, *columns.values()),
+        (record_id, source, received_at, body, sha256, chained, *columns.values()),
     )
-    return StoredRecord(cursor.lastrowid, True, sha256)
+    return StoredRecord(record_id, True, sha256)
 
 
 class Delivery(NamedTuple):

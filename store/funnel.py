@@ -6,6 +6,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from integrations.attendance.intervals import epoch_seconds
 from store.db import Store, durable_write
 from store.events import get_state, set_state
 
@@ -44,11 +45,10 @@ def instance_head(db: Store, instance_uuid: str) -> dict[str, Any] | None:
 def attendees(db: Store, instance_uuid: str, *, now: int) -> list[dict[str, Any]]:
     """Everyone in the instance's attendance, with their ids and seconds (open sessions run to `now`)."""
     rows = db.execute(
-        "SELECT p.person_key, p.name, p.email, p.emails, p.registrant_ids, a.attended_seconds, "
-        "CASE WHEN a.open_since IS NULL THEN 0 ELSE max(0, ? - CAST(strftime('%s', a.open_since) AS INTEGER)) END "
+        "SELECT p.person_key, p.name, p.email, p.emails, p.registrant_ids, a.attended_seconds, a.open_since "
         "FROM attendance a JOIN people p ON p.instance_uuid = a.instance_uuid AND p.person_key = a.person_key "
         "WHERE a.instance_uuid = ?",
-        [now, instance_uuid],
+        [instance_uuid],
     )
     return [
         {
@@ -57,7 +57,7 @@ def attendees(db: Store, instance_uuid: str, *, now: int) -> list[dict[str, Any]
             "email": r[2],
             "emails": r[3],
             "registrant_ids": r[4],
-            "attended_seconds": r[5] + r[6],
+            "attended_seconds": r[5] + (0 if r[6] is None else max(0, now - epoch_seconds(r[6]))),
         }
         for r in rows
     ]

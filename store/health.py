@@ -14,6 +14,9 @@ def write_probe(db: Store) -> None:
     """Commit a page-sized write and undo it; raises DatabaseUnavailable when writes fail."""
     page_size = query_one(db, "PRAGMA page_size") or 4096
     with durable_write(db) as conn:
-        # zeroblob larger than a page: SQLite must allocate a page, as a new delivery may.
-        conn.execute("INSERT OR REPLACE INTO state (key, value) VALUES (?, zeroblob(?))", (PROBE_KEY, page_size))
+        # A value larger than a page: SQLite must allocate a page, as a new delivery may.
+        conn.execute(
+            "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (PROBE_KEY, "0" * page_size),
+        )
         conn.execute("DELETE FROM state WHERE key = ?", (PROBE_KEY,))

@@ -37,9 +37,9 @@ def live_meetings(db: Store, *, since: str) -> list[dict[str, Any]]:
 def oldest_unnormalized_delivery(db: Store) -> str | None:
     """received_at of the oldest webhook record normalization has not reached, or None."""
     cursor = int(get_state(db, NORMALIZE_CURSOR, "0") or 0)
-    # `+source`: stay on the rowid range (store/events.py pending_deliveries says why).
+    # `source || ''`: stay on the id range (store/events.py pending_deliveries says why).
     return query_one(
-        db, "SELECT received_at FROM raw_records WHERE id > ? AND +source = 'webhook' ORDER BY id LIMIT 1", [cursor]
+        db, "SELECT received_at FROM raw_records WHERE id > ? AND source || '' = 'webhook' ORDER BY id LIMIT 1", [cursor]
     )
 
 

@@ -38,7 +38,11 @@ def _replace_definitions(conn, meeting_id: str, raw_id: int | None, polls, quest
         [(meeting_id, raw_id, *(p[c] for c in POLL_COLUMNS)) for p in polls],
     )
     conn.executemany(
-        f"INSERT OR REPLACE INTO poll_questions (meeting_id, {', '.join(QUESTION_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        # A number listed twice keeps its last copy. The table has no other unique key and
+        # no trigger, so this upsert does what INSERT OR REPLACE did.
+        f"INSERT INTO poll_questions (meeting_id, {', '.join(QUESTION_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (meeting_id, poll_id, number) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in QUESTION_COLUMNS if c not in ("poll_id", "number")),
         [(meeting_id, *(q[c] for c in QUESTION_COLUMNS)) for q in questions],
     )
 

@@ -18,7 +18,9 @@ SELECT r.id, r.source, r.received_at, r.body, r.sha256, r.chain_hash, r.stale_ti
     THEN coalesce(r.meeting_id, (SELECT i.meeting_id FROM instances i WHERE i.instance_uuid = r.meeting_uuid))
     ELSE r.meeting_id END,
   r.meeting_uuid,
-  r.source = 'webhook' AND r.id > coalesce((SELECT CAST(value AS INTEGER) FROM state WHERE key = '{NORMALIZE_CURSOR}'), 0)
+  CASE WHEN r.source = 'webhook'
+    AND r.id > coalesce((SELECT CAST(value AS INTEGER) FROM state WHERE key = '{NORMALIZE_CURSOR}'), 0)
+    THEN 1 ELSE 0 END
 FROM raw_records r
 """
 

@@ -51,13 +51,13 @@ def save_import(
         record = append_import(conn, body, url=f"file:{filename}", meeting_id=meeting_id, received_at=when)
         import_id = conn.execute(
             "INSERT INTO registration_imports (meeting_id, raw_id, filename, sha256, imported_at, rows, valid, rejected) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (meeting_id, record.id, filename, sha256, when, len(rows) + len(rejects), len(rows), len(rejects)),
-        ).lastrowid
+        ).fetchone()[0]
         # The first import naming an email keeps it: a later list adds people, never rewrites them.
         new = conn.executemany(
-            "INSERT OR IGNORE INTO outside_registrations (meeting_id, email_key, email, name, extra, import_id, line) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outside_registrations (meeting_id, email_key, email, name, extra, import_id, line) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [
                 (
                     meeting_id,

@@ -10,7 +10,7 @@ import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from store.db import Store, durable_write, query_one
@@ -101,14 +101,15 @@ def start_fetch(
     Fetches of this instance still 'running' after `stale_after_hours` died with their
     process: they are marked failed and what they had seen is dropped.
     """
-    now = utc_now()
+    moment = datetime.now(UTC)
+    now = to_iso(moment)
+    stale_before = to_iso(moment - timedelta(seconds=round(stale_after_hours * 3600)))
     with durable_write(db) as conn:
         stale = [
             r[0]
             for r in conn.execute(
-                "SELECT id FROM report_fetches WHERE instance_uuid = ? AND status = 'running' "
-                "AND started_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?)",
-                (instance_uuid, f"-{stale_after_hours * 3600:.0f} seconds"),
+                "SELECT id FROM report_fetches WHERE instance_uuid = ? AND status = 'running' AND started_at < ?",
+                (instance_uuid, stale_before),
             )
         ]
         for fetch_id in stale:
@@ -117,13 +118,10 @@ def start_fetch(
                 "UPDATE report_fetches SET status = 'failed', error = 'abandoned (worker stopped)', completed_at = ? WHERE id = ?",
                 (now, fetch_id),
             )
-        cursor = conn.execute(
-            "INSERT INTO report_fetches (instance_uuid, kind, meeting_id, started_at) VALUES (?, ?, ?, ?)",
+        return conn.execute(
+            "INSERT INTO report_fetches (instance_uuid, kind, meeting_id, started_at) VALUES (?, ?, ?, ?) RETURNING id",
             (instance_uuid, kind, meeting_id, now),
-        )
-        if cursor.lastrowid is None:  # set by every INSERT: this is not reached
-            raise RuntimeError("INSERT INTO report_fetches gave no row id")
-        return cursor.lastrowid
+        ).fetchone()[0]
 
 
 def save_report_page(
@@ -142,12 +140,12 @@ def save_report_page(
         record = append_report_page(conn, body, url=url, meeting_uuid=instance_uuid)
         # rowcount, not total_changes: rows written by other areas' triggers are not ours.
         new_rows = conn.executemany(
-            f"INSERT OR IGNORE INTO report_rows (instance_uuid, raw_id, {columns}) VALUES (?, ?, {marks})",
+            f"INSERT INTO report_rows (instance_uuid, raw_id, {columns}) VALUES (?, ?, {marks}) ON CONFLICT DO NOTHING",
             [(instance_uuid, record.id, *(row.get(c) for c in ROW_COLUMNS)) for row in rows],
         ).rowcount
         conn.executemany(
-            "INSERT OR IGNORE INTO report_fetch_seen (fetch_id, row_id) "
-            "SELECT ?, id FROM report_rows WHERE instance_uuid = ? AND row_hash = ?",
+            "INSERT INTO report_fetch_seen (fetch_id, row_id) "
+            "SELECT ?, id FROM report_rows WHERE instance_uuid = ? AND row_hash = ? ON CONFLICT DO NOTHING",
             [(fetch_id, instance_uuid, row["row_hash"]) for row in rows],
         )
         conn.execute(
@@ -249,7 +247,7 @@ def report_rows(db: Store, instance_uuid: str) -> list[dict[str, Any]]:
         for r in db.query(
             f"SELECT {columns} FROM report_rows r "
             "JOIN instances i ON i.instance_uuid = r.instance_uuid AND r.fetch_id = i.report_fetch_id "
-            "WHERE r.instance_uuid = ? ORDER BY r.join_time, r.id",
+            "WHERE r.instance_uuid = ? ORDER BY r.join_time NULLS FIRST, r.id",
             [instance_uuid],
         )
     ]
@@ -269,7 +267,8 @@ def save_instances(
             append_report_page(conn, body, url=url or "", meeting_uuid=None)
         for row in rows:
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO instances (instance_uuid, meeting_id, kind, start_time, first_seen_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO instances (instance_uuid, meeting_id, kind, start_time, first_seen_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (row["instance_uuid"], row.get("meeting_id"), row.get("kind"), row.get("start_time"), now),
             )
             if cursor.rowcount:
@@ -289,12 +288,12 @@ def save_registrants(db: Store, rows: Sequence[Mapping[str, Any]], *, body: byte
     columns = ", ".join(REGISTRANT_COLUMNS)
     marks = ", ".join("?" * len(REGISTRANT_COLUMNS))
     assignments = ", ".join(c + " = ?" for c in REGISTRANT_COLUMNS)
-    changed = " OR ".join(c + " IS NOT ?" for c in REGISTRANT_COLUMNS)
+    changed = " OR ".join(c + " IS DISTINCT FROM ?" for c in REGISTRANT_COLUMNS)
     with durable_write(db) as conn:
         record = append_report_page(conn, body, url=url, meeting_uuid=None)
         new_rows = conn.executemany(
-            f"INSERT OR IGNORE INTO registrants (meeting_id, registrant_id, {columns}, raw_id, fetched_at) "
-            f"VALUES (?, ?, {marks}, ?, ?)",
+            f"INSERT INTO registrants (meeting_id, registrant_id, {columns}, raw_id, fetched_at) "
+            f"VALUES (?, ?, {marks}, ?, ?) ON CONFLICT DO NOTHING",
             [
                 (r["meeting_id"], r["registrant_id"], *(r.get(c) for c in REGISTRANT_COLUMNS), record.id, now)
                 for r in rows
@@ -332,7 +331,7 @@ def meeting_kind(db: Store, meeting_id: str) -> str | None:
     return query_one(
         db,
         "SELECT kind FROM (SELECT kind FROM tracked_meetings WHERE meeting_id = ? AND kind IS NOT NULL "
-        "UNION ALL SELECT kind FROM instances WHERE meeting_id = ? AND kind IS NOT NULL) LIMIT 1",
+        "UNION ALL SELECT kind FROM instances WHERE meeting_id = ? AND kind IS NOT NULL) AS k LIMIT 1",
         [meeting_id, meeting_id],
     )
 
@@ -342,7 +341,8 @@ def ended_instances(db: Store, meeting_id: str) -> list[str]:
     return [
         r[0]
         for r in db.execute(
-            "SELECT instance_uuid FROM instances WHERE meeting_id = ? AND end_time IS NOT NULL ORDER BY start_time, instance_uuid",
+            "SELECT instance_uuid FROM instances WHERE meeting_id = ? AND end_time IS NOT NULL "
+            "ORDER BY start_time NULLS FIRST, instance_uuid",
             [meeting_id],
         )
     ]
@@ -389,8 +389,8 @@ def schedule_instances(db: Store, rows: Iterable[Mapping[str, Any]]) -> int:
     now = utc_now()
     with durable_write(db) as conn:
         return conn.executemany(
-            "INSERT OR IGNORE INTO report_schedule (instance_uuid, meeting_id, kind, ended_at, stage, due_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO report_schedule (instance_uuid, meeting_id, kind, ended_at, stage, due_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [
                 (r["instance_uuid"], r.get("meeting_id"), r["kind"], r["ended_at"], r["stage"], r["due_at"], now)
                 for r in rows
@@ -447,7 +447,7 @@ def meetings_to_discover(db: Store, *, checked_before: str) -> list[dict[str, An
         for r in db.query(
             "SELECT t.meeting_id, t.kind, t.source, t.added_at, d.checked_at FROM tracked_meetings t "
             "LEFT JOIN report_discovery d ON d.meeting_id = t.meeting_id "
-            "WHERE d.checked_at IS NULL OR d.checked_at < ? ORDER BY d.checked_at IS NOT NULL, d.checked_at",
+            "WHERE d.checked_at IS NULL OR d.checked_at < ? ORDER BY d.checked_at NULLS FIRST",
             [checked_before],
         )
     ]
@@ -482,7 +482,7 @@ def schedule_rows(db: Store, *, limit: int = 50) -> list[dict[str, Any]]:
         dict(r)
         for r in db.query(
             "SELECT instance_uuid, meeting_id, kind, status, stage, due_at, attempts, extra_fetches, last_error "
-            "FROM report_schedule ORDER BY status = 'done', due_at LIMIT ?",
+            "FROM report_schedule ORDER BY CASE WHEN status = 'done' THEN 1 ELSE 0 END, due_at NULLS FIRST LIMIT ?",
             [limit],
         )
     ]

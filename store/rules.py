@@ -45,7 +45,8 @@ def set_rules(
             return current, False
         when = set_at or utc_now()
         rule_id = conn.execute(
-            "INSERT INTO meeting_rules (meeting_id, min_minutes, min_percent, pass_percent, set_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO meeting_rules (meeting_id, min_minutes, min_percent, pass_percent, set_at) "
+            "VALUES (?, ?, ?, ?, ?) RETURNING id",
             (meeting_id, *(values.get(f) for f in RULE_FIELDS), when),
-        ).lastrowid
+        ).fetchone()[0]
     return {"id": rule_id, "meeting_id": meeting_id, **{f: values.get(f) for f in RULE_FIELDS}, "set_at": when}, True

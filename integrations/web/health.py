@@ -38,7 +38,7 @@ def healthz() -> Response:
         last_id = db.execute("SELECT max(id) FROM raw_records").fetchone()[0] or 0
         cursor = int(get_state(db, NORMALIZE_CURSOR, "0") or 0)
         pending = db.execute(
-            "SELECT count(*) FROM raw_records WHERE id > ? AND +source = 'webhook'", [cursor]
+            "SELECT count(*) FROM raw_records WHERE id > ? AND source || '' = 'webhook'", [cursor]
         ).fetchone()[0]
         alerts = [
             {"alert": row["alert"], "subject": row["subject"], "since": row["raised_at"], "reason": row["message"]}

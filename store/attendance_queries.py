@@ -92,7 +92,7 @@ def resolve_instance(db: Store, meeting: str, instance: str | None = None) -> st
     if number is not None:
         row = db.execute(
             "SELECT instance_uuid FROM instances WHERE meeting_id = ? "
-            "ORDER BY coalesce(start_time, first_seen_at) DESC, instance_uuid DESC LIMIT 1",
+            "ORDER BY coalesce(start_time, first_seen_at) DESC NULLS LAST, instance_uuid DESC LIMIT 1",
             [number],
         ).fetchone()
         if row is None:
@@ -130,7 +130,8 @@ def list_meetings(db: Store) -> list[dict[str, Any]]:
             a.start_time, a.end_time, a.webhook_events, a.report_rows, coalesce(a.report_complete, 0) AS report_complete,
             a.people
         FROM instances i LEFT JOIN attendance_instances a ON a.instance_uuid = i.instance_uuid
-        ORDER BY i.meeting_id, coalesce(a.start_time, i.start_time, i.first_seen_at), i.instance_uuid
+        ORDER BY i.meeting_id NULLS FIRST, coalesce(a.start_time, i.start_time, i.first_seen_at) NULLS FIRST,
+            i.instance_uuid
         """,
     )
     for row in rows:

@@ -39,7 +39,9 @@ def oldest_unnormalized_delivery(db: Store) -> str | None:
     cursor = int(get_state(db, NORMALIZE_CURSOR, "0") or 0)
     # `source || ''`: stay on the id range (store/events.py pending_deliveries says why).
     return query_one(
-        db, "SELECT received_at FROM raw_records WHERE id > ? AND source || '' = 'webhook' ORDER BY id LIMIT 1", [cursor]
+        db,
+        "SELECT received_at FROM raw_records WHERE id > ? AND source || '' = 'webhook' ORDER BY id LIMIT 1",
+        [cursor],
     )
 
 

@@ -237,7 +237,7 @@ def import_file(
                         "INSERT INTO spool_files (name, imported_bytes, imported_records, updated_at)"
                         " VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
                         " imported_bytes = excluded.imported_bytes,"
-                        " imported_records = imported_records + excluded.imported_records,"
+                        " imported_records = spool_files.imported_records + excluded.imported_records,"
                         " updated_at = excluded.updated_at",
                         [name, offset + used, len(deliveries), utc_now()],
                     )

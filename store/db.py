@@ -121,6 +121,10 @@ class SQLiteStore(sqlite_utils.Database):
         """The database file's size, its WAL included."""
         return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
 
+    def page_size(self) -> int:
+        """Bytes per database page."""
+        return int(self.execute("PRAGMA page_size").fetchone()[0])
+
     def disk_free_bytes(self) -> int | None:
         """Bytes free for this user on the filesystem holding the database file."""
         return shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free

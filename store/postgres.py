@@ -254,6 +254,10 @@ class PostgresStore:
         """The database's size on the server's disk."""
         return int(self.execute("SELECT pg_database_size(current_database())").fetchone()[0])
 
+    def page_size(self) -> int:
+        """Bytes per database page (PostgreSQL's block size)."""
+        return int(self.execute("SELECT current_setting('block_size')").fetchone()[0])
+
     def disk_free_bytes(self) -> int | None:
         """None: a client cannot see the free space of the server's disk (watch it there)."""
         return None

@@ -3,13 +3,15 @@ the answer, then chained into raw_records in one order; redeliveries stored once
 
 from __future__ import annotations
 
-import json
-
+from integrations.ingest.normalize import normalize_pending
+from integrations.ingest.webhook_path import ingest
+from integrations.ops.doctor import OK, SKIPPED, check_database
 from integrations.web import create_app
 from store.audit import open_readonly, verify_chain
 from store.db import open_db
 from store.evidence import content_hash
-from tests.conftest import make_config, post_event
+from store.intake import intake_status
+from tests.conftest import API_TOKEN, make_config, post_event
 from tests.fault_support import participant_body
 
 
@@ -49,5 +51,33 @@ def test_a_redelivery_is_stored_once(tmp_path, pg_url):
     db = open_db(pg_url)
     try:
         assert db.execute("SELECT count(*) FROM raw_records WHERE sha256 = ?", [content_hash(body)]).fetchone()[0] == 1
+    finally:
+        db.close()
+
+
+def test_healthz_and_metrics_report_the_intake_and_no_disk_figure(tmp_path, pg_url):
+    client, _ = _pg_client(tmp_path, pg_url, WEBHOOK_IMPORT_DELAY_SECONDS="3600")
+    body = participant_body(7, run="waiting")
+    assert post_event(client, body).status_code == 200
+    ingest(client.application.config["SETTINGS"]).chainer.stop()  # leave it waiting in the intake
+    health = client.get("/healthz", headers={"Authorization": f"Bearer {API_TOKEN}"})
+    assert health.status_code == 200, health.data
+    details = health.get_json()
+    assert "spool" not in details
+    assert details["intake"]["deliveries"] == 1 and details["intake"]["oldest_received_at"]
+    scraped = client.get("/metrics").data.decode()
+    assert "attendance_intake_deliveries 1.0" in scraped
+    assert 'attendance_oldest_unimported_delivery_age_seconds{stage="intake"}' in scraped
+    assert "attendance_disk_free_bytes" not in scraped and "attendance_spool_files" not in scraped
+
+    db = open_db(pg_url)
+    try:
+        checks = {c.name: c for c in check_database(db, min_free_bytes=1)}
+        assert checks["database writable"].status == OK and "***" not in checks["database writable"].detail
+        assert checks["database integrity"].status == OK
+        assert checks["disk space"].status == SKIPPED
+        assert normalize_pending(db) == ["fault-waiting=="]  # the worker chains what waits, then normalizes
+        assert intake_status(db) == (0, None)
+        assert db.execute("SELECT count(*) FROM raw_records").fetchone()[0] == 1
     finally:
         db.close()

@@ -53,7 +53,7 @@ class ChainWriter:
         self._pending = False
         self._retry_after = 0.0
         self._failed = False
-        self._stopped = False
+        self._stopped = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.chained = 0
@@ -93,21 +93,20 @@ class ChainWriter:
 
     def stop(self) -> None:
         """End the background thread (tests; a web process just exits)."""
-        self._stopped = True
+        self._stopped.set()
         atexit.unregister(self._at_exit)
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
     def _deferred(self) -> None:
-        while not self._stopped:
+        while not self._stopped.is_set():
             # Until something was committed; after a refusal, again within a second even
             # without new traffic (the rows committed before the outage wait meanwhile).
             self._wake.wait(timeout=1.0 if self._failed else None)
             self._wake.clear()
-            if self._stopped:
+            if self._stopped.wait(self.delay_seconds):  # let the next batch gather
                 return
-            time.sleep(self.delay_seconds)  # let the next batch gather
             self.drain()
 
     def _at_exit(self) -> None:

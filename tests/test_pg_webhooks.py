@@ -3,6 +3,9 @@ the answer, then chained into raw_records in one order; redeliveries stored once
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from integrations.ingest.normalize import normalize_pending
 from integrations.ingest.webhook_path import ingest
 from integrations.ops.doctor import OK, SKIPPED, check_database
@@ -12,7 +15,7 @@ from store.db import open_db
 from store.evidence import content_hash
 from store.intake import intake_status
 from tests.conftest import API_TOKEN, make_config, post_event
-from tests.fault_support import participant_body
+from tests.fault_support import ROOT, participant_body
 
 
 def _pg_client(tmp_path, pg_url, **overrides):
@@ -81,3 +84,16 @@ def test_healthz_and_metrics_report_the_intake_and_no_disk_figure(tmp_path, pg_u
         assert db.execute("SELECT count(*) FROM raw_records").fetchone()[0] == 1
     finally:
         db.close()
+
+
+def test_web_processes_starting_on_a_new_database_at_once_all_migrate_it(pg_url):
+    # Two gunicorn masters started together each migrate at boot: PostgreSQL's concurrent
+    # CREATE TABLE IF NOT EXISTS failed all but one of them (seen starting the bench).
+    script = (
+        "import sys; from store.db import open_db; from store.migrations import migrate; migrate(open_db(sys.argv[1]))"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, pg_url], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=60)[1].decode()[-500:] for p in processes]
+    assert [p.returncode for p in processes] == [0] * 4, errors

@@ -23,6 +23,18 @@ class ConfigError(Exception):
 DEFAULT_REPORT_DELAYS = "30m,2h,24h"
 MIN_API_TOKEN_LENGTH = 32
 MAKE_A_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+MEGABYTE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """The bounds past which a condition is an alert (ALERT_* settings), in the units alerts compare."""
+
+    silence_seconds: float = 5.0 * 60
+    import_lag_seconds: float = 60.0
+    sync_failures: int = 3
+    min_free_disk_bytes: float = 1024.0 * MEGABYTE
+    api_budget_percent: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -75,11 +87,7 @@ class Config:
     metrics_dir: str = "attendance.db-metrics"
     alert_webhook_url: str | None = field(default=None, repr=False)
     alert_check_interval_seconds: float = 30.0
-    alert_silence_minutes: float = 5.0
-    alert_import_lag_seconds: float = 60.0
-    alert_sync_failures: int = 3
-    alert_min_free_disk_mb: float = 1024.0
-    alert_api_budget_percent: float = 10.0
+    alert_thresholds: AlertThresholds = field(default_factory=AlertThresholds)
     zoom_daily_api_limit: int = 30_000
 
     def require_zoom_api(self) -> None:
@@ -208,11 +216,13 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         or os.path.abspath("attendance" if is_postgres_url(database_path) else database_path) + "-metrics",
         alert_webhook_url=text("ALERT_WEBHOOK_URL"),
         alert_check_interval_seconds=max(1.0, number("ALERT_CHECK_INTERVAL_SECONDS", 30.0)),
-        alert_silence_minutes=number("ALERT_SILENCE_MINUTES", 5.0),
-        alert_import_lag_seconds=number("ALERT_IMPORT_LAG_SECONDS", 60.0),
-        alert_sync_failures=max(1, int(number("ALERT_SYNC_FAILURES", 3, int))),
-        alert_min_free_disk_mb=number("ALERT_MIN_FREE_DISK_MB", 1024.0),
-        alert_api_budget_percent=number("ALERT_API_BUDGET_PERCENT", 10.0),
+        alert_thresholds=AlertThresholds(
+            silence_seconds=number("ALERT_SILENCE_MINUTES", 5.0) * 60,
+            import_lag_seconds=number("ALERT_IMPORT_LAG_SECONDS", 60.0),
+            sync_failures=max(1, int(number("ALERT_SYNC_FAILURES", 3, int))),
+            min_free_disk_bytes=number("ALERT_MIN_FREE_DISK_MB", 1024.0) * MEGABYTE,
+            api_budget_percent=number("ALERT_API_BUDGET_PERCENT", 10.0),
+        ),
         zoom_daily_api_limit=int(number("ZOOM_DAILY_API_LIMIT", 30_000, int)),
     )
     if config.log_format not in ("text", "json"):

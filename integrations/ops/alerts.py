@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import requests
 
-from integrations.config import Config
+from integrations.config import AlertThresholds, Config
 from integrations.ops.metrics import metrics, safely
 from integrations.ops.snapshot import Snapshot, take_snapshot
 from store.db import DatabaseUnavailable, Store, open_db
@@ -27,28 +27,6 @@ log = logging.getLogger(__name__)
 
 NOTIFY_TIMEOUT_SECONDS = 5.0
 PREFIX = "attendance-worker"
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """The bounds past which a condition is an alert (ALERT_* settings)."""
-
-    silence_seconds: float
-    import_lag_seconds: float
-    sync_failures: int
-    min_free_disk_bytes: float
-    api_budget_percent: float
-
-    @classmethod
-    def from_config(cls, config: Config) -> Thresholds:
-        """The thresholds `config` sets."""
-        return cls(
-            silence_seconds=config.alert_silence_minutes * 60,
-            import_lag_seconds=config.alert_import_lag_seconds,
-            sync_failures=config.alert_sync_failures,
-            min_free_disk_bytes=config.alert_min_free_disk_mb * 1024 * 1024,
-            api_budget_percent=config.alert_api_budget_percent,
-        )
 
 
 @dataclass(frozen=True)
@@ -65,7 +43,7 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def firing(snap: Snapshot, limits: Thresholds) -> list[Condition]:
+def firing(snap: Snapshot, limits: AlertThresholds) -> list[Condition]:
     """The conditions that hold in `snap`, in a stable order."""
     found: list[Condition] = []
     for meeting in snap.live:
@@ -155,7 +133,7 @@ class AlertChecker:
         session: requests.Session | None = None,
     ):
         self.config = config
-        self.limits = Thresholds.from_config(config)
+        self.limits = config.alert_thresholds
         self.now = now
         self.session = session or requests.Session()
 

@@ -323,7 +323,7 @@ def run_checks(
             )
         )
     else:
-        checks.extend(check_database(db, min_free_bytes=config.alert_min_free_disk_mb * 1024 * 1024))
+        checks.extend(check_database(db, min_free_bytes=config.alert_thresholds.min_free_disk_bytes))
     checks.extend(check_zoom(config, now=now))
     checks.append(check_public_url(config))
     return checks

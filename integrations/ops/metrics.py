@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 
+from integrations.zoom.paths import API_PATHS
+
 # Zoom event names that become label values; anything else is "other", so a flood of
 # made-up names (rejected deliveries are unverified) cannot grow the label set.
 KNOWN_EVENTS = frozenset(
@@ -144,13 +146,9 @@ def _count_imported(events: list[str], created: list[bool]) -> None:
         counter.labels(event, result).inc(n)
 
 
-_API_PATHS = (
-    ("participants", re.compile(r"/report/(meetings|webinars)/.+/participants")),
-    ("polls", re.compile(r"/report/(meetings|webinars)/.+/polls")),
-    ("instances", re.compile(r"/past_(meetings|webinars)/[^/]+/instances")),
-    ("absentees", re.compile(r"/past_webinars/[^/]+/absentees")),
-    ("registrants", re.compile(r"/webinars/[^/]+/registrants")),
-)
+# The endpoint label values docs/monitoring.md lists; any other path is "other".
+API_LABELS = ("participants", "polls", "instances", "absentees", "registrants")
+_API_PATHS = tuple((name, re.compile(pattern)) for name, pattern in API_PATHS if name in API_LABELS)
 
 
 def api_endpoint(url: str) -> str:

@@ -7,7 +7,7 @@ always judge the same figures.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from integrations.ingest.backlog import backlog
@@ -42,28 +42,28 @@ class LiveMeeting:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The figures behind the state metrics and the alerts, at `now`."""
+    """The figures behind the state metrics and the alerts, at `now`; only `take_snapshot` makes one, whole."""
 
     now: datetime
-    live: list[LiveMeeting] = field(default_factory=list)
+    live: list[LiveMeeting]
     # Where acknowledged deliveries wait for raw_records: "spool" (SQLite) or "intake"
     # (PostgreSQL); spool_lag_seconds is the age of the oldest one there, either way.
-    backlog: str = "spool"
-    spool_files: int = 0
-    spool_pending_bytes: int = 0
-    intake_deliveries: int = 0
-    spool_lag_seconds: float = 0.0
-    normalize_lag_seconds: float = 0.0
-    database_bytes: int = 0
+    backlog: str
+    spool_files: int
+    spool_pending_bytes: int
+    intake_deliveries: int
+    spool_lag_seconds: float
+    normalize_lag_seconds: float
+    database_bytes: int
     # None on PostgreSQL: the server's disk cannot be seen from here (watch it on the server).
-    disk_free_bytes: int | None = 0
-    api_calls_today: int = 0
-    api_daily_limit: int = 0
-    api_paused: bool = False
-    fetches: dict[str, int] = field(default_factory=dict)
-    failed_fetches_in_a_row: int = 0
-    last_refresh_seconds: float | None = None
-    last_refresh_age_seconds: float | None = None
+    disk_free_bytes: int | None
+    api_calls_today: int
+    api_daily_limit: int
+    api_paused: bool
+    fetches: dict[str, int]
+    failed_fetches_in_a_row: int
+    last_refresh_seconds: float | None
+    last_refresh_age_seconds: float | None
 
     @property
     def import_lag_seconds(self) -> float:

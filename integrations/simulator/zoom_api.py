@@ -23,6 +23,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypedDict
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from integrations.zoom.paths import API_PATHS
+
 log = logging.getLogger(__name__)
 
 MAX_PAGE_SIZE = 300
@@ -350,13 +352,7 @@ class ZoomSimulator:
 # Routes match after one decoding of the path and collapsing of repeated slashes, as Zoom's
 # front end does: which is why a UUID starting with "/" or containing "//" must be
 # double-encoded (NOTES.md "IDs").
-ROUTES = (
-    ("participants", re.compile(r"^/v2/report/(meetings|webinars)/(.+)/participants$")),
-    ("instances", re.compile(r"^/v2/past_(meetings|webinars)/([^/]+)/instances$")),
-    ("registrants", re.compile(r"^/v2/(webinars)/([^/]+)/registrants$")),
-    ("polls", re.compile(r"^/v2/report/(meetings|webinars)/(.+)/polls$")),
-    ("poll_definitions", re.compile(r"^/v2/(meetings|webinars)/([^/]+)/polls$")),
-)
+ROUTES = tuple((name, re.compile(f"^/v2{pattern}$")) for name, pattern in API_PATHS if name in ENDPOINTS)
 
 
 class _Handler(BaseHTTPRequestHandler):

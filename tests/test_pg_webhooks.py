@@ -6,10 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from integrations.ingest.normalize import normalize_pending
 from integrations.ingest.webhook_path import ingest
 from integrations.ops.doctor import OK, SKIPPED, check_database
 from integrations.web import create_app
+from store import db as store_db
 from store.audit import open_readonly, verify_chain
 from store.db import open_db
 from store.evidence import content_hash
@@ -18,15 +21,27 @@ from tests.conftest import API_TOKEN, make_config, post_event
 from tests.fault_support import ROOT, participant_body
 
 
-def _pg_client(tmp_path, pg_url, **overrides):
-    config = make_config(tmp_path, DATABASE_URL=pg_url, **overrides)
-    app = create_app(config)
-    app.config["TESTING"] = True
-    return app.test_client(), config
+@pytest.fixture
+def pg_client(tmp_path, pg_url):
+    """A client of the real app on `pg_url`; its pool, threads and sessions closed after."""
+    made = []
+
+    def make(**overrides):
+        config = make_config(tmp_path, DATABASE_URL=pg_url, **overrides)
+        app = create_app(config)
+        app.config["TESTING"] = True
+        made.append(config)
+        return app.test_client()
+
+    yield make
+    for config in made:
+        ingest(config).close()
+    for key in [k for k in getattr(store_db._local, "dbs", {}) if k[1] == pg_url]:
+        store_db._local.dbs.pop(key).close()
 
 
-def test_signed_deliveries_are_chained_in_raw_records(tmp_path, pg_url):
-    client, _ = _pg_client(tmp_path, pg_url)
+def test_signed_deliveries_are_chained_in_raw_records(pg_client, pg_url):
+    client = pg_client()
     bodies = [participant_body(n, run="pg") for n in range(5)]
     for body in bodies:
         response = post_event(client, body)
@@ -47,8 +62,8 @@ def test_signed_deliveries_are_chained_in_raw_records(tmp_path, pg_url):
         audited.close()
 
 
-def test_a_redelivery_is_stored_once(tmp_path, pg_url):
-    client, _ = _pg_client(tmp_path, pg_url)
+def test_a_redelivery_is_stored_once(pg_client, pg_url):
+    client = pg_client()
     body = participant_body(1, run="again")
     assert [post_event(client, body).status_code for _ in range(3)] == [200, 200, 200]
     db = open_db(pg_url)
@@ -58,8 +73,8 @@ def test_a_redelivery_is_stored_once(tmp_path, pg_url):
         db.close()
 
 
-def test_healthz_and_metrics_report_the_intake_and_no_disk_figure(tmp_path, pg_url):
-    client, _ = _pg_client(tmp_path, pg_url, WEBHOOK_IMPORT_DELAY_SECONDS="3600")
+def test_healthz_and_metrics_report_the_intake_and_no_disk_figure(pg_client, pg_url):
+    client = pg_client(WEBHOOK_IMPORT_DELAY_SECONDS="3600")
     body = participant_body(7, run="waiting")
     assert post_event(client, body).status_code == 200
     ingest(client.application.config["SETTINGS"]).chainer.stop()  # leave it waiting in the intake

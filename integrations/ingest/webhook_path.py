@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from psycopg_pool import ConnectionPool
+
 from integrations.config import Config
 from integrations.ingest.group_commit import GroupCommit
 from integrations.ingest.intake import ChainWriter
@@ -37,10 +39,16 @@ class IntakeIngest:
 
     group: GroupCommit
     chainer: ChainWriter
+    pool: ConnectionPool
 
     def after_response(self) -> None:
         """See `after_response`."""
         self.chainer.kick()
+
+    def close(self) -> None:
+        """Stop the chain writer's thread and close the pool (tests; a web process just exits)."""
+        self.chainer.stop()
+        self.pool.close()
 
 
 # The URL path Zoom posts to (the banner prints it; integrations/web/webhooks.py answers it).
@@ -74,6 +82,7 @@ def _new_intake_ingest(config: Config) -> IntakeIngest:
         GroupCommit(commit, timeout=timeout),
         # A short lock wait per run, as the spool importer's: a long holder only postpones it.
         ChainWriter(connect, timeout=min(0.5, timeout), delay_seconds=config.webhook_import_delay_seconds),
+        pool,
     )
 
 

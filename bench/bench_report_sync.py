@@ -7,6 +7,7 @@ transaction per page: raw page in the hash chain, rows upserted), `complete_fetc
 
     python bench/bench_report_sync.py                  # 60,000 rows = 200 pages, unpaced
     python bench/bench_report_sync.py --rows 18000 --rps 10
+    python bench/bench_report_sync.py --postgres       # the same against a throwaway PostgreSQL
 
 Prints rows/s, API calls (should be pages + 1 token), peak memory (tracemalloc peaks of a
 separate traced run, and the process's peak RSS), and a re-sync that must add nothing.
@@ -23,19 +24,20 @@ import os
 import resource
 import shlex
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-import integrations.reports.sync
-from integrations.reports.sync import sync_instance
-from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
-from integrations.zoom.client import ZoomClient
-from store.db import open_db
-from store.migrations import migrate
-
+# `python bench/bench_report_sync.py` from the repository: its root is not on the path otherwise.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import integrations.reports.sync  # noqa: E402
+from bench.stores import add_store_options, bench_stores  # noqa: E402
+from integrations.reports.sync import sync_instance  # noqa: E402
+from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar  # noqa: E402
+from integrations.zoom.client import ZoomClient  # noqa: E402
+from store.db import open_db  # noqa: E402
+from store.migrations import migrate  # noqa: E402
 
 WEBINAR_ID = "91234567890"
 UUID = "/bench+Instance//Uuid=="  # needs double encoding, like some real ones
@@ -100,6 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=60_000, help="report rows (default 60,000 = 200 pages)")
     parser.add_argument("--rps", type=float, default=0, help="client pacing, requests/s (default 0: unpaced)")
+    add_store_options(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.rows <= 600_000:
         parser.error("keep it bounded: 1 to 600,000 rows")
@@ -116,20 +119,21 @@ def main(argv: list[str] | None = None) -> None:
         env, rows = hello["env"], hello["rows"]
         pages = math.ceil(rows / 300)
         meter = RefreshMeter()
-        with tempfile.TemporaryDirectory(prefix="bench-report-") as tmp:
-            summary, elapsed, (api_calls, tokens) = sync_once(env, os.path.join(tmp, "a.db"), args.rps)
+        with bench_stores(args, "bench-report-") as stores:
+            summary, elapsed, (api_calls, tokens) = sync_once(env, stores.location("a.db"), args.rps)
             refresh_seconds = meter.seconds
             parent.send("counts")
             served = parent.recv()
             rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            again, again_elapsed, _ = sync_once(env, os.path.join(tmp, "a.db"), args.rps)
+            again, again_elapsed, _ = sync_once(env, stores.location("a.db"), args.rps)
             again_refresh = meter.seconds
             parent.send("counts")
             parent.recv()
             tracemalloc.start()
-            sync_once(env, os.path.join(tmp, "traced.db"), args.rps)
+            sync_once(env, stores.location("traced.db"), args.rps)
             tracemalloc.stop()
-            db_mib = os.path.getsize(os.path.join(tmp, "a.db")) / 2**20
+            db_mib = stores.size_mib("a.db")
+            store_kind = stores.kind
         parent.send("stop")
         parent.recv()
     finally:
@@ -140,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     ok = summary.rows == rows and summary.pages == pages and again.new_rows == 0 and api_calls == pages and tokens == 1
     print(f"command:        {command}")
     print(f"machine:        {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"store:          {store_kind}")
     print(f"report:         {rows:,} rows in {pages} pages (page_size 300), uuid needing double encoding")
     fetch_store = elapsed - refresh_seconds
     print(

@@ -49,6 +49,10 @@ def banner_lines(config: Config, *, listen: str | None = None, web: bool = True,
             f"  schedule:              normalize every {config.normalize_interval_seconds:g}s; "
             f"report fetches {config.report_delays} after an instance ends"
         )
+        lines.append(
+            f"  leadership:            several workers on one database: one runs the jobs, "
+            f"the others try to take over every {config.leader_retry_seconds:g}s"
+        )
     return lines
 
 

@@ -65,6 +65,8 @@ class Config:
     zoom_timeout_seconds: float = 30.0
     report_delays: str = DEFAULT_REPORT_DELAYS
     normalize_interval_seconds: float = 1.0
+    # Issue 19: how often a worker that does not lead tries to take the lead (and the leader checks it still does).
+    leader_retry_seconds: float = 5.0
     webhook_import_delay_seconds: float = 1.0
     log_level: str = "INFO"
     # E-certificates (issue 17)
@@ -195,6 +197,8 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         zoom_timeout_seconds=number("ZOOM_TIMEOUT_SECONDS", 30.0),
         report_delays=text("REPORT_FETCH_DELAYS") or DEFAULT_REPORT_DELAYS,
         normalize_interval_seconds=number("NORMALIZE_INTERVAL_SECONDS", 1.0),
+        # Above 30 s the take-over after a leader dies would pass a minute (docs/scaling.md).
+        leader_retry_seconds=min(30.0, max(0.1, number("LEADER_RETRY_SECONDS", 5.0))),
         webhook_import_delay_seconds=number("WEBHOOK_IMPORT_DELAY_SECONDS", 1.0),
         log_level=(text("LOG_LEVEL") or "INFO").upper(),
         cert_signing_key_file=text("CERT_SIGNING_KEY_FILE"),

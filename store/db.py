@@ -109,6 +109,10 @@ class SQLiteStore(sqlite_utils.Database):
         """See `durable_write`."""
         return _sqlite_durable_write(self, timeout=timeout, sync=sync)
 
+    def leader_lock(self, name: str) -> FileLeaderLock:
+        """The lock the process leading `name` holds while it leads: a lock file beside the database."""
+        return FileLeaderLock(None if self.path == ":memory:" else f"{self.path}-{name}")
+
     def read_snapshot(self) -> contextlib.AbstractContextManager:
         """See `read_snapshot`."""
         return _sqlite_read_snapshot(self)
@@ -128,6 +132,41 @@ class SQLiteStore(sqlite_utils.Database):
     def disk_free_bytes(self) -> int | None:
         """Bytes free for this user on the filesystem holding the database file."""
         return shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
+
+    # -- copy-db (store/copy.py): what differs between the stores when moving whole tables --
+
+    def data_tables(self) -> list[str]:
+        """The tables holding the service's data (not SQLite's or the migrations' bookkeeping)."""
+        sql = (
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
+            " AND name != '_sqlite_migrations' ORDER BY name"
+        )
+        return [row[0] for row in self.execute(sql)]
+
+    def table_columns(self, table: str) -> list[str]:
+        """The columns of `table`, in their order."""
+        return [row[1] for row in self.execute(f'PRAGMA table_info("{table}")')]
+
+    def stream(self, sql: str, batch_size: int) -> Iterator[list[tuple]]:
+        """The rows of `sql` in lists of at most `batch_size`, read as they are needed."""
+        cursor = self.execute(sql)
+        try:
+            while batch := cursor.fetchmany(batch_size):
+                yield batch
+        finally:
+            cursor.close()
+
+    def defer_foreign_keys(self, conn: sqlite3.Connection) -> None:
+        """Check foreign keys at the commit of the open transaction, not at each row."""
+        conn.execute("PRAGMA defer_foreign_keys = ON")
+
+    def insert_rows(self, conn: sqlite3.Connection, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """Insert `rows` (values of `columns`, ids included) into `table` inside the open transaction."""
+        names = ", ".join(f'"{c}"' for c in columns)
+        conn.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({", ".join("?" * len(columns))})', rows)
+
+    def after_insert_rows(self, conn: sqlite3.Connection, table: str) -> None:
+        """Nothing: SQLite's next rowid is always max + 1."""
 
 
 # The store interface: SQLite (the embedded default) or PostgreSQL (store/postgres.py).
@@ -246,6 +285,33 @@ class WriteLock:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
+
+
+class FileLeaderLock:
+    """A lock one process at a time holds for as long as it leads; released when it exits."""
+
+    def __init__(self, path: str | None):
+        self.path = path  # None: an in-memory database, which only its process sees
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        """True when this process holds the lock now (taking it if it is free); never waits."""
+        if self._fd is not None or self.path is None:
+            return True
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        """Give the lock up (closing the file releases it)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from store.db import Store, durable_write, read_snapshot, write_lock
+from store.db import Store, durable_write, read_snapshot
 from store.evidence import utc_now
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ def is_current(db: Store, uuid: str) -> bool:
 @contextmanager
 def refresh_lock(db: Store, timeout: float = REFRESH_LOCK_TIMEOUT) -> Iterator[None]:
     """Held by whoever recomputes derived rows; separate from the write lock webhooks use."""
-    with write_lock(db.path + "-derived").hold(timeout):
+    with db.named_lock("derived").hold(timeout):
         yield
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+import store.postgres_schema as postgres_schema
 from store.db import Store
 from store.postgres import PostgresStore
-from store.postgres_schema import migrate_postgres
 
 # The set's name is stored in every existing database's _sqlite_migrations: never rename it.
 migrations = Migrations("attendance-worker")
@@ -557,7 +557,7 @@ def ordered_migrations() -> list:
 def migrate(db: Store) -> None:
     """Apply pending migrations once, even when several processes start together."""
     if isinstance(db, PostgresStore):
-        migrate_postgres(db)
+        postgres_schema.migrate_postgres(db)
         return
     if not migrations.pending(db):
         return

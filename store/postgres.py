@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import itertools
 import re
 import threading
 import time
@@ -82,7 +83,10 @@ class PgConnection:
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:  # a DB-API cursor
         cursor = self.raw.cursor()
-        cursor.execute(translate(sql), params if params else None)
+        if params:
+            cursor.execute(translate(sql), params)
+        else:  # without parameters psycopg sends the text as it is: a % there is a literal %
+            cursor.execute(sql.encode())
         return cursor
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
@@ -98,10 +102,12 @@ class PgConnection:
         self.raw.close()
 
 
-def connect(url: str, *, lock_timeout: float) -> psycopg.Connection:
-    """A new autocommit connection with synchronous commits; DatabaseUnavailable when refused."""
+def connect(url: str, *, lock_timeout: float, **options: Any) -> psycopg.Connection:
+    """A new autocommit connection with synchronous commits; DatabaseUnavailable when refused.
+
+    `options` are more libpq connection parameters (keepalives)."""
     try:
-        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, **options)
     except psycopg.OperationalError as e:
         raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {str(e).strip().splitlines()[0]}") from None
     # A 2xx promises the delivery survives a crash of the server: never an asynchronous commit,
@@ -139,6 +145,72 @@ class AdvisoryLock:
                     self.store.execute("SELECT pg_advisory_unlock(?)", [self.key])
         finally:
             self._thread_lock.release()
+
+
+_stream_numbers = itertools.count(1)  # names of server-side cursors, unique in the process
+
+# A leader's session must end soon after its host dies or is cut off, so that its advisory
+# lock is released and another worker takes over within a minute (docs/scaling.md): TCP
+# keepalives on both ends, and a bound on unacknowledged data, instead of Linux's two hours.
+LEADER_KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+LEADER_TCP_USER_TIMEOUT_MS = 25_000
+
+
+class LeaderLock:
+    """A session advisory lock on a connection of its own, held for as long as the process leads."""
+
+    def __init__(self, url: str, name: str, *, lock_timeout: float):
+        self.url = url
+        self.key = advisory_key(name)
+        self.lock_timeout = lock_timeout
+        self._raw: psycopg.Connection | None = None
+        self._held = False
+
+    def _session(self) -> psycopg.Connection:
+        if self._raw is None or self._raw.closed or self._raw.broken:
+            self._held = False  # a new session holds nothing
+            self._raw = connect(
+                self.url,
+                lock_timeout=self.lock_timeout,
+                tcp_user_timeout=LEADER_TCP_USER_TIMEOUT_MS,
+                application_name="attendance-worker leader lock",
+                **LEADER_KEEPALIVE,
+            )
+            # The server's side of the keepalives: it ends a vanished leader's session.
+            for setting, value in (("idle", 10), ("interval", 5), ("count", 3)):
+                self._raw.execute(f"SET tcp_keepalives_{setting} = {value}")
+            self._raw.execute(f"SET tcp_user_timeout = {LEADER_TCP_USER_TIMEOUT_MS}")
+        return self._raw
+
+    def try_acquire(self) -> bool:
+        """True when this process holds the lock now (taking it if it is free); never waits.
+
+        While held, each call checks that the session is alive: a session the server ended
+        (restart, failover, partition) released the lock, and this process no longer leads.
+        """
+        try:
+            session = self._session()
+            if self._held:
+                session.execute("SELECT 1")
+            else:
+                row = session.execute("SELECT pg_try_advisory_lock(%s)", [self.key]).fetchone()
+                self._held = bool(row and row[0])
+            return self._held
+        except (psycopg.Error, DatabaseUnavailable):
+            self.release()
+            return False
+
+    def release(self) -> None:
+        """Give the lock up: end the session (which releases it, even on a half-dead connection)."""
+        if self._raw is not None:
+            with contextlib.suppress(psycopg.Error):
+                if self._held and not self._raw.broken:
+                    # Unlock first: the server ends a closed session a moment later, and a
+                    # worker trying meanwhile would still find the lock taken.
+                    self._raw.execute("SELECT pg_advisory_unlock(%s)", [self.key])
+                self._raw.close()
+            self._raw = None
+        self._held = False
 
 
 # The lock every writer transaction holds, as SQLite's writers hold the database's lock file:
@@ -199,6 +271,10 @@ class PostgresStore:
         if lock is None:
             lock = self._locks[name] = AdvisoryLock(self, f"attendance-worker:{name}")
         return lock
+
+    def leader_lock(self, name: str) -> LeaderLock:
+        """The lock the process leading `name` holds while it leads, on a connection of its own."""
+        return LeaderLock(self.path, f"attendance-worker:leader:{name}", lock_timeout=self.lock_timeout)
 
     @property
     def write_lock(self) -> AdvisoryLock:
@@ -261,6 +337,58 @@ class PostgresStore:
     def disk_free_bytes(self) -> int | None:
         """None: a client cannot see the free space of the server's disk (watch it there)."""
         return None
+
+    # -- copy-db (store/copy.py): what differs between the stores when moving whole tables --
+
+    def data_tables(self) -> list[str]:
+        """The tables holding the service's data (not the migrations' bookkeeping)."""
+        sql = (
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+            " AND table_type = 'BASE TABLE' AND table_name != 'schema_migrations' ORDER BY table_name"
+        )
+        return [row[0] for row in self.execute(sql)]
+
+    def table_columns(self, table: str) -> list[str]:
+        """The columns of `table`, in their order."""
+        sql = (
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = ? ORDER BY ordinal_position"
+        )
+        return [row[0] for row in self.execute(sql, [table])]
+
+    def stream(self, sql: str, batch_size: int) -> Iterator[list[tuple]]:
+        """The rows of `sql` in lists of at most `batch_size`, through a server-side cursor.
+
+        Call it inside a transaction (`read_snapshot`): a client-side cursor would hold a
+        whole table of webhook bodies in memory."""
+        with self.conn.raw.cursor(name=f"stream_{next(_stream_numbers)}") as cursor:
+            cursor.execute(translate(sql))
+            while batch := cursor.fetchmany(batch_size):
+                yield batch
+
+    def defer_foreign_keys(self, conn: PgConnection) -> None:
+        """Check foreign keys (all DEFERRABLE) at the commit of the open transaction."""
+        conn.execute("SET CONSTRAINTS ALL DEFERRED")
+
+    def insert_rows(self, conn: PgConnection, table: str, columns: list[str], rows: list[tuple]) -> None:
+        """Insert `rows` (values of `columns`, ids included) into `table` with COPY, inside the open transaction."""
+        names = ", ".join(f'"{c}"' for c in columns)
+        with conn.raw.cursor() as cursor, cursor.copy(f'COPY "{table}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def after_insert_rows(self, conn: PgConnection, table: str) -> None:
+        """Move `table`'s identity sequences past the ids COPY wrote, so the next insert follows them."""
+        identities = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = ? AND is_identity = 'YES'",
+            [table],
+        ).fetchall()
+        for (column,) in identities:
+            conn.execute(
+                f'SELECT setval(pg_get_serial_sequence(?, ?), coalesce(max("{column}"), 0) + 1, false) FROM "{table}"',
+                [table, column],
+            )
 
 
 def open_postgres(url: str, *, lock_timeout: float = 2.0, read_only: bool = False) -> PostgresStore:

@@ -310,6 +310,7 @@ def test_healthz_reports_counts(client):
         "pending_normalization": 1,
         "spool": {"files": 1, "pending_bytes": 0, "torn_files": []},  # imported right after the answer
         "alerts": [],  # none raised (issue 18)
+        "worker_leader": None,  # no worker has taken the lead (issue 19)
     }
 
 

@@ -38,6 +38,7 @@ COMMANDS = {
     "export-raw": "audit",
     "evidence": "audit",
     "backup": "audit",
+    "copy-db": "copydb",
     "demo": "demo",
     "certificates": "certificates",
     "doctor": "doctor",

@@ -1,6 +1,8 @@
 """The worker process: APScheduler 3.x jobs, run by `python worker.py schedule`.
 
 Jobs run here and never inside gunicorn workers, where every worker would run each job.
+Several workers may share one PostgreSQL database: only the elected leader runs the jobs
+(integrations/jobs/leadership.py), the others stand by.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from apscheduler.schedulers.base import STATE_STOPPED, BaseScheduler
 from integrations.config import Config
 from integrations.derived.refresh import worker_pacer
 from integrations.ingest.normalize import normalize_pending
+from integrations.jobs.leadership import Leadership, leader_only
 from integrations.ops.alerts import AlertChecker
 from integrations.ops.multiprocess import prepare_process
 from integrations.reports.sync import POLL_INTERVAL_SECONDS, ReportPoller
@@ -40,11 +43,25 @@ def normalize_job(config: Config) -> None:
         db.close()
 
 
-def add_jobs(scheduler: BaseScheduler, config: Config) -> None:
-    """Register every recurring job on `scheduler`."""
+def add_jobs(scheduler: BaseScheduler, config: Config, leadership: Leadership | None = None) -> None:
+    """Register every recurring job on `scheduler`; with `leadership`, they run only while it leads."""
+
+    def once(job):
+        return job if leadership is None else leader_only(job, leadership)
+
+    if leadership is not None:
+        scheduler.add_job(
+            leadership.check,
+            "interval",
+            seconds=config.leader_retry_seconds,
+            id="leadership",
+            max_instances=1,
+            coalesce=True,
+            replace_existing=True,
+        )
     # Issue 18: the alerts a one-machine setup gets without Prometheus.
     scheduler.add_job(
-        AlertChecker(config),
+        once(AlertChecker(config)),
         "interval",
         seconds=config.alert_check_interval_seconds,
         id="alerts",
@@ -53,7 +70,7 @@ def add_jobs(scheduler: BaseScheduler, config: Config) -> None:
         replace_existing=True,
     )
     scheduler.add_job(
-        normalize_job,
+        once(normalize_job),
         "interval",
         seconds=config.normalize_interval_seconds,
         args=[config],
@@ -67,7 +84,7 @@ def add_jobs(scheduler: BaseScheduler, config: Config) -> None:
     scheduler.add_job(
         # shutdown() marks the scheduler stopped before it waits for running jobs: the
         # poller sees that and ends within a page instead of holding SIGTERM for a report.
-        ReportPoller(config, stopping=lambda: scheduler.state == STATE_STOPPED),
+        once(ReportPoller(config, stopping=lambda: scheduler.state == STATE_STOPPED)),
         "interval",
         seconds=POLL_INTERVAL_SECONDS,
         next_run_time=datetime.now(UTC),
@@ -104,10 +121,18 @@ def run_scheduler(config: Config, stop: threading.Event | None = None) -> None:
     stop_on_signals(stop)
     # The worker's counters (API calls, imports, refreshes) go where GET /metrics sums them.
     prepare_process(config.metrics_dir)
+    # Issue 19: of several workers on one database, one runs the jobs; decided before the
+    # first run so that a lone worker starts its jobs at once.
+    leadership = Leadership(open_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds))
+    leadership.check()
     scheduler = BackgroundScheduler(timezone="UTC")
-    add_jobs(scheduler, config)
+    add_jobs(scheduler, config, leadership)
     scheduler.start()
     log.info("worker started: jobs %s", ", ".join(job.id for job in scheduler.get_jobs()))
-    while not stop.wait(1.0):
-        pass
-    scheduler.shutdown(wait=True)
+    try:
+        while not stop.wait(1.0):
+            pass
+        scheduler.shutdown(wait=True)
+    finally:
+        leadership.release()  # at once, so that another worker takes over at its next try
+        leadership.db.close()

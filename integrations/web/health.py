@@ -14,6 +14,7 @@ import psycopg
 from flask import Blueprint, Response, request
 
 from integrations.ingest.backlog import backlog
+from integrations.jobs.leadership import LEADER_STATE
 from integrations.web.dbconn import get_db, settings
 from integrations.web.webhooks import json_response
 from store.db import DatabaseUnavailable
@@ -47,6 +48,7 @@ def healthz() -> Response:
             {"alert": row["alert"], "subject": row["subject"], "since": row["raised_at"], "reason": row["message"]}
             for row in alert_rows(db, active_only=True)
         ]
+        leader = get_state(db, LEADER_STATE)  # issue 19: which worker runs the scheduled jobs
     except (sqlite3.Error, psycopg.Error, OSError, DatabaseUnavailable) as e:
         log.error("health check failed: %s", e)
         return _answer({"status": "unavailable", "database": str(e)}, 503)
@@ -64,6 +66,7 @@ def healthz() -> Response:
             "pending_normalization": pending,
             waiting.name: spool,
             "alerts": alerts,
+            "worker_leader": leader,
         }
     )
 

@@ -17,7 +17,6 @@ import platform
 import re
 import shutil
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -32,9 +31,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from integrations.demo.processes import stop_process_group  # noqa: E402
-from integrations.ingest.spool import spool_status  # noqa: E402
+from integrations.ingest.backlog import backlog  # noqa: E402
 from integrations.zoom.signature import sign  # noqa: E402
 from store.db import open_db  # noqa: E402
+from store.postgres import is_postgres_url  # noqa: E402
 
 SECRET = "bench-webhook-secret"
 WEBHOOK_PATH = "/webhooks/zoom"
@@ -135,12 +135,14 @@ def cpu_seconds(pids: Iterable[int]) -> float:
 
 
 def bench_env(
-    database_path: Path, *, workers: int | None = None, extra: dict[str, str] | None = None
+    database_path: Path | str, *, workers: int | None = None, extra: dict[str, str] | None = None
 ) -> dict[str, str]:
-    """The environment for a server under test: temp database, bench secret, venv on PATH."""
+    """The environment for a server under test: temp database (a SQLite file or a PostgreSQL
+    URL), bench secret, venv on PATH."""
     env = dict(os.environ)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["DATABASE_URL"] = f"sqlite:///{database_path}"
+    location = str(database_path)
+    env["DATABASE_URL"] = location if is_postgres_url(location) else f"sqlite:///{location}"
     env["ZOOM_WEBHOOK_SECRET_TOKEN"] = SECRET
     env["PYTHONPATH"] = str(ROOT)
     env.setdefault("LOG_LEVEL", "WARNING")
@@ -358,14 +360,14 @@ async def _exchange(port: int, raw: bytes, timeout: float) -> int:
 
 
 async def _run_schedule(
-    port: int, plan: Sequence[tuple[float, bytes, bytes]], timeout: float, max_inflight: int, progress
+    ports: Sequence[int], plan: Sequence[tuple[float, bytes, bytes]], timeout: float, max_inflight: int, progress
 ) -> ScheduleResult:
     result = ScheduleResult(sent=len(plan))
     limit = asyncio.Semaphore(max_inflight)
     loop = asyncio.get_running_loop()
     start = loop.time() + 0.05
 
-    async def one(planned: float, body: bytes, raw: bytes) -> None:
+    async def one(port: int, planned: float, body: bytes, raw: bytes) -> None:
         async with limit:
             try:
                 status = await _exchange(port, raw, timeout)
@@ -381,13 +383,13 @@ async def _run_schedule(
 
     tasks = []
     next_progress = 0.0
-    for offset, body, raw in plan:
+    for i, (offset, body, raw) in enumerate(plan):
         planned = start + offset
         delay = planned - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
         result.max_lateness_ms = max(result.max_lateness_ms, (loop.time() - planned) * 1000)
-        tasks.append(asyncio.ensure_future(one(planned, body, raw)))
+        tasks.append(asyncio.ensure_future(one(ports[i % len(ports)], planned, body, raw)))
         if progress and offset >= next_progress:
             progress(len(tasks), len(plan), offset)
             next_progress = offset + 5
@@ -397,7 +399,7 @@ async def _run_schedule(
 
 
 def run_schedule(
-    port: int,
+    port: int | Sequence[int],
     plan: Sequence[tuple[float, bytes]],
     *,
     timeout: float = 10.0,
@@ -405,10 +407,13 @@ def run_schedule(
     secret: str = SECRET,
     progress=None,
 ) -> ScheduleResult:
-    """POST each `(offset_seconds, body)` signed at its planned time; latency from that time."""
+    """POST each `(offset_seconds, body)` signed at its planned time; latency from that time.
+
+    With several ports (several web processes) the requests take turns among them."""
     now = int(time.time())
     prepared = [(offset, body, signed_request(body, secret=secret, timestamp=now)) for offset, body in plan]
-    return asyncio.run(_run_schedule(port, prepared, timeout, max_inflight, progress))
+    ports = [port] if isinstance(port, int) else list(port)
+    return asyncio.run(_run_schedule(ports, prepared, timeout, max_inflight, progress))
 
 
 def peak_rate(plan: Sequence[tuple[float, bytes]]) -> tuple[int, int]:
@@ -428,13 +433,18 @@ def constant_rate_plan(bodies: Sequence[bytes], rate: float) -> list[tuple[float
 # --- the database side --------------------------------------------------------------------
 
 
-def stored_webhook_count(database_path: Path) -> int:
+def _open(database: Path | str):
+    """The bench's database (a SQLite file or a PostgreSQL URL), opened as the app opens it."""
+    return contextlib.closing(open_db(str(database), lock_timeout=30))
+
+
+def stored_webhook_count(database_path: Path | str) -> int:
     """Rows of raw webhook evidence in the database."""
-    with contextlib.closing(sqlite3.connect(database_path, timeout=30)) as conn:
-        return conn.execute("SELECT count(*) FROM raw_records WHERE source = 'webhook'").fetchone()[0]
+    with _open(database_path) as db:
+        return db.execute("SELECT count(*) FROM raw_records WHERE source = 'webhook'").fetchone()[0]
 
 
-def wait_for_stable_count(database_path: Path, *, settle: float = 0.5, timeout: float = 15) -> int:
+def wait_for_stable_count(database_path: Path | str, *, settle: float = 0.5, timeout: float = 15) -> int:
     """The stored count once the spool is imported and the count stops changing."""
     deadline = time.monotonic() + timeout
     wait_for_import(database_path, timeout=timeout)
@@ -447,27 +457,26 @@ def wait_for_stable_count(database_path: Path, *, settle: float = 0.5, timeout: 
         time.sleep(settle)
 
 
-def wait_for_import(database_path: Path, *, timeout: float = 15) -> float:
-    """Wait until the web processes have imported everything they spooled (integrations/ingest/spool.py);
-    the seconds it took. Webhooks are answered from the spool and imported up to
-    WEBHOOK_IMPORT_DELAY_SECONDS later, so that work belongs to the round that caused it."""
+def wait_for_import(database_path: Path | str, *, timeout: float = 15) -> float:
+    """Wait until the web processes have moved everything they acknowledged into raw_records
+    (the spool's import, or the PostgreSQL intake's chaining); the seconds it took. Webhooks
+    are answered from there and moved up to WEBHOOK_IMPORT_DELAY_SECONDS later, so that work
+    belongs to the round that caused it."""
     started = time.monotonic()
-    if not database_path.exists():
+    if isinstance(database_path, Path) and not database_path.exists():
         return 0.0
-    db = open_db(str(database_path))
-    try:
-        while spool_status(db)["pending_bytes"] and time.monotonic() - started < timeout:
+    with _open(database_path) as db:
+        waiting = backlog(db)
+        while waiting.oldest(db) is not None and time.monotonic() - started < timeout:
             time.sleep(0.05)
-    finally:
-        db.close()
     return time.monotonic() - started
 
 
-def missing_bodies(database_path: Path, bodies: Iterable[bytes]) -> int:
+def missing_bodies(database_path: Path | str, bodies: Iterable[bytes]) -> int:
     """How many of `bodies` (each answered 2xx) have no raw record: events lost."""
     wanted = {hashlib.sha256(body).hexdigest() for body in bodies}
-    with contextlib.closing(sqlite3.connect(database_path, timeout=30)) as conn:
-        stored = {row[0] for row in conn.execute("SELECT sha256 FROM raw_records WHERE source = 'webhook'")}
+    with _open(database_path) as db:
+        stored = {row[0] for row in db.execute("SELECT sha256 FROM raw_records WHERE source = 'webhook'")}
     return len(wanted - stored)
 
 

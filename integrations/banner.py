@@ -8,6 +8,7 @@ import os
 from integrations.config import Config
 from integrations.ingest.spool import spool_dir
 from integrations.ingest.webhook_path import WEBHOOK_PATH
+from store.postgres import is_postgres_url, redact
 
 
 def _is_set(value: str | None) -> str:
@@ -35,9 +36,14 @@ def banner_lines(config: Config, *, listen: str | None = None, web: bool = True,
     if jobs:
         zoom = config.zoom_account_id and config.zoom_client_id and config.zoom_client_secret
         lines.append(f"  Zoom API credentials:  {'set' if zoom else 'NOT SET (report polling off)'}")
-    lines.append(f"  database:              {os.path.abspath(config.database_path)}")
-    if web:
-        lines.append(f"  webhook spool:         {spool_dir(config.database_path)}")
+    if is_postgres_url(config.database_path):
+        lines.append(f"  database:              {redact(config.database_path)}")
+        if web:
+            lines.append("  webhook intake:        table webhook_intake (PostgreSQL)")
+    else:
+        lines.append(f"  database:              {os.path.abspath(config.database_path)}")
+        if web:
+            lines.append(f"  webhook spool:         {spool_dir(config.database_path)}")
     if jobs:
         lines.append(
             f"  schedule:              normalize every {config.normalize_interval_seconds:g}s; "

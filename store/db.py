@@ -9,6 +9,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -123,6 +124,14 @@ class SQLiteStore(sqlite_utils.Database):
     def size_bytes(self) -> int:
         """The database file's size, its WAL included."""
         return sum(os.path.getsize(p) for p in (self.path, self.path + "-wal") if os.path.exists(p))
+
+    def page_size(self) -> int:
+        """Bytes per database page."""
+        return int(self.execute("PRAGMA page_size").fetchone()[0])
+
+    def disk_free_bytes(self) -> int | None:
+        """Bytes free for this user on the filesystem holding the database file."""
+        return shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
 
     # -- copy-db (store/copy.py): what differs between the stores when moving whole tables --
 

@@ -5,14 +5,14 @@ nothing behind: a SELECT would answer even when every write fails."""
 
 from __future__ import annotations
 
-from store.db import Store, durable_write, query_one
+from store.db import Store, durable_write
 
 PROBE_KEY = "healthz_write_probe"
 
 
 def write_probe(db: Store) -> None:
     """Commit a page-sized write and undo it; raises DatabaseUnavailable when writes fail."""
-    page_size = query_one(db, "PRAGMA page_size") or 4096
+    page_size = db.page_size()
     with durable_write(db) as conn:
         # A value larger than a page: SQLite must allocate a page, as a new delivery may.
         conn.execute(

@@ -65,7 +65,7 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-def _unavailable(error: BaseException) -> bool:
+def is_unavailable(error: BaseException) -> bool:
     """True for errors that mean "the database cannot take this now" (vs a bug in the SQL)."""
     if isinstance(error, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
         return True
@@ -249,7 +249,7 @@ class PostgresStore:
         try:
             return self.conn.execute(sql, params)
         except psycopg.Error as e:
-            if _unavailable(e):
+            if is_unavailable(e):
                 raise DatabaseUnavailable(str(e).strip()) from e
             raise
 
@@ -309,7 +309,7 @@ class PostgresStore:
                         conn.execute("ROLLBACK")
                 raise
         except psycopg.Error as e:
-            if _unavailable(e):
+            if is_unavailable(e):
                 raise DatabaseUnavailable(str(e).strip()) from e
             raise
 
@@ -335,6 +335,14 @@ class PostgresStore:
     def size_bytes(self) -> int:
         """The database's size on the server's disk."""
         return int(self.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+    def page_size(self) -> int:
+        """Bytes per database page (PostgreSQL's block size)."""
+        return int(self.execute("SELECT current_setting('block_size')").fetchone()[0])
+
+    def disk_free_bytes(self) -> int | None:
+        """None: a client cannot see the free space of the server's disk (watch it there)."""
+        return None
 
     # -- copy-db (store/copy.py): what differs between the stores when moving whole tables --
 

@@ -168,9 +168,14 @@ MIGRATIONS: list[tuple[str, str | Callable[[], str]]] = [
 
 def pending(db: PostgresStore) -> list[str]:
     """The migrations not applied to this database yet."""
-    db.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-    )
+    if db.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+        # Under the lock: concurrent CREATE TABLE IF NOT EXISTS fail with a unique violation
+        # in PostgreSQL's catalog (several web processes starting on a new database at once).
+        with db.write_lock.hold(timeout=60):
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (name TEXT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+            )
     applied = {row[0] for row in db.execute("SELECT name FROM schema_migrations")}
     return [name for name, _ in MIGRATIONS if name not in applied]
 

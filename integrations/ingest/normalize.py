@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from integrations.ingest.spool import import_spool
+from integrations.ingest.backlog import backlog
 from integrations.zoom.webhooks import ParsedEvent, ZoomPayloadError, parse_event, participant_event_row
 from store.db import Store
 from store.events import NormalizedDelivery, pending_deliveries, save_normalized
@@ -60,12 +60,13 @@ def _ms_to_iso(ms: int | None) -> str | None:
 
 
 def normalize_pending(db: Store, *, batch: int = 500) -> list[str]:
-    """Import spooled deliveries, then normalize every stored delivery not yet normalized.
+    """Import spooled deliveries (chain the intake's on PostgreSQL), then normalize every
+    stored delivery not yet normalized.
 
     Returns the affected instance uuids. Every reader catches up through here, so a read
-    sees each delivery that was answered 200, even one a stopped web process left spooled.
+    sees each delivery that was answered 200, even one a stopped web process left waiting.
     """
-    import_spool(db)
+    backlog(db).catch_up(db)
     affected: set[str] = set()
     while True:
         rows = pending_deliveries(db, limit=batch)

@@ -1,17 +1,23 @@
-"""How a webhook request stores its delivery (issue 6).
+"""How a webhook request stores its delivery (issue 6; PostgreSQL: issue 19).
 
-Before the answer: this process's group commit appends it to its spool file and syncs.
-After the answer: `after_response` has the spooled deliveries moved into raw_records."""
+Before the answer: this process's group commit appends it to its spool file and syncs
+(SQLite), or commits it into webhook_intake (PostgreSQL). After the answer:
+`after_response` has the waiting deliveries moved into raw_records."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from psycopg_pool import ConnectionPool
+
 from integrations.config import Config
 from integrations.ingest.group_commit import GroupCommit
+from integrations.ingest.intake import ChainWriter
 from integrations.ingest.spool import Importer, SpoolWriter, encode, spool_dir
-from store.db import PerProcess, thread_db
+from store.db import PerProcess, PostgresStore, thread_db
 from store.evidence import Delivery, utc_now
+from store.intake import insert_intake, open_intake_pool
+from store.postgres import is_postgres_url
 
 
 @dataclass
@@ -22,17 +28,62 @@ class Ingest:
     group: GroupCommit
     importer: Importer
 
+    def after_response(self) -> None:
+        """See `after_response`."""
+        self.importer.kick()
+
+
+@dataclass
+class IntakeIngest:
+    """One process's group commit into webhook_intake and its chain writer (PostgreSQL)."""
+
+    group: GroupCommit
+    chainer: ChainWriter
+    pool: ConnectionPool
+
+    def after_response(self) -> None:
+        """See `after_response`."""
+        self.chainer.kick()
+
+    def close(self) -> None:
+        """Stop the chain writer's thread and close the pool (tests; a web process just exits)."""
+        self.chainer.stop()
+        self.pool.close()
+
 
 # The URL path Zoom posts to (the banner prints it; integrations/web/webhooks.py answers it).
 WEBHOOK_PATH = "/webhooks/zoom"
 IMPORT_CHECKPOINT_PAGES = 10_000
 IMPORT_CACHE_KIB = 64 * 1024
-_ingests: PerProcess[Ingest] = PerProcess()
+_ingests: PerProcess[Ingest | IntakeIngest] = PerProcess()
 
 
-def ingest(config: Config) -> Ingest:
+def ingest(config: Config) -> Ingest | IntakeIngest:
     """This process's Ingest for the configured database (a forked worker gets its own)."""
-    return _ingests.get(config.database_path, lambda: _new_ingest(config))
+    make = _new_intake_ingest if is_postgres_url(config.database_path) else _new_ingest
+    return _ingests.get(config.database_path, lambda: make(config))
+
+
+def _new_intake_ingest(config: Config) -> IntakeIngest:
+    timeout = config.db_lock_timeout_seconds
+    # Made in the process that answers (after gunicorn's fork): a pool never crosses a fork.
+    pool = open_intake_pool(config.database_path, timeout=timeout)
+
+    def commit(deliveries: list[Delivery]) -> None:
+        insert_intake(pool, deliveries, utc_now())
+
+    def connect() -> PostgresStore:
+        # A session per thread, reconnected by the store when the server dropped it.
+        db = thread_db(config.database_path, lock_timeout=timeout)
+        assert isinstance(db, PostgresStore)
+        return db
+
+    return IntakeIngest(
+        GroupCommit(commit, timeout=timeout),
+        # A short lock wait per run, as the spool importer's: a long holder only postpones it.
+        ChainWriter(connect, timeout=min(0.5, timeout), delay_seconds=config.webhook_import_delay_seconds),
+        pool,
+    )
 
 
 def _new_ingest(config: Config) -> Ingest:
@@ -79,4 +130,4 @@ def after_response(config: Config) -> None:
     that delay, for everything that arrived meanwhile in one transaction; at 0, this thread
     does it now.
     """
-    ingest(config).importer.kick()
+    ingest(config).after_response()

@@ -65,7 +65,7 @@ def firing(snap: Snapshot, limits: AlertThresholds) -> list[Condition]:
                 "import_lag",
                 None,
                 f"deliveries wait {snap.import_lag_seconds:.0f}s to be imported "
-                f"(spool {snap.spool_lag_seconds:.0f}s, normalization {snap.normalize_lag_seconds:.0f}s; "
+                f"({snap.backlog} {snap.spool_lag_seconds:.0f}s, normalization {snap.normalize_lag_seconds:.0f}s; "
                 f"bound {limits.import_lag_seconds:.0f}s): is the worker running?",
             )
         )
@@ -79,7 +79,7 @@ def firing(snap: Snapshot, limits: AlertThresholds) -> list[Condition]:
                 "and run `worker.py doctor`",
             )
         )
-    if snap.disk_free_bytes < limits.min_free_disk_bytes:
+    if snap.disk_free_bytes is not None and snap.disk_free_bytes < limits.min_free_disk_bytes:
         found.append(
             Condition(
                 "disk_low",
@@ -141,9 +141,7 @@ class AlertChecker:
         """One evaluation; returns the conditions that hold."""
         moment = self.now()
         stamp = to_iso(moment)
-        snap = take_snapshot(
-            db, database_path=self.config.database_path, daily_limit=self.config.zoom_daily_api_limit, now=moment
-        )
+        snap = take_snapshot(db, daily_limit=self.config.zoom_daily_api_limit, now=moment)
         conditions = firing(snap, self.limits)
         stored = {row["key"]: row for row in alert_rows(db)}
         holding = {c.key for c in conditions}

@@ -47,23 +47,37 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
     yield silence
     yield people
     yield gauge("attendance_live_meetings", "Meetings and webinars live now", len(snap.live))
-    yield gauge("attendance_spool_files", "Spool files (webhook deliveries on disk before import)", snap.spool_files)
-    yield gauge(
-        "attendance_spool_pending_bytes",
-        "Bytes of acknowledged deliveries in the spool not yet imported into raw_records",
-        snap.spool_pending_bytes,
-    )
+    if snap.backlog == "spool":
+        yield gauge(
+            "attendance_spool_files", "Spool files (webhook deliveries on disk before import)", snap.spool_files
+        )
+        yield gauge(
+            "attendance_spool_pending_bytes",
+            "Bytes of acknowledged deliveries in the spool not yet imported into raw_records",
+            snap.spool_pending_bytes,
+        )
+    else:
+        yield gauge(
+            "attendance_intake_deliveries",
+            "Acknowledged deliveries in webhook_intake not yet chained into raw_records (PostgreSQL)",
+            snap.intake_deliveries,
+        )
     lag = GaugeMetricFamily(
         "attendance_oldest_unimported_delivery_age_seconds",
-        "Age of the oldest delivery waiting, by stage: spool (not in raw_records yet), "
+        "Age of the oldest delivery waiting, by stage: spool or intake (PostgreSQL) (not in raw_records yet), "
         "normalize (in raw_records, not normalized yet); 0 when none waits",
         labels=["stage"],
     )
-    lag.add_metric(["spool"], snap.spool_lag_seconds)
+    lag.add_metric([snap.backlog], snap.spool_lag_seconds)
     lag.add_metric(["normalize"], snap.normalize_lag_seconds)
     yield lag
-    yield gauge("attendance_database_size_bytes", "Size of the SQLite database and its WAL", snap.database_bytes)
-    yield gauge("attendance_disk_free_bytes", "Free bytes on the database's filesystem", snap.disk_free_bytes)
+    yield gauge(
+        "attendance_database_size_bytes",
+        "Size of the SQLite database and its WAL (PostgreSQL: the database on the server)",
+        snap.database_bytes,
+    )
+    if snap.disk_free_bytes is not None:  # not knowable for a PostgreSQL server: watch it there
+        yield gauge("attendance_disk_free_bytes", "Free bytes on the database's filesystem", snap.disk_free_bytes)
     yield gauge(
         "zoom_api_daily_budget_remaining",
         "Report (Heavy) API calls left today under ZOOM_DAILY_API_LIMIT; 0 while Zoom's daily limit pauses polling",
@@ -96,15 +110,14 @@ def snapshot_metrics(snap: Snapshot) -> Iterator[Metric]:
 class StateCollector(Collector):
     """A prometheus-client collector reading the database on every scrape."""
 
-    def __init__(self, open_db: Callable[[], Store], *, database_path: str, daily_limit: int, now):
+    def __init__(self, open_db: Callable[[], Store], *, daily_limit: int, now):
         self.open_db = open_db
-        self.database_path = database_path
         self.daily_limit = daily_limit
         self.now: Callable[[], datetime] = now
 
     def collect(self) -> Iterator[Metric]:
         db = self.open_db()
-        snap = take_snapshot(db, database_path=self.database_path, daily_limit=self.daily_limit, now=self.now())
+        snap = take_snapshot(db, daily_limit=self.daily_limit, now=self.now())
         yield from snapshot_metrics(snap)
         active = GaugeMetricFamily(
             "attendance_alert_active",

@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 import requests
 
 from integrations.config import Config, ConfigError
-from integrations.ops.snapshot import disk_free_bytes
 from integrations.zoom.client import Forbidden, ZoomApiError, ZoomAuthError, ZoomClient, ZoomError
 from integrations.zoom.signature import sign
-from store.db import DatabaseUnavailable, Store
+from store.db import DatabaseUnavailable, PostgresStore, Store
 from store.health import write_probe
+from store.postgres import redact
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 MIN_TOKEN_LENGTH = 32
@@ -99,26 +99,36 @@ def check_configuration(config: Config) -> Iterator[Check]:
 
 def check_database(db: Store, *, min_free_bytes: float) -> Iterator[Check]:
     """The database takes a durable write, passes integrity_check, and has room to grow."""
+    where = redact(db.path)  # a PostgreSQL URL's password is never shown
     try:
         write_probe(db)
-        yield Check("database writable", OK, f"{db.path} takes a durable write")
+        yield Check("database writable", OK, f"{where} takes a durable write")
     except (DatabaseUnavailable, sqlite3.Error, OSError) as e:
-        yield Check("database writable", FAILED, f"{db.path}: {e}", "check the file's owner, mode and the disk (df -h)")
+        yield Check("database writable", FAILED, f"{where}: {e}", "check the file's owner, mode and the disk (df -h)")
+    check = "PostgreSQL (checks its own pages)" if isinstance(db, PostgresStore) else "PRAGMA integrity_check"
     try:
-        result = [row[0] for row in db.execute("PRAGMA integrity_check").fetchall()]
-    except sqlite3.Error as e:
+        result = db.integrity_check()
+    except (sqlite3.Error, DatabaseUnavailable) as e:
         result = [str(e)]
     if result == ["ok"]:
-        yield Check("database integrity", OK, "PRAGMA integrity_check: ok")
+        yield Check("database integrity", OK, f"{check}: ok")
     else:
         yield Check(
             "database integrity",
             FAILED,
-            f"PRAGMA integrity_check: {'; '.join(result[:3])}",
+            f"{check}: {'; '.join(result[:3])}",
             "stop the service, restore the latest backup (`worker.py backup`), then `worker.py verify`",
         )
-    free = disk_free_bytes(db.path)
-    text = f"{free / 1024 / 1024:.0f} MB free beside {db.path}"
+    free = db.disk_free_bytes()
+    if free is None:
+        yield Check(
+            "disk space",
+            SKIPPED,
+            f"not visible from a client of {where}",
+            "watch the PostgreSQL server's disk (or the managed service's storage alert)",
+        )
+        return
+    text = f"{free / 1024 / 1024:.0f} MB free beside {where}"
     if free >= min_free_bytes:
         yield Check("disk space", OK, text)
     else:
@@ -308,7 +318,7 @@ def run_checks(
             Check(
                 "database",
                 FAILED,
-                f"cannot open {config.database_path}",
+                f"cannot open {redact(config.database_path)}",
                 "check DATABASE_URL and the directory's permissions",
             )
         )

@@ -7,12 +7,10 @@ always judge the same figures.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from integrations.ingest.spool import oldest_unimported, spool_status
+from integrations.ingest.backlog import backlog
 from integrations.reports.sync import paused_until
 from store.db import Store
 from store.ops import (
@@ -48,12 +46,17 @@ class Snapshot:
 
     now: datetime
     live: list[LiveMeeting]
+    # Where acknowledged deliveries wait for raw_records: "spool" (SQLite) or "intake"
+    # (PostgreSQL); spool_lag_seconds is the age of the oldest one there, either way.
+    backlog: str
     spool_files: int
     spool_pending_bytes: int
+    intake_deliveries: int
     spool_lag_seconds: float
     normalize_lag_seconds: float
     database_bytes: int
-    disk_free_bytes: int
+    # None on PostgreSQL: the server's disk cannot be seen from here (watch it on the server).
+    disk_free_bytes: int | None
     api_calls_today: int
     api_daily_limit: int
     api_paused: bool
@@ -82,23 +85,7 @@ def _age(moment: str | None, now: datetime) -> float:
         return 0.0
 
 
-def database_bytes(path: str) -> int:
-    """Size of the database file and its WAL."""
-    total = 0
-    for name in (path, path + "-wal"):
-        try:
-            total += os.path.getsize(name)
-        except OSError:
-            pass
-    return total
-
-
-def disk_free_bytes(path: str) -> int:
-    """Bytes free for this user on the filesystem holding `path`."""
-    return shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
-
-
-def take_snapshot(db: Store, *, database_path: str, daily_limit: int, now: datetime) -> Snapshot:
+def take_snapshot(db: Store, *, daily_limit: int, now: datetime) -> Snapshot:
     """Read every figure once, at `now`."""
     live = [
         LiveMeeting(
@@ -111,7 +98,8 @@ def take_snapshot(db: Store, *, database_path: str, daily_limit: int, now: datet
         )
         for row in live_meetings(db, since=to_iso(now - LIVE_WINDOW))
     ]
-    spool = spool_status(db)
+    waiting = backlog(db)
+    spool = waiting.status(db)
     statuses = recent_fetch_statuses(db, RECENT_FETCHES)
     in_a_row = next((i for i, status in enumerate(statuses) if status != "failed"), len(statuses))
     refresh = last_refresh(db)
@@ -119,12 +107,14 @@ def take_snapshot(db: Store, *, database_path: str, daily_limit: int, now: datet
     return Snapshot(
         now=now,
         live=live,
-        spool_files=spool["files"],
-        spool_pending_bytes=spool["pending_bytes"],
-        spool_lag_seconds=_age(oldest_unimported(db), now),
+        backlog=waiting.name,
+        spool_files=spool.get("files", 0),
+        spool_pending_bytes=spool.get("pending_bytes", 0),
+        intake_deliveries=spool.get("deliveries", 0),
+        spool_lag_seconds=_age(waiting.oldest(db), now),
         normalize_lag_seconds=_age(oldest_unnormalized_delivery(db), now),
-        database_bytes=database_bytes(database_path),
-        disk_free_bytes=disk_free_bytes(database_path),
+        database_bytes=db.size_bytes(),
+        disk_free_bytes=db.disk_free_bytes(),
         api_calls_today=report_api_calls_since(db, to_iso(midnight)),
         api_daily_limit=daily_limit,
         api_paused=paused_until(db, now) is not None,

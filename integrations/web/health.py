@@ -10,9 +10,10 @@ import hmac
 import logging
 import sqlite3
 
+import psycopg
 from flask import Blueprint, Response, request
 
-from integrations.ingest.spool import spool_status
+from integrations.ingest.backlog import backlog
 from integrations.jobs.leadership import LEADER_STATE
 from integrations.web.dbconn import get_db, settings
 from integrations.web.webhooks import json_response
@@ -31,11 +32,13 @@ def healthz() -> Response:
 
     Counts and errors only with the API token as bearer: they tell strangers too much.
 
-    `spool` tells how much acknowledged webhook data waits to be imported (integrations/ingest/spool.py).
+    `spool` (SQLite) or `intake` (PostgreSQL) tells how much acknowledged webhook data waits
+    to be moved into raw_records (integrations/ingest/backlog.py).
     """
     try:
         db = get_db()
-        spool = spool_status(db)
+        waiting = backlog(db)
+        spool = waiting.status(db)
         last_id = db.execute("SELECT max(id) FROM raw_records").fetchone()[0] or 0
         cursor = int(get_state(db, NORMALIZE_CURSOR, "0") or 0)
         pending = db.execute(
@@ -46,22 +49,22 @@ def healthz() -> Response:
             for row in alert_rows(db, active_only=True)
         ]
         leader = get_state(db, LEADER_STATE)  # issue 19: which worker runs the scheduled jobs
-    except (sqlite3.Error, OSError, DatabaseUnavailable) as e:
+    except (sqlite3.Error, psycopg.Error, OSError, DatabaseUnavailable) as e:
         log.error("health check failed: %s", e)
         return _answer({"status": "unavailable", "database": str(e)}, 503)
     try:
         # Reads answer on a full disk or a read-only file; webhooks need writes (issue 7).
         write_probe(db)
-    except (DatabaseUnavailable, sqlite3.Error, OSError) as e:
+    except (DatabaseUnavailable, sqlite3.Error, psycopg.Error, OSError) as e:
         log.error("health check failed: database cannot take writes: %s", e)
-        return _answer({"status": "unavailable", "database": "ok", "writes": str(e), "spool": spool}, 503)
+        return _answer({"status": "unavailable", "database": "ok", "writes": str(e), waiting.name: spool}, 503)
     return _answer(
         {
             "status": "degraded" if alerts else "ok",
             "database": "ok",
             "records": last_id,
             "pending_normalization": pending,
-            "spool": spool,
+            waiting.name: spool,
             "alerts": alerts,
             "worker_leader": leader,
         }

@@ -36,7 +36,6 @@ def metrics() -> Response:
     state.register(
         StateCollector(
             get_db,
-            database_path=config.database_path,
             daily_limit=config.zoom_daily_api_limit,
             now=lambda: datetime.now(UTC),
         )

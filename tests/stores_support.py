@@ -9,7 +9,6 @@ tests/test_stores_agree.py compares SQLite's outputs with PostgreSQL's.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,15 +21,14 @@ import time_machine
 from click.testing import CliRunner
 
 import worker
+from integrations.ingest.webhook_path import IntakeIngest, ingest
 from integrations.reports.sync import sync_meeting
 from integrations.simulator.zoom_api import ZoomSimulator
 from integrations.web import create_app
 from store.db import close_thread_db, open_db
-from store.evidence import store_delivery
-from store.postgres import is_postgres_url
 from tests.attendance_support import Scenario
 from tests.certificates_support import MEETING, PEOPLE, UUID
-from tests.conftest import API_TOKEN, make_config, signed_headers
+from tests.conftest import API_TOKEN, make_config
 from tests.dashboard_support import SECRET_KEY, sign_in
 from tests.funnel_support import PASS_PERCENT, WEBINAR, scenario
 from tests.funnel_support import UUID as WEBINAR_UUID_RAW
@@ -121,31 +119,15 @@ class Player:
         return body
 
 
-class StoredDirectly(Scenario):
-    """TEMPORARY, PostgreSQL only: the webhook path on PostgreSQL (the intake table, branch
-    ingest19) has not landed yet, so the same signed bytes are stored as its importer would
-    (`store_delivery`, same body, timestamp and signature) instead of through the app."""
-
-    def post(self, event: dict[str, Any]) -> None:
-        body = json.dumps(event).encode()
-        headers = signed_headers(body)
-        db = open_db(self.config.database_path)
-        try:
-            store_delivery(db, body, timestamp=headers["x-zm-request-timestamp"], signature=headers["x-zm-signature"])
-        finally:
-            db.close()
-
-
 def webhooks(client, config) -> None:
     """The certificate meeting from signed webhooks, and a few live events of the webinar."""
-    played = StoredDirectly if is_postgres_url(config.database_path) else Scenario
-    meeting = played(client, config, meeting_id=MEETING, uuid=UUID)
+    meeting = Scenario(client, config, meeting_id=MEETING, uuid=UUID)
     meeting.started("10:00")
     for i, (name, email, joined, left) in enumerate(PEOPLE):
         meeting.joined(f"u{i}", name, joined, email=email)
         meeting.left(f"u{i}", name, left, email=email)
     meeting.ended("11:00")
-    webinar = played(client, config, meeting_id=WEBINAR, uuid=WEBINAR_UUID_RAW, kind="webinar", day="2026-02-10")
+    webinar = Scenario(client, config, meeting_id=WEBINAR, uuid=WEBINAR_UUID_RAW, kind="webinar", day="2026-02-10")
     webinar.started("14:00")
     webinar.joined("20000000", "Teacher 0", "14:03", email="teacher0@schools.example")
     webinar.joined("99999999", "Late Guest", "15:30", email="")
@@ -188,6 +170,9 @@ def play(url: str, workdir: Path, key_file: Path, sim: ZoomSimulator, funnel: Fu
             read_api(player, client)
             dashboard(player, app)
         finally:
+            intake = ingest(config)
+            if isinstance(intake, IntakeIngest):  # PostgreSQL: its pool and chain-writer thread
+                intake.close()
             close_thread_db(config.database_path)  # the app's requests keep one open
     return player.outputs
 

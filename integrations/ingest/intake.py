@@ -6,12 +6,11 @@ normalizes; the write lock makes it one writer at a time across hosts."""
 
 from __future__ import annotations
 
-import atexit
 import logging
-import threading
 import time
 from collections.abc import Callable
 
+from integrations.ingest.drain import Drainer
 from integrations.ops.metrics import count_imported, event_label
 from store.db import DatabaseUnavailable, PostgresStore
 from store.intake import CHAIN_BATCH, chain_intake, intake_waiting
@@ -35,7 +34,7 @@ def chain_waiting(db: PostgresStore, *, timeout: float | None = None) -> int:
     return moved
 
 
-class ChainWriter:
+class ChainWriter(Drainer):
     """One web process's runs of `chain_waiting` after its answers.
 
     With `delay_seconds` > 0 a background thread chains everything that arrived meanwhile
@@ -44,60 +43,14 @@ class ChainWriter:
     rows wait in the intake and the next round (or the worker) chains them.
     """
 
+    thread_name = "intake-chain"
+
     def __init__(self, connect: Callable[[], PostgresStore], *, timeout: float, delay_seconds: float):
+        super().__init__(delay_seconds=delay_seconds)
         self._connect = connect
         self.timeout = timeout
-        self.delay_seconds = delay_seconds
-        self._guard = threading.Lock()
-        self._running = False
-        self._pending = False
-        self._retry_after = 0.0
         self._failed = False
-        self._stopped = threading.Event()
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self.chained = 0
-
-    def kick(self) -> None:
-        """A delivery was committed to the intake: chain it now, or see that the thread will."""
-        if self.delay_seconds <= 0:
-            self.drain()
-            return
-        if self._thread is None or not self._thread.is_alive():
-            with self._guard:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._deferred, name="intake-chain", daemon=True)
-                    self._thread.start()
-                    atexit.register(self._at_exit)
-        self._wake.set()
-
-    def drain(self) -> None:
-        """Chain until nothing committed before the call is left (unless the database refuses)."""
-        with self._guard:
-            self._pending = True
-            if self._running:
-                return  # the running one loops again for this call
-            self._running = True
-        try:
-            while True:
-                with self._guard:
-                    if not self._pending:
-                        self._running = False
-                        return
-                    self._pending = False
-                self._run_once()
-        except BaseException:
-            with self._guard:
-                self._running = False
-            raise
-
-    def stop(self) -> None:
-        """End the background thread (tests; a web process just exits)."""
-        self._stopped.set()
-        atexit.unregister(self._at_exit)
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
     def _deferred(self) -> None:
         while not self._stopped.is_set():
@@ -111,7 +64,7 @@ class ChainWriter:
 
     def _at_exit(self) -> None:
         self._retry_after = 0.0
-        self.drain()
+        super()._at_exit()
 
     def _run_once(self) -> None:
         if time.monotonic() < self._retry_after:

@@ -6,7 +6,6 @@ exactly where it stopped. File format and recovery rules: docs/internals.md."""
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import fcntl
 import logging
@@ -14,13 +13,13 @@ import os
 import secrets
 import sqlite3
 import struct
-import threading
 import time
 import zlib
 from dataclasses import dataclass
 
 import orjson
 
+from integrations.ingest.drain import Drainer
 from integrations.ops.metrics import count_imported, event_label
 from store.db import DatabaseUnavailable, Store, durable_write, sync_wal
 from store.evidence import Delivery, append_deliveries, utc_now
@@ -332,7 +331,7 @@ def oldest_unimported(db: Store) -> str | None:
     return oldest
 
 
-class Importer:
+class Importer(Drainer):
     """Moves the spool into raw_records from one web process at a time: the importer.
 
     The first process to take `<spool>/import.lock` imports every spool file, its own and
@@ -348,35 +347,18 @@ class Importer:
     """
 
     LOCK_NAME = "import.lock"
+    thread_name = "spool-import"
 
     def __init__(self, connect, writer: SpoolWriter, *, timeout: float, delay_seconds: float):
+        super().__init__(delay_seconds=delay_seconds)
         self._pid = os.getpid()
         self._connect = connect
         self.writer = writer
         self.timeout = timeout
-        self.delay_seconds = delay_seconds
-        self._guard = threading.Lock()
-        self._running = False
-        self._pending = False
-        self._retry_after = 0.0
         self._lock_fd: int | None = None
-        self._stopped = False
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
         self.imported = 0
 
-    def kick(self) -> None:
-        """A delivery was spooled: import it now, or see that the importer will."""
-        if self.delay_seconds <= 0:
-            self.drain()
-            return
-        if self._thread is None or not self._thread.is_alive():
-            with self._guard:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._deferred, name="spool-import", daemon=True)
-                    self._thread.start()
-                    # A web process that stops (SIGTERM, a restart) imports what it took.
-                    atexit.register(self._at_exit)
+    def _wake_thread(self) -> None:
         if self._lock_fd is None:
             self._wake.set()  # not the importer (yet): try to become it
 
@@ -394,38 +376,8 @@ class Importer:
         self._lock_fd, self._pid = fd, os.getpid()
         return True
 
-    def drain(self) -> None:
-        """Import until nothing spooled before the call is left (unless the database
-        refuses: then the deliveries wait in the spool and the next round retries)."""
-        # Whoever runs loops again for every call made meanwhile.
-        with self._guard:
-            self._pending = True
-            if self._running:
-                return
-            self._running = True
-        try:
-            while True:
-                with self._guard:
-                    if not self._pending:
-                        self._running = False
-                        return
-                    self._pending = False
-                self._run_once()
-        except BaseException:
-            with self._guard:
-                self._running = False
-            raise
-
-    def stop(self) -> None:
-        """End the background thread (tests; a web process just exits)."""
-        self._stopped = True
-        atexit.unregister(self._at_exit)
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
     def _deferred(self) -> None:
-        while not self._stopped:
+        while not self._stopped.is_set():
             if self.is_importer():
                 time.sleep(self.delay_seconds)  # let the next batch gather
                 self.drain()
@@ -435,7 +387,7 @@ class Importer:
 
     def _at_exit(self) -> None:
         self.writer.close()  # our file has no writer now: imported to its end, it goes
-        self.drain()
+        super()._at_exit()
 
     def _run_once(self) -> None:
         now = time.monotonic()

@@ -46,52 +46,36 @@ def normalize_job(config: Config) -> None:
 def add_jobs(scheduler: BaseScheduler, config: Config, leadership: Leadership | None = None) -> None:
     """Register every recurring job on `scheduler`; with `leadership`, they run only while it leads."""
 
+    def every(seconds: float, job, job_id: str, **options) -> None:
+        # One run at a time, and a run missed while the last one ran is not run twice.
+        scheduler.add_job(
+            job,
+            "interval",
+            seconds=seconds,
+            id=job_id,
+            max_instances=1,
+            coalesce=True,
+            replace_existing=True,
+            **options,
+        )
+
     def once(job):
         return job if leadership is None else leader_only(job, leadership)
 
     if leadership is not None:
-        scheduler.add_job(
-            leadership.check,
-            "interval",
-            seconds=config.leader_retry_seconds,
-            id="leadership",
-            max_instances=1,
-            coalesce=True,
-            replace_existing=True,
-        )
+        every(config.leader_retry_seconds, leadership.check, "leadership")
     # Issue 18: the alerts a one-machine setup gets without Prometheus.
-    scheduler.add_job(
-        once(AlertChecker(config)),
-        "interval",
-        seconds=config.alert_check_interval_seconds,
-        id="alerts",
-        max_instances=1,
-        coalesce=True,
-        replace_existing=True,
-    )
-    scheduler.add_job(
-        once(normalize_job),
-        "interval",
-        seconds=config.normalize_interval_seconds,
-        args=[config],
-        id="normalize",
-        max_instances=1,
-        coalesce=True,
-        replace_existing=True,
-    )
+    every(config.alert_check_interval_seconds, once(AlertChecker(config)), "alerts")
+    every(config.normalize_interval_seconds, once(normalize_job), "normalize", args=[config])
     # Report polling (issue 3): state lives in the database (report_schedule), so the first
     # run right at start resumes whatever a stopped worker left due or half-done.
-    scheduler.add_job(
+    every(
+        POLL_INTERVAL_SECONDS,
         # shutdown() marks the scheduler stopped before it waits for running jobs: the
         # poller sees that and ends within a page instead of holding SIGTERM for a report.
         once(ReportPoller(config, stopping=lambda: scheduler.state == STATE_STOPPED)),
-        "interval",
-        seconds=POLL_INTERVAL_SECONDS,
+        "report_poll",
         next_run_time=datetime.now(UTC),
-        id="report_poll",
-        max_instances=1,
-        coalesce=True,
-        replace_existing=True,
     )
 
 

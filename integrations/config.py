@@ -117,7 +117,9 @@ def database_path_from_url(url: str) -> str:
     if is_postgres_url(url):
         return url
     if not url.startswith(prefix):
-        raise ConfigError(f"DATABASE_URL must start with {prefix!r} or 'postgresql://', got {redact(url)!r}")
+        raise ConfigError(
+            f"DATABASE_URL must start with {prefix!r}, 'postgresql://' or 'postgres://', got {redact(url)!r}"
+        )
     path = url[len(prefix) :]
     if not path:
         raise ConfigError("DATABASE_URL names no file: use sqlite:///attendance.db")

@@ -191,7 +191,7 @@ def chain_head(conn) -> ChainHead:
 def open_readonly(path: str) -> Store:
     """Open a database for reading only (verify and exports never write, even by accident)."""
     if is_postgres_url(path):
-        return open_postgres(path, read_only=True)
+        return open_postgres(path, read_only=True, must_exist=True)
     check_database_file(path, must_exist=True, writable=False)
     uri = Path(path).absolute().as_uri() + "?mode=ro"
     return SQLiteStore(

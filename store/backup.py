@@ -10,7 +10,7 @@ import subprocess
 
 from store.audit import ChainHead, chain_head
 from store.db import Store
-from store.postgres import PostgresStore, redact
+from store.postgres import PostgresStore, redact, redact_text, without_password
 
 
 class BackupError(Exception):
@@ -52,14 +52,19 @@ def _pg_dump(db: PostgresStore, target: str) -> ChainHead:
         # The dump reads exactly the snapshot this transaction holds open meanwhile.
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         head = chain_head(conn)
+        # The password goes through the environment: a command line is visible to every user (ps).
+        conninfo, password = without_password(db.path)
+        env = dict(os.environ) if password is None else {**os.environ, "PGPASSWORD": password}
         result = subprocess.run(
-            [pg_dump, "--format=custom", f"--snapshot={snapshot}", f"--file={target}", f"--dbname={db.path}"],
+            [pg_dump, "--format=custom", f"--snapshot={snapshot}", f"--file={target}", f"--dbname={conninfo}"],
             capture_output=True,
             text=True,
             check=False,
+            env=env,
         )
     if result.returncode != 0:
-        raise BackupError(f"pg_dump of {redact(db.path)} failed: {result.stderr.strip()}")
+        message = result.stderr.strip().splitlines()[0] if result.stderr.strip() else f"exit {result.returncode}"
+        raise BackupError(f"pg_dump of {redact(db.path)} failed: {redact_text(message)}")
     return head
 
 

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 import sqlite_utils
 
 from store.errors import DatabaseOpenError, DatabaseUnavailable
-from store.postgres import PgConnection, PostgresStore, is_postgres_url, open_postgres
+from store.postgres import PgConnection, PostgresStore, is_postgres_url, open_postgres, redact
 
 __all__ = ["DatabaseOpenError", "DatabaseUnavailable", "PostgresStore", "Store", "open_db"]
 
@@ -29,21 +29,21 @@ def check_database_file(path: str, *, must_exist: bool, writable: bool = True) -
     if path == ":memory:":
         return
     if os.path.isdir(path):
-        raise DatabaseOpenError(f"database {path} is a directory, not a SQLite file")
+        raise DatabaseOpenError(f"database {redact(path)} is a directory, not a SQLite file")
     if not os.path.exists(path):
         if must_exist:
-            raise DatabaseOpenError(f"database {path} does not exist (check DATABASE_URL or --database)")
+            raise DatabaseOpenError(f"database {redact(path)} does not exist (check DATABASE_URL or --database)")
         return
     # Never open() the file here to read its header: closing any descriptor of a file drops
     # every POSIX lock this process holds on it, SQLite's included. SQLite itself says
     # "file is not a database" (open_db turns that into DatabaseOpenError).
     if not os.access(path, os.R_OK):
-        raise DatabaseOpenError(f"cannot read database {path}: permission denied")
+        raise DatabaseOpenError(f"cannot read database {redact(path)}: permission denied")
     if must_exist and os.path.getsize(path) == 0:
-        raise DatabaseOpenError(f"database {path} is an empty file, not an attendance-worker database")
+        raise DatabaseOpenError(f"database {redact(path)} is an empty file, not an attendance-worker database")
     if writable and not os.access(path, os.W_OK):
         raise DatabaseOpenError(
-            f"database {path} is read-only: the service writes to it (verify and export-raw read a read-only copy)"
+            f"database {redact(path)} is read-only: the service writes to it (verify and export-raw read a read-only copy)"
         )
 
 
@@ -183,7 +183,7 @@ def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Sto
     DatabaseOpenError with one clear sentence.
     """
     if is_postgres_url(path):
-        return open_postgres(path, lock_timeout=lock_timeout)
+        return open_postgres(path, lock_timeout=lock_timeout, must_exist=not create)
     check_database_file(path, must_exist=not create)
     try:
         if create:
@@ -192,7 +192,7 @@ def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Sto
         # operator's sqlite-utils, a backup); ours wakes waiters sooner.
         conn = sqlite3.connect(path, timeout=lock_timeout, isolation_level=None, check_same_thread=False)
     except (sqlite3.Error, OSError) as e:
-        raise DatabaseOpenError(f"cannot open database {path}: {e}") from None
+        raise DatabaseOpenError(f"cannot open database {redact(path)}: {e}") from None
     try:
         _use_wal(conn, path, lock_timeout)
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -200,10 +200,10 @@ def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Sto
     except sqlite3.Error as e:
         conn.close()
         if "locked" in str(e).lower() or "busy" in str(e).lower():
-            raise DatabaseUnavailable(f"database {path} is busy: {e}") from None
+            raise DatabaseUnavailable(f"database {redact(path)} is busy: {e}") from None
         if "not a database" in str(e):
-            raise DatabaseOpenError(f"{path} is not a SQLite database") from None
-        raise DatabaseOpenError(f"cannot use database {path}: {e}") from None
+            raise DatabaseOpenError(f"{redact(path)} is not a SQLite database") from None
+        raise DatabaseOpenError(f"cannot use database {redact(path)}: {e}") from None
     return SQLiteStore(conn, path=path, lock_timeout=lock_timeout)
 
 

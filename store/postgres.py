@@ -17,9 +17,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.pq import TransactionStatus
 
-from store.errors import DatabaseOpenError, DatabaseUnavailable
+from store.errors import DatabaseOpenError, DatabaseUnavailable, DatabaseUrlError
 
 URL_PREFIXES = ("postgresql://", "postgres://")
 # How long a PostgreSQL server may take to answer a connection attempt.
@@ -33,9 +34,57 @@ def is_postgres_url(location: str) -> bool:
     return location.startswith(URL_PREFIXES)
 
 
+# `scheme://user:password@`, whatever the scheme (a misspelled one too) and however many slashes:
+# the password runs to the LAST '@' (an unencoded '@' in it must not leak the rest).
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*:/+[^:/@]*):.*@", re.S)
+# The same inside a message: a URL ends at whitespace.
+_TEXT_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*:/+[^\s:/@'\"()]*):\S*@")
+PERCENT_ENCODE_HINT = (
+    "special characters in the password must be percent-encoded (@ %40, : %3A, / %2F, # %23, % %25),"
+    " or leave the password out of the URL and set PGPASSWORD or ~/.pgpass"
+)
+
+
 def redact(url: str) -> str:
-    """`url` without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """`url` without its password, for messages and logs; all after :// when it does not parse."""
+    masked, found = _URL_PASSWORD.subn(r"\1:***@", url, count=1)
+    if found:
+        return masked
+    if is_postgres_url(url):
+        try:
+            conninfo_to_dict(url)
+        except psycopg.Error:
+            return url.split("://", 1)[0] + "://***"
+    return url
+
+
+def redact_text(text: str) -> str:
+    """`text` (a message) with the password of every `scheme://user:password@` in it masked."""
+    return _TEXT_PASSWORD.sub(r"\1:***@", text)
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a driver's message (PostgreSQL adds LINE 1: and a caret below it)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def check_url(url: str) -> None:
+    """DatabaseUrlError unless libpq can parse `url` (an unencoded '@' or '%' in the password)."""
+    try:
+        conninfo_to_dict(url)
+    except psycopg.Error as e:
+        raise DatabaseUrlError(
+            f"cannot parse the PostgreSQL URL {redact(url)}: {first_line(e)}; {PERCENT_ENCODE_HINT}"
+        ) from None
+
+
+def without_password(url: str) -> tuple[str, str | None]:
+    """`url` as a libpq connection string without its password, and the password (for PGPASSWORD)."""
+    check_url(url)
+    params = conninfo_to_dict(url)
+    password = params.pop("password", None)
+    return make_conninfo("", **params), None if password is None else str(password)
 
 
 # Quoted strings, identifiers and comments pass through; `?` and `:name` outside them become
@@ -108,14 +157,43 @@ class PgConnection:
         self.raw.close()
 
 
-def connect(url: str, *, lock_timeout: float, **options: Any) -> psycopg.Connection:
-    """A new autocommit connection with synchronous commits; DatabaseUnavailable when refused.
+# libpq's words for a connection that can never work as configured (wrong password, database,
+# role, port or host): the operator must fix the URL; waiting will not help.
+_PERMANENT_CONNECT_ERRORS = (
+    "password authentication failed",
+    "no password supplied",
+    "does not exist",
+    "invalid port",
+    "invalid integer value",
+    "failed to resolve host",
+    "could not translate host name",
+    "no pg_hba.conf entry",
+    "invalid uri",
+    "invalid connection option",
+    "invalid sslmode",
+    "is not permitted to log in",
+)
 
-    `options` are more libpq connection parameters (keepalives)."""
+
+def connect_error(url: str, error: BaseException) -> DatabaseUnavailable:
+    """The store error for a failed connection: DatabaseOpenError when the configuration is wrong."""
+    reason = first_line(error).removeprefix("connection failed: ").removeprefix("connection is bad: ")
+    message = redact_text(f"cannot connect to {redact(url)}: {reason}")
+    if any(words in reason.lower() for words in _PERMANENT_CONNECT_ERRORS):
+        return DatabaseOpenError(message)
+    return DatabaseUnavailable(message)  # refused, timed out, starting up: it may come back
+
+
+def connect(url: str, *, lock_timeout: float, **options: Any) -> psycopg.Connection:
+    """A new autocommit connection with synchronous commits.
+
+    DatabaseUnavailable when the server does not answer; DatabaseOpenError when the URL is
+    wrong (password, database, port, host). `options` are more libpq parameters (keepalives)."""
+    check_url(url)
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, **options)
-    except psycopg.OperationalError as e:
-        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {str(e).strip().splitlines()[0]}") from None
+    except psycopg.Error as e:
+        raise connect_error(url, e) from None
     # A 2xx promises the delivery survives a crash of the server: never an asynchronous commit,
     # whatever the server's default. Lock waits are bounded like SQLite's.
     raw.execute("SET synchronous_commit = on")
@@ -250,7 +328,7 @@ class PostgresStore:
             return self.conn.execute(sql, params)
         except psycopg.Error as e:
             if is_unavailable(e):
-                raise DatabaseUnavailable(str(e).strip()) from e
+                raise DatabaseUnavailable(first_line(e)) from e
             raise
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> Any:
@@ -310,7 +388,7 @@ class PostgresStore:
                 raise
         except psycopg.Error as e:
             if is_unavailable(e):
-                raise DatabaseUnavailable(str(e).strip()) from e
+                raise DatabaseUnavailable(first_line(e)) from e
             raise
 
     @contextlib.contextmanager
@@ -397,15 +475,27 @@ class PostgresStore:
             )
 
 
-def open_postgres(url: str, *, lock_timeout: float = 2.0, read_only: bool = False) -> PostgresStore:
+def open_postgres(
+    url: str, *, lock_timeout: float = 2.0, read_only: bool = False, must_exist: bool = False
+) -> PostgresStore:
     """Connect to the PostgreSQL database at `url`; DatabaseUnavailable when it does not answer.
 
     `read_only` makes every transaction of the session read-only (verify and exports).
+    `must_exist` (read commands) refuses a database without the worker's tables, as SQLite's
+    store refuses a missing file: a mistyped URL is an error, not a new empty database.
     """
+    store = PostgresStore(url, lock_timeout=lock_timeout)
     try:
-        store = PostgresStore(url, lock_timeout=lock_timeout)
         if read_only:
             store.execute("SET default_transaction_read_only = on")
+        if must_exist and store.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
+            raise DatabaseOpenError(
+                f"{redact(url)}: no attendance-worker tables: wrong database? (serve, schedule or copy-db create them)"
+            )
         return store
     except psycopg.Error as e:
-        raise DatabaseOpenError(f"cannot use database {redact(url)}: {e}") from None
+        store.close()
+        raise DatabaseOpenError(f"cannot use database {redact(url)}: {first_line(e)}") from None
+    except DatabaseOpenError:
+        store.close()
+        raise

@@ -8,10 +8,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import psycopg
 import sqlite_utils
 
 import store.migrations as sqlite_migrations
-from store.postgres import PostgresStore
+from store.errors import DatabaseOpenError
+from store.postgres import PostgresStore, first_line, is_unavailable, redact
 
 # The tables are defined once, by SQLite's migrations; PostgreSQL gets them translated:
 # INTEGER is BIGINT, REAL is DOUBLE PRECISION, BLOB is BYTEA, text sorts by code point (the
@@ -181,7 +183,25 @@ def pending(db: PostgresStore) -> list[str]:
 
 
 def migrate_postgres(db: PostgresStore) -> None:
-    """Apply pending migrations once, in order, even when several processes start together."""
+    """Apply pending migrations once, in order, even when several processes start together.
+
+    A refusal (no privilege, a database in another state) is DatabaseOpenError: one line
+    that names the fix, never a traceback."""
+    try:
+        _migrate(db)
+    except psycopg.errors.InsufficientPrivilege as e:
+        raise DatabaseOpenError(
+            f"the role cannot create tables in schema public of {redact(db.path)} ({first_line(e)}): make it"
+            " the database's owner (CREATE DATABASE ... OWNER role, or ALTER DATABASE ... OWNER TO role)"
+            " or GRANT CREATE ON SCHEMA public TO role"
+        ) from None
+    except psycopg.Error as e:
+        if is_unavailable(e):
+            raise
+        raise DatabaseOpenError(f"cannot migrate {redact(db.path)}: {first_line(e)}") from None
+
+
+def _migrate(db: PostgresStore) -> None:
     if not pending(db):
         return
     with db.write_lock.hold(timeout=60):

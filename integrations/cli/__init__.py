@@ -10,8 +10,10 @@ import importlib
 import sys
 
 import click
+import psycopg
 
 from integrations.cli.context import App
+from store.postgres import first_line, redact_text
 
 # Each command and the module of integrations/cli/ that defines it. A module is imported only
 # when one of its commands runs: together they import Flask, the scheduler, the PDF renderer
@@ -71,13 +73,18 @@ class OneLineErrors(LazyGroup):
         except click.exceptions.NoArgsIsHelpError as e:
             e.show()  # the help text, as click prints it
             sys.exit(e.exit_code)
+        # Every message passes redact_text: an argument or a location may be a database URL
+        # with its password (`verify postgresql://user:pw@...` is an extra argument).
         except click.UsageError as e:
             command = e.ctx.command_path if e.ctx else "worker.py"
-            click.echo(f"Error: {e.format_message()} (see '{command} --help')", err=True)
+            click.echo(f"Error: {redact_text(e.format_message())} (see '{command} --help')", err=True)
             sys.exit(e.exit_code)
         except click.ClickException as e:
-            e.show()
+            click.echo(f"Error: {redact_text(e.format_message())}", err=True)
             sys.exit(e.exit_code)
+        except psycopg.Error as e:  # PostgreSQL refused something no command expected: one line
+            click.echo(f"Error: PostgreSQL: {redact_text(first_line(e))}", err=True)
+            sys.exit(1)
         except click.Abort:
             click.echo("Aborted!", err=True)
             sys.exit(1)

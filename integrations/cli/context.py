@@ -20,9 +20,9 @@ from integrations.ingest.normalize import normalize_pending
 from store.attendance_queries import BadQuery, UnknownMeeting
 from store.audit import open_readonly
 from store.db import DatabaseOpenError, DatabaseUnavailable, Store, open_db
-from store.errors import DRIVER_ERRORS
+from store.errors import DRIVER_ERRORS, DatabaseUrlError
 from store.migrations import migrate
-from store.postgres import redact
+from store.postgres import first_line, redact, redact_text
 
 
 class FiniteFloat(click.ParamType):
@@ -88,7 +88,7 @@ class App:
                 try:
                     migrate(db)
                 except DRIVER_ERRORS as e:
-                    raise click.ClickException(f"cannot use database {redact(path)}: {e}") from None
+                    raise click.ClickException(f"cannot use database {redact(path)}: {first_line(e)}") from None
         db = self._stores[key]
         if normalize:
             with user_errors():
@@ -111,8 +111,8 @@ class App:
             except DRIVER_ERRORS as e:
                 db.close()
                 if "not a database" in str(e):
-                    raise click.ClickException(f"{path} is not a SQLite database") from None
-                message = str(e).strip().splitlines()[0]
+                    raise click.ClickException(f"{redact(path)} is not a SQLite database") from None
+                message = first_line(e)
                 raise click.ClickException(
                     f"cannot read {redact(path)} as an attendance-worker database: {message}"
                 ) from None
@@ -134,10 +134,12 @@ def user_errors() -> Iterator[None]:
     """Errors a user can act on become one line on stderr and exit 1, never a traceback."""
     try:
         yield
+    except DatabaseUrlError as e:  # the operator typed it: a usage error
+        raise click.UsageError(redact_text(str(e))) from None
     except (UnknownMeeting, BadQuery, DatabaseOpenError) as e:
-        raise click.ClickException(str(e)) from None
+        raise click.ClickException(redact_text(str(e))) from None
     except DatabaseUnavailable as e:
-        raise click.ClickException(f"database busy or unavailable, try again: {e}") from None
+        raise click.ClickException(f"database busy or unavailable, try again: {redact_text(str(e))}") from None
 
 
 def worker_command() -> str:

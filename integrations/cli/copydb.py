@@ -17,7 +17,7 @@ from store.certificates import CertificateChainError, verify_certificate_chain
 from store.copy import CopyError, SourceHead, copy_database
 from store.db import Store, check_database_file, open_db
 from store.migrations import migrate
-from store.postgres import is_postgres_url, redact
+from store.postgres import first_line, is_postgres_url, redact
 
 
 def _location(url: str, name: str) -> str:
@@ -37,7 +37,9 @@ def _open_source(location: str) -> Store:
         db.execute("SELECT 1 FROM raw_records LIMIT 1")
     except (sqlite3.Error, psycopg.Error) as e:
         db.close()
-        raise click.ClickException(f"cannot read {redact(location)} as an attendance-worker database: {e}") from None
+        raise click.ClickException(
+            f"cannot read {redact(location)} as an attendance-worker database: {first_line(e)}"
+        ) from None
     return db
 
 

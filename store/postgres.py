@@ -73,10 +73,9 @@ def check_url(url: str) -> None:
     """DatabaseUrlError unless libpq can parse `url` (an unencoded '@' or '%' in the password)."""
     try:
         conninfo_to_dict(url)
-    except psycopg.Error as e:
-        raise DatabaseUrlError(
-            f"cannot parse the PostgreSQL URL {redact(url)}: {first_line(e)}; {PERCENT_ENCODE_HINT}"
-        ) from None
+    except psycopg.Error:
+        # libpq's message quotes the part it could not parse: a piece of the password.
+        raise DatabaseUrlError(f"cannot parse the PostgreSQL URL {redact(url)}: {PERCENT_ENCODE_HINT}") from None
 
 
 def without_password(url: str) -> tuple[str, str | None]:

@@ -246,9 +246,18 @@ class PostgresStore:
 
     def execute(self, sql: str, params: Any = None) -> Any:
         """Run one statement; the cursor gives tuples, like sqlite3's."""
+        conn = self.conn
+        outside_transaction = not conn.in_transaction
         try:
-            return self.conn.execute(sql, params)
+            return conn.execute(sql, params)
         except psycopg.Error as e:
+            if outside_transaction and (conn.raw.broken or conn.raw.closed):
+                # The server ended this session (it restarted): the statement never ran, so
+                # it runs once more on a new session instead of failing one request per thread.
+                try:
+                    return self.conn.execute(sql, params)
+                except psycopg.Error as again:
+                    e = again
             if is_unavailable(e):
                 raise DatabaseUnavailable(str(e).strip()) from e
             raise

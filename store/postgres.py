@@ -249,15 +249,15 @@ class PostgresStore:
         conn = self.conn
         outside_transaction = not conn.in_transaction
         try:
-            return conn.execute(sql, params)
+            try:
+                return conn.execute(sql, params)
+            except psycopg.Error:
+                if not outside_transaction or not (conn.raw.broken or conn.raw.closed):
+                    raise
+            # The server ended this session (it restarted): the statement never ran, so it
+            # runs once more on a new session instead of failing one request per thread.
+            return self.conn.execute(sql, params)
         except psycopg.Error as e:
-            if outside_transaction and (conn.raw.broken or conn.raw.closed):
-                # The server ended this session (it restarted): the statement never ran, so
-                # it runs once more on a new session instead of failing one request per thread.
-                try:
-                    return self.conn.execute(sql, params)
-                except psycopg.Error as again:
-                    e = again
             if is_unavailable(e):
                 raise DatabaseUnavailable(str(e).strip()) from e
             raise

@@ -323,7 +323,16 @@ class PostgresStore:
 
     def execute(self, sql: str, params: Any = None) -> Any:
         """Run one statement; the cursor gives tuples, like sqlite3's."""
+        conn = self.conn
+        outside_transaction = not conn.in_transaction
         try:
+            try:
+                return conn.execute(sql, params)
+            except psycopg.Error:
+                if not outside_transaction or not (conn.raw.broken or conn.raw.closed):
+                    raise
+            # The server ended this session (it restarted): the statement never ran, so it
+            # runs once more on a new session instead of failing one request per thread.
             return self.conn.execute(sql, params)
         except psycopg.Error as e:
             if is_unavailable(e):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from integrations.ingest.group_commit import GroupCommit
+from integrations.ingest.group_commit import BoundedCommit, GroupCommit
 from integrations.ingest.spool import decode
 from integrations.ingest.webhook_path import ingest
 from integrations.web import MAX_BODY_BYTES
@@ -187,3 +187,22 @@ def test_body_without_length_on_an_unterminated_stream_is_not_read(app, database
     status, answer = wsgi_post(app, participant_body(2, run="open"), length=False, terminated=False)
     assert status.startswith("401") and answer["error"] == "invalid_signature"
     assert stored_hashes(database) == {}
+
+
+def test_a_commit_that_never_returns_is_a_503_within_the_bound_and_the_next_one_stores():
+    release = threading.Event()
+    committed: list[list] = []
+
+    def commit(deliveries):
+        if not committed:  # the first call hangs, as a frozen server does
+            release.wait(30)
+        committed.append(deliveries)
+
+    group = GroupCommit(BoundedCommit(commit, timeout=1.0), timeout=1.0)
+    started = time.monotonic()
+    with pytest.raises(DatabaseUnavailable, match="did not answer within 1s"):
+        group.store(Delivery(b"first", None, None))
+    assert time.monotonic() - started < 5
+    release.set()  # the server answers again: the late commit lands, the next call stores
+    group.store(Delivery(b"second", None, None))
+    assert [[d.body for d in batch] for batch in committed] == [[b"first"], [b"second"]]

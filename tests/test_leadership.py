@@ -11,8 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+import integrations.jobs.leadership as leadership_module
 from integrations.jobs.leadership import LEADER_STATE, Leadership, leader_only
-from store.db import open_db
+from store.db import DatabaseUnavailable, open_db
 from store.events import get_state
 from store.migrations import migrate
 from tests.audit_support import ROOT
@@ -167,6 +168,27 @@ def test_healthz_names_the_leader(client, config):
             client.get("/healthz", headers=auth).get_json()["worker_leader"]
             == "worker-host:4123 since 2024-05-01T10:00:00Z"
         )
+    finally:
+        leader.release()
+        leader.db.close()
+
+
+def test_a_leader_whose_record_was_refused_writes_it_at_its_next_check(sqlite_location, monkeypatch):
+    leader = leadership(sqlite_location, "host-a:1")
+    refusals = [DatabaseUnavailable("server restarting")]
+    real = leadership_module.durable_write
+
+    def refuse_once(db, **kwargs):
+        if refusals:
+            raise refusals.pop()
+        return real(db, **kwargs)
+
+    monkeypatch.setattr(leadership_module, "durable_write", refuse_once)
+    try:
+        assert leader.check()
+        assert get_state(leader.db, LEADER_STATE) is None  # refused: /healthz would be stale
+        assert leader.check()
+        assert get_state(leader.db, LEADER_STATE) == "host-a:1 since 2024-05-01T10:00:00Z"
     finally:
         leader.release()
         leader.db.close()

@@ -4,7 +4,11 @@ stopped for 10 s under load. Nothing answered 2xx is lost; the chain stays one l
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -161,3 +165,46 @@ def test_postgres_stopped_for_ten_seconds_gives_503s_then_stores_again_without_r
     assert missing == [], f"{len(missing)} of {len(acked)} acknowledged deliveries are not in raw_records"
     assert all(copies[content_hash(body)] == 1 for body in acked)
     assert verify_file(pg_url).count == sum(copies.values())
+
+
+def _server_processes(pg_server) -> list[int]:
+    """The postmaster of `pg_server` and its children (backends, writer, checkpointer...)."""
+    with open(os.path.join(pg_server.data, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False)
+    return [postmaster, *(int(pid) for pid in children.stdout.split())]
+
+
+def test_a_server_that_stops_answering_gives_503s_within_zooms_bound(tmp_path, pg_server, pg_url):
+    # A frozen host or a network that drops packets: no error ever comes back, the request
+    # must still be answered (503, Zoom retries) before Zoom's 3 s.
+    web = start_web(tmp_path / "unused.db", DATABASE_URL=pg_url, DB_LOCK_TIMEOUT_SECONDS="1")
+    assert post_signed(web.port, participant_body(1, run="frozen"))[0] == 200
+    frozen = _server_processes(pg_server)  # with the backends the web process opened
+    try:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):  # a short-lived child may be gone
+                os.kill(pid, signal.SIGSTOP)
+        answers = []
+        for n in range(2, 5):
+            started = time.monotonic()
+            status = post_signed(web.port, participant_body(n, run="frozen"), timeout=10)[0]
+            answers.append((status, time.monotonic() - started))
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    try:
+        assert [status for status, _ in answers] == [503] * 3
+        assert max(took for _, took in answers) < 3, answers
+        # Thawed: the same process stores again.
+        with bounded(30, "storing again after the thaw"):
+            deadline = time.monotonic() + 20
+            while post_signed(web.port, participant_body(9, run="frozen"))[0] != 200:
+                assert time.monotonic() < deadline, web.log()[-3000:]
+                time.sleep(0.2)
+    finally:
+        web.stop()
+    copies = chained_hashes(pg_url)
+    assert copies[content_hash(participant_body(1, run="frozen"))] == 1
+    assert copies[content_hash(participant_body(9, run="frozen"))] == 1

@@ -10,6 +10,7 @@ import pytest
 
 from integrations.ingest.normalize import normalize_pending
 from integrations.ingest.webhook_path import ingest
+from integrations.jobs.scheduler import normalize_job
 from integrations.ops.doctor import OK, SKIPPED, check_database
 from integrations.web import create_app
 from store import db as store_db
@@ -112,3 +113,10 @@ def test_web_processes_starting_on_a_new_database_at_once_all_migrate_it(pg_url)
     ]
     errors = [p.communicate(timeout=60)[1].decode()[-500:] for p in processes]
     assert [p.returncode for p in processes] == [0] * 4, errors
+
+
+def test_the_normalize_job_logs_one_warning_when_the_server_is_down(tmp_path, pg_server, caplog):
+    config = make_config(tmp_path, DATABASE_URL=f"postgresql://{pg_server.user}@127.0.0.1:1/none")
+    normalize_job(config)  # no exception: APScheduler would log a traceback every second
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "normalization postponed, database unavailable" in caplog.records[0].getMessage()

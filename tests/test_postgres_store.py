@@ -87,3 +87,13 @@ def test_sqlite_triggers_and_views_behave_the_same(pg_url):
     live = db.execute("SELECT attended_seconds FROM attendees").fetchone()[0]
     assert live > 60 + 26 * 365 * 86400  # open since 2000: grows with the clock, whatever the date
     db.close()
+
+
+def test_a_session_the_restarted_server_ended_is_replaced_without_an_error(pg_server, pg_url):
+    db = open_db(pg_url)
+    migrate(db)
+    pg_server.stop("fast")
+    pg_server.start()
+    # The first statement meets the dead session; it runs again on a new one, once.
+    assert db.execute("SELECT count(*) FROM raw_records").fetchone()[0] == 0
+    db.close()

@@ -323,7 +323,7 @@ def test_healthz_is_503_when_database_is_unreadable(app, config, client):
     with open(config.database_path, "wb") as f:
         f.write(b"this is not a database" * 1000)
     response = client.get("/healthz")
-    assert response.status_code == 503 and response.json == {"status": "degraded"}
+    assert response.status_code == 503 and response.json == {"status": "unavailable"}
     response = client.get("/healthz", headers={"Authorization": f"Bearer {API_TOKEN}"})
     assert response.status_code == 503 and response.json["status"] == "unavailable"
 

@@ -5,9 +5,12 @@ and hands the lead on; each thread returns only after the sync covering its deli
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
 from store.db import DatabaseUnavailable
 from store.evidence import Delivery
@@ -110,3 +113,45 @@ class GroupCommit:
                     successor.lead = True
             if successor is not None:
                 successor.set()
+
+
+class BoundedCommit:
+    """`commit` run on a thread of its own, so a request waits at most `timeout` for it.
+
+    A database server that stops answering without an error (a frozen host, a network cut
+    that drops packets) would hold the request past Zoom's 3 s. The caller gets
+    DatabaseUnavailable (a 503) instead; the commit may still land later, and Zoom's retry
+    of it is then deduplicated by its body.
+    """
+
+    def __init__(self, commit: Callable[[list[Delivery]], None], *, timeout: float):
+        self._commit = commit
+        self.timeout = timeout
+        self._calls: queue.SimpleQueue[tuple[list[Delivery], Future[None]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+
+    def __call__(self, deliveries: list[Delivery]) -> None:
+        with self._guard:
+            if self._thread is None or not self._thread.is_alive():
+                # A daemon: a process that exits does not wait for a server that never answers.
+                self._thread = threading.Thread(target=self._run, name="bounded-commit", daemon=True)
+                self._thread.start()
+        done: Future[None] = Future()
+        self._calls.put((deliveries, done))
+        try:
+            done.result(timeout=self.timeout)
+        except FutureTimeout:
+            raise DatabaseUnavailable(f"the database did not answer within {self.timeout:g}s") from None
+
+    def _run(self) -> None:
+        while True:
+            deliveries, done = self._calls.get()
+            if not done.set_running_or_notify_cancel():
+                continue
+            try:
+                self._commit(deliveries)
+            except BaseException as e:  # handed to the waiting request (a 503)
+                done.set_exception(e)
+            else:
+                done.set_result(None)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from psycopg_pool import ConnectionPool
 
 from integrations.config import Config
-from integrations.ingest.group_commit import GroupCommit
+from integrations.ingest.group_commit import BoundedCommit, GroupCommit
 from integrations.ingest.intake import ChainWriter
 from integrations.ingest.spool import Importer, SpoolWriter, encode, spool_dir
 from store.db import PerProcess, PostgresStore, thread_db
@@ -79,7 +79,8 @@ def _new_intake_ingest(config: Config) -> IntakeIngest:
         return db
 
     return IntakeIngest(
-        GroupCommit(commit, timeout=timeout),
+        # Bounded: a server that stops answering gets a 503 in time, not a hung request.
+        GroupCommit(BoundedCommit(commit, timeout=timeout), timeout=timeout),
         # A short lock wait per run, as the spool importer's: a long holder only postpones it.
         ChainWriter(connect, timeout=min(0.5, timeout), delay_seconds=config.webhook_import_delay_seconds),
         pool,

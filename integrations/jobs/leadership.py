@@ -45,6 +45,8 @@ class Leadership:
         self.now = now or (lambda: datetime.now(UTC))
         self._leading = threading.Event()
         self._followed = False
+        self._recorded = False
+        self._since = self.now()
 
     @property
     def leading(self) -> bool:
@@ -56,7 +58,11 @@ class Leadership:
         held = self.lock.try_acquire()
         if held and not self.leading:
             self._leading.set()
+            self._recorded = False
             log.info("worker %s leads the scheduled jobs", self.identity)
+            self._since = self.now()
+            self._record()
+        elif held and not self._recorded:  # the database refused the record last time: again
             self._record()
         elif not held and self.leading:
             self._leading.clear()
@@ -70,8 +76,9 @@ class Leadership:
         """Write who leads where /healthz reads it; a database that cannot take it now is only logged."""
         try:
             with durable_write(self.db) as conn:
-                set_state(conn, LEADER_STATE, f"{self.identity} since {self.now().strftime('%Y-%m-%dT%H:%M:%SZ')}")
-        except DatabaseUnavailable as e:  # the lead holds without the record; the next take-over writes it
+                set_state(conn, LEADER_STATE, f"{self.identity} since {self._since.strftime('%Y-%m-%dT%H:%M:%SZ')}")
+            self._recorded = True
+        except DatabaseUnavailable as e:  # the lead holds without the record; the next check retries
             log.warning("could not record the leader in %s: %s", redact(self.db.path), e)
 
     def release(self) -> None:

@@ -30,7 +30,12 @@ log = logging.getLogger(__name__)
 
 def normalize_job(config: Config) -> None:
     """Normalize new webhook deliveries (and refresh what depends on them)."""
-    db = open_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
+    try:
+        # Opening is inside: a database server that is down is a WARNING, not a traceback a second.
+        db = open_db(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
+    except DatabaseUnavailable as e:
+        log.warning("normalization postponed, database unavailable: %s", e)
+        return
     try:
         affected = normalize_pending(db)
         if affected:

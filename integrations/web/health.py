@@ -28,7 +28,7 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    """200 when the database answers and commits a write, 503 ("degraded") when it does not.
+    """200 when the database answers and commits a write, 503 ("unavailable") when it does not.
 
     Counts and errors only with the API token as bearer: they tell strangers too much.
 
@@ -80,7 +80,7 @@ def _authorized() -> bool:
 
 
 def _answer(details: dict, status: int = 200) -> Response:
-    """The details for a caller with the API token; only ok/degraded for anyone else (issue 14)."""
+    """The details for a caller with the API token; only the status for anyone else (issue 14)."""
     if _authorized():
         return json_response(details, status)
-    return json_response({"status": details["status"] if status == 200 else "degraded"}, status)
+    return json_response({"status": details["status"] if status == 200 else "unavailable"}, status)

@@ -365,3 +365,22 @@ def fetch_progress(database) -> tuple[int, int, int]:
         return (row[0], row[1], done) if row else (0, 0, done)
     finally:
         conn.close()
+
+
+def start_worker(url: str, tmp_path: Path, name: str) -> Proc:
+    """`worker.py schedule` on the database at `url`, standing by or leading within 0.2 s."""
+    env = process_env(
+        tmp_path / "unused.db",
+        DATABASE_URL=url,
+        LEADER_RETRY_SECONDS="0.2",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / f"metrics-{name}"),
+    )
+    process = subprocess.Popen(
+        [sys.executable, "worker.py", "schedule"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    return Proc(process)

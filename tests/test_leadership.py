@@ -3,8 +3,6 @@ scheduled jobs; when it dies another takes over within the retry interval."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,9 +14,8 @@ from integrations.jobs.leadership import LEADER_STATE, Leadership, leader_only
 from store.db import DatabaseUnavailable, open_db
 from store.events import get_state
 from store.migrations import migrate
-from tests.audit_support import ROOT
 from tests.conftest import API_TOKEN
-from tests.fault_support import Proc, process_env
+from tests.fault_support import Proc, start_worker
 
 T0 = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 TAKE_OVER_BOUND = 60  # seconds: the issue's "within a minute"
@@ -93,24 +90,6 @@ def test_a_leader_whose_session_the_server_ends_stops_leading(pg_url):
             one.release()
             one.db.close()
         db.close()
-
-
-def start_worker(pg_url: str, tmp_path, name: str) -> Proc:
-    env = process_env(
-        tmp_path / "unused.db",
-        DATABASE_URL=pg_url,
-        LEADER_RETRY_SECONDS="0.2",
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / f"metrics-{name}"),
-    )
-    process = subprocess.Popen(
-        [sys.executable, "worker.py", "schedule"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return Proc(process)
 
 
 def wait_until(condition, what: str, procs: list[Proc], bound: float = 45) -> None:

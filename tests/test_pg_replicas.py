@@ -23,29 +23,10 @@ from integrations.simulator.zoom_api import ZoomSimulator
 from store.db import open_db
 from store.events import get_state
 from store.migrations import migrate
-from tests.fault_support import ROOT, Proc, bounded, post_signed, process_env, start_web
+from tests.fault_support import ROOT, Proc, bounded, post_signed, process_env, start_web, start_worker
 from tests.funnel_support import MIN_MINUTES, PASS_PERCENT, UUID, WEBINAR, scenario
 
 pytestmark = pytest.mark.slow
-
-
-def start_worker(url: str, tmp_path: Path, name: str) -> Proc:
-    """`worker.py schedule` on `url`: normalizes and refreshes while it leads."""
-    env = process_env(
-        tmp_path / "unused.db",
-        DATABASE_URL=url,
-        LEADER_RETRY_SECONDS="0.2",
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / f"metrics-{name}"),
-    )
-    process = subprocess.Popen(
-        [sys.executable, "worker.py", "schedule"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return Proc(process)
 
 
 def cli(url: str, tmp_path: Path, *args: str, extra: dict[str, str] | None = None) -> str:

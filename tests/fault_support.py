@@ -375,8 +375,13 @@ def start_worker(url: str, tmp_path: Path, name: str) -> Proc:
         LEADER_RETRY_SECONDS="0.2",
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / f"metrics-{name}"),
     )
+    return start_command("schedule", env)
+
+
+def start_command(command: str, env: dict[str, str]) -> Proc:
+    """`worker.py COMMAND` in its own process group, its output read from a pipe."""
     process = subprocess.Popen(
-        [sys.executable, "worker.py", "schedule"],
+        [sys.executable, "worker.py", command],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

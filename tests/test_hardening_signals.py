@@ -8,13 +8,10 @@ import hashlib
 import http.client
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 
-from tests.audit_support import ROOT
 from tests.fault_support import (
     Proc,
     free_port,
@@ -22,20 +19,9 @@ from tests.fault_support import (
     participant_body,
     post_signed,
     process_env,
+    start_command,
     stored_hashes,
 )
-
-
-def start(command: str, env: dict[str, str]) -> Proc:
-    process = subprocess.Popen(
-        [sys.executable, "worker.py", command],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return Proc(process)
 
 
 def wait_healthy(proc: Proc, port: int) -> None:
@@ -78,7 +64,7 @@ def assert_clean_stop(proc: Proc, code: int, signum: int, *, ours: bool) -> None
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_schedule_stops_cleanly(tmp_path, signum):
-    proc = start("schedule", process_env(tmp_path / "a.db"))
+    proc = start_command("schedule", process_env(tmp_path / "a.db"))
     wait_for_line(proc, "worker started")
     assert_clean_stop(proc, stop_with(proc, signum), signum, ours=True)
 
@@ -87,7 +73,7 @@ def test_schedule_stops_cleanly(tmp_path, signum):
 def test_run_stops_cleanly_with_every_acknowledged_delivery_stored(tmp_path, signum):
     database = tmp_path / "a.db"
     port = free_port()
-    proc = start("run", process_env(database, PORT=str(port)))
+    proc = start_command("run", process_env(database, PORT=str(port)))
     wait_healthy(proc, port)
     wait_for_line(proc, "worker started")
     acknowledged = []
@@ -104,7 +90,7 @@ def test_run_stops_cleanly_with_every_acknowledged_delivery_stored(tmp_path, sig
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_serve_stops_cleanly(tmp_path, signum):
     port = free_port()
-    proc = start("serve", process_env(tmp_path / "a.db", PORT=str(port)))
+    proc = start_command("serve", process_env(tmp_path / "a.db", PORT=str(port)))
     wait_healthy(proc, port)
     assert post_signed(port, participant_body(1))[0] == 200
     assert_clean_stop(proc, stop_with(proc, signum), signum, ours=False)

@@ -42,10 +42,10 @@ def test_the_banner_names_the_public_webhook_url_and_never_a_secret(tmp_path):
 def test_schedule_logs_the_banner(tmp_path):
     import signal
 
-    from tests.fault_support import process_env
-    from tests.test_hardening_signals import start, stop_with, wait_for_line
+    from tests.fault_support import process_env, start_command
+    from tests.test_hardening_signals import stop_with, wait_for_line
 
-    proc = start("schedule", process_env(tmp_path / "a.db", PUBLIC_BASE_URL="https://attend.example.org"))
+    proc = start_command("schedule", process_env(tmp_path / "a.db", PUBLIC_BASE_URL="https://attend.example.org"))
     wait_for_line(proc, "worker started")
     assert stop_with(proc, signal.SIGTERM) == 0
     log = proc.log()

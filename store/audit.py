@@ -165,8 +165,10 @@ def verify_file(path: str, *, expect_head: str | None = None, workers: int = 1) 
     ]
     count, head_seen = 0, False
     last: tuple[int | None, str] = (None, GENESIS)
-    # fork: workers start at once; each opens its own connection and never touches ours.
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    # Not fork: a process with threads (pools, the group commit) can fork a child that holds a
+    # lock no thread will release, and the pool's exit then waits for ever (a CI run hung).
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     with context.Pool(workers) as pool:
         # imap yields in id order and raises where a range failed: the first mismatch wins.
         for n, last_id, last_hash, seen in pool.imap(_verify_span, spans):

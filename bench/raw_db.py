@@ -163,26 +163,32 @@ def build_raw_database(
     }
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Resident memory of `pid` and all its descendants, in KB (Linux /proc)."""
-    total, stack = 0, [pid]
+def _tree_sample(pid: int) -> tuple[int, dict[int, int]]:
+    """(resident memory in KB, {pid: CPU clock ticks used}) of `pid` and all its descendants (Linux /proc)."""
+    rss, ticks, stack = 0, {}, [pid]
     while stack:
         current = stack.pop()
         try:
             with open(f"/proc/{current}/status") as f:
-                total += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+                rss += next((int(line.split()[1]) for line in f if line.startswith("VmRSS:")), 0)
+            with open(f"/proc/{current}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks[current] = int(fields[11]) + int(fields[12])  # utime + stime of this process only
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as f:
                     stack.extend(int(child) for child in f.read().split())
-        except (FileNotFoundError, ProcessLookupError, StopIteration):
+        except (FileNotFoundError, ProcessLookupError, StopIteration, IndexError, ValueError):
             continue
-    return total
+    return rss, ticks
 
 
 def run_measured(command: list[str], *, stdout=None) -> tuple[float, float, float, int]:
-    """Run `command`; returns (wall seconds, CPU seconds of it and its children, peak summed RSS in MB of
-    its process tree sampled every 20 ms, exit code)."""
+    """Run `command`; returns (wall seconds, CPU seconds of it and its descendants, peak summed RSS
+    in MB of its process tree, exit code). Both are sampled every 20 ms, so CPU counts every
+    process of the tree (forkserver workers too, which are no child of the command) but the
+    last 20 ms of each."""
     peak = 0
+    cpu_ticks: dict[int, int] = {}
     started = time.monotonic()
     process = subprocess.Popen(command, stdout=stdout, cwd=str(ROOT))
     done = threading.Event()
@@ -190,19 +196,19 @@ def run_measured(command: list[str], *, stdout=None) -> tuple[float, float, floa
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, _tree_rss_kb(process.pid))
+            rss, ticks = _tree_sample(process.pid)
+            peak = max(peak, rss)
+            for pid, used in ticks.items():
+                cpu_ticks[pid] = max(used, cpu_ticks.get(pid, 0))
             done.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    before = os.times()
     process.wait()
-    after = os.times()
     done.set()
     sampler.join()
     seconds = time.monotonic() - started
-    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    return seconds, cpu, peak / 1024, process.returncode
+    return seconds, sum(cpu_ticks.values()) / os.sysconf("SC_CLK_TCK"), peak / 1024, process.returncode
 
 
 def database_for_bench(path: str | None, records: int, report_every: int, keep_dir: str) -> tuple[str, dict | None]:

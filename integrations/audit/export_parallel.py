@@ -49,13 +49,13 @@ def slices(conn, **filters: Any) -> Generator[tuple[int, int], None, None]:
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    """fork where there is one: workers start at once, without importing anything again.
+    """forkserver where there is one, as `store.audit.verify_file` uses.
 
-    Safe here: the workers never touch the SQLite connection they inherit (each opens its
-    own), and they leave through os._exit, so no finalizer closes it behind the parent's back.
+    Not fork: a caller with threads (a database pool, the group commit) can fork a child
+    that holds a lock one of those threads had, and the pool then waits on it forever.
     """
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
 def _format_slice(

@@ -42,7 +42,7 @@ from integrations.zoom.reports import participant_to_row  # noqa: E402
 from store.db import Store, durable_write, open_db  # noqa: E402
 from store.derived import RefreshStats  # noqa: E402
 from store.events import upsert_instance  # noqa: E402
-from store.evidence import GENESIS, chain_hash, content_hash  # noqa: E402
+from store.evidence import GENESIS, RawPage, chain_hash, content_hash  # noqa: E402
 from store.migrations import migrate  # noqa: E402
 from store.postgres import redact  # noqa: E402
 from store.reports import complete_fetch, save_registrants, save_report_page, start_fetch  # noqa: E402
@@ -224,10 +224,10 @@ def store_report(db, connections: list[dict], registrants: list[dict]) -> int:
         ]
         body = json.dumps({"participants": page}).encode()
         save_report_page(
-            db, fetch_id, UUID, body=body, url=f"bench://report/{i}", rows=[participant_to_row(p) for p in page]
+            db, fetch_id, UUID, RawPage(f"bench://report/{i}", body), [participant_to_row(p) for p in page]
         )
     complete_fetch(db, fetch_id)
-    save_registrants(db, registrants, body=json.dumps(registrants).encode(), url="bench://registrants")
+    save_registrants(db, RawPage("bench://registrants", json.dumps(registrants).encode()), registrants)
     return len(connections)
 
 

@@ -31,6 +31,7 @@ from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar  # 
 from integrations.zoom.client import ZoomClient  # noqa: E402
 from integrations.zoom.polls import answer_rows  # noqa: E402
 from store.db import open_db  # noqa: E402
+from store.evidence import RawPage  # noqa: E402
 from store.migrations import migrate  # noqa: E402
 from store.quiz import save_poll_definitions, save_poll_report  # noqa: E402
 from store.rules import set_rules  # noqa: E402
@@ -102,12 +103,12 @@ def main() -> None:
     emails += [f"guest{i}@example.org" for i in range(max(0, args.people - len(emails)))]
     emails = emails[: args.people]
     polls, questions = quiz(args.questions)
-    save_poll_definitions(db, WEBINAR, body=b'{"polls":[]}', url="bench:definitions", polls=polls, questions=questions)
+    save_poll_definitions(db, WEBINAR, RawPage("bench:definitions", b'{"polls":[]}'), polls, questions)
     body = poll_report(emails, args.questions)
 
     started = time.perf_counter()
     rows = answer_rows(json.loads(body)["questions"])
-    save_poll_report(db, uuid, body=body, url=f"bench:report/{uuid}/polls", rows=rows, meeting_id=WEBINAR)
+    save_poll_report(db, uuid, RawPage(f"bench:report/{uuid}/polls", body), rows, meeting_id=WEBINAR)
     stored = time.perf_counter() - started
     scored_rows = refresh_quiz_scores(db, uuid)
     took = time.perf_counter() - started

@@ -178,15 +178,11 @@ class SQLiteStore(sqlite_utils.Database):
 
     def data_tables(self) -> list[str]:
         """The tables holding the service's data (not SQLite's or the migrations' bookkeeping)."""
-        sql = (
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
-            " AND name != '_sqlite_migrations' ORDER BY name"
-        )
-        return [row[0] for row in self.execute(sql)]
+        return sorted(t for t in self.table_names() if not t.startswith("sqlite") and t != "_sqlite_migrations")
 
     def table_columns(self, table: str) -> list[str]:
         """The columns of `table`, in their order."""
-        return [row[1] for row in self.execute(f'PRAGMA table_info("{table}")')]
+        return [column.name for column in self.table(table).columns]
 
     def stream(self, sql: str, batch_size: int) -> Iterator[list[tuple]]:
         """The rows of `sql` in lists of at most `batch_size`, read as they are needed."""

@@ -9,7 +9,7 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from store.db import Store, durable_write
 
@@ -29,6 +29,24 @@ def content_hash(body: bytes) -> str:
 def chain_hash(previous: str, sha256: str, received_at: str) -> str:
     """The chain hash of a record given the previous record's chain hash."""
     return hashlib.sha256(f"{previous}:{sha256}:{received_at}".encode()).hexdigest()
+
+
+class FetchedPage(Protocol):
+    """What the store keeps of a fetched REST page: its exact bytes and the URL that gave them."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def body(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class RawPage:
+    """A `FetchedPage` made by hand: benchmarks and tests that store pages without a client."""
+
+    url: str
+    body: bytes
 
 
 @dataclass(frozen=True)
@@ -153,19 +171,13 @@ def _insert_rows_sql(count: int) -> str:
 
 
 def append_report_page(
-    conn,
-    body: bytes,
-    *,
-    url: str,
-    meeting_uuid: str | None,
-    received_at: str | None = None,
-    meeting_id: str | None = None,
+    conn, page: FetchedPage, *, meeting_uuid: str | None, received_at: str | None = None, meeting_id: str | None = None
 ) -> StoredRecord:
     """Append one fetched report page inside the caller's `durable_write` transaction."""
-    columns = {"url": url, "meeting_uuid": meeting_uuid}
+    columns = {"url": page.url, "meeting_uuid": meeting_uuid}
     if meeting_id is not None:  # pages of a meeting rather than an instance (poll definitions)
         columns["meeting_id"] = meeting_id
-    return _append(conn, "report", body, content_hash(body), received_at or utc_now(), columns)
+    return _append(conn, "report", page.body, content_hash(page.body), received_at or utc_now(), columns)
 
 
 def append_import(conn, body: bytes, *, url: str, meeting_id: str, received_at: str | None = None) -> StoredRecord:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from store.db import Store, durable_write
-from store.evidence import append_report_page
+from store.evidence import FetchedPage, append_report_page
 
 ANSWER_COLUMNS = ("entry", "detail", "name", "email", "anonymous", "poll_id", "question", "answer", "date_time")
 SCORE_COLUMNS = (
@@ -50,15 +50,13 @@ def _replace_definitions(conn, meeting_id: str, raw_id: int | None, polls, quest
 def save_poll_definitions(
     db: Store,
     meeting_id: str,
-    *,
-    body: bytes,
-    url: str,
+    page: FetchedPage,
     polls: Sequence[Mapping[str, Any]],
     questions: Sequence[Mapping[str, Any]],
 ) -> int:
     """Store a definitions page as evidence and make its polls the meeting's; returns its raw id."""
     with durable_write(db) as conn:
-        record = append_report_page(conn, body, url=url, meeting_uuid=None, meeting_id=meeting_id)
+        record = append_report_page(conn, page, meeting_uuid=None, meeting_id=meeting_id)
         _replace_definitions(conn, meeting_id, record.id, polls, questions)
     return record.id
 
@@ -75,10 +73,9 @@ def _replace_answers(conn, instance_uuid: str, raw_id: int, rows: Sequence[Mappi
 def save_poll_report(
     db: Store,
     instance_uuid: str,
-    *,
-    body: bytes,
-    url: str,
+    page: FetchedPage,
     rows: Sequence[Mapping[str, Any]],
+    *,
     meeting_id: str | None = None,
     received_at: str | None = None,
 ) -> int:
@@ -87,9 +84,7 @@ def save_poll_report(
         # Filed under the meeting number, not the instance: pages tagged with an instance
         # move its attendance fingerprint (store/derived.py), and answers change no attendance.
         # The instance is in the page's URL and body, and poll_answers.raw_id points at it.
-        record = append_report_page(
-            conn, body, url=url, meeting_uuid=None, meeting_id=meeting_id, received_at=received_at
-        )
+        record = append_report_page(conn, page, meeting_uuid=None, meeting_id=meeting_id, received_at=received_at)
         _replace_answers(conn, instance_uuid, record.id, rows)
     return record.id
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from store.db import Store, durable_write, query_one
 from store.events import ensure_instance, track_meeting
-from store.evidence import append_report_page, utc_now
+from store.evidence import FetchedPage, append_report_page, utc_now
 
 # The fields of a participant report row as stored (integrations/zoom/reports.py hashes them).
 REPORT_FIELDS = (
@@ -125,19 +125,13 @@ def start_fetch(
 
 
 def save_report_page(
-    db: Store,
-    fetch_id: int,
-    instance_uuid: str,
-    *,
-    body: bytes,
-    url: str,
-    rows: Sequence[Mapping[str, Any]],
+    db: Store, fetch_id: int, instance_uuid: str, page: FetchedPage, rows: Sequence[Mapping[str, Any]]
 ) -> SavedPage:
     """Store a fetched page as evidence and upsert its rows (idempotent on row_hash)."""
     columns = ", ".join(ROW_COLUMNS)
     marks = ", ".join("?" * len(ROW_COLUMNS))
     with durable_write(db) as conn:
-        record = append_report_page(conn, body, url=url, meeting_uuid=instance_uuid)
+        record = append_report_page(conn, page, meeting_uuid=instance_uuid)
         # rowcount, not total_changes: rows written by other areas' triggers are not ours.
         new_rows = conn.executemany(
             f"INSERT INTO report_rows (instance_uuid, raw_id, {columns}) VALUES (?, ?, {marks}) ON CONFLICT DO NOTHING",
@@ -165,6 +159,24 @@ def _update_schedule(conn, instance_uuid: str, fields: Mapping[str, Any]) -> Non
     )
 
 
+def _end_fetch(conn, fetch_id: int, now: str, schedule: Mapping[str, Any] | None, **fields: Any) -> tuple:
+    """Record how a fetch ended (`fields` of report_fetches, rows seen) and the instance's next
+    schedule; returns the fetch's (instance_uuid, kind, meeting_id)."""
+    instance_uuid, kind, meeting_id = conn.execute(
+        "SELECT instance_uuid, kind, meeting_id FROM report_fetches WHERE id = ?", (fetch_id,)
+    ).fetchone()
+    rows = conn.execute("SELECT count(*) FROM report_fetch_seen WHERE fetch_id = ?", (fetch_id,)).fetchone()[0]
+    conn.execute("DELETE FROM report_fetch_seen WHERE fetch_id = ?", (fetch_id,))
+    assignments = "".join(f", {name} = ?" for name in fields)
+    conn.execute(
+        f"UPDATE report_fetches SET completed_at = ?, rows = ?{assignments} WHERE id = ?",
+        (now, rows, *fields.values(), fetch_id),
+    )
+    if schedule:
+        _update_schedule(conn, instance_uuid, {**schedule, "last_fetch_id": fetch_id})
+    return instance_uuid, kind, meeting_id
+
+
 def complete_fetch(
     db: Store,
     fetch_id: int,
@@ -181,27 +193,25 @@ def complete_fetch(
     """
     now = utc_now()
     with durable_write(db) as conn:
-        instance_uuid, kind, meeting_id = conn.execute(
-            "SELECT instance_uuid, kind, meeting_id FROM report_fetches WHERE id = ?", (fetch_id,)
-        ).fetchone()
         conn.execute(
             "UPDATE report_rows SET fetch_id = ? WHERE id IN (SELECT row_id FROM report_fetch_seen WHERE fetch_id = ?)",
             (fetch_id, fetch_id),
         )
-        rows = conn.execute("SELECT count(*) FROM report_fetch_seen WHERE fetch_id = ?", (fetch_id,)).fetchone()[0]
-        conn.execute("DELETE FROM report_fetch_seen WHERE fetch_id = ?", (fetch_id,))
-        conn.execute(
-            "UPDATE report_fetches SET status = 'complete', completed_at = ?, rows = ?, api_calls = ?, restarts = ?, "
-            "zero_duration_rows = ? WHERE id = ?",
-            (now, rows, api_calls, restarts, zero_duration_rows, fetch_id),
+        instance_uuid, kind, meeting_id = _end_fetch(
+            conn,
+            fetch_id,
+            now,
+            schedule,
+            status="complete",
+            api_calls=api_calls,
+            restarts=restarts,
+            zero_duration_rows=zero_duration_rows,
         )
         ensure_instance(conn, instance_uuid, meeting_id, kind, now)
         conn.execute(
             "UPDATE instances SET report_fetch_id = ?, report_complete = 1, report_fetched_at = ? WHERE instance_uuid = ?",
             (fetch_id, now, instance_uuid),
         )
-        if schedule:
-            _update_schedule(conn, instance_uuid, {**schedule, "last_fetch_id": fetch_id})
     return get_fetch(db, fetch_id)
 
 
@@ -216,16 +226,16 @@ def fail_fetch(
 ) -> FetchSummary:
     """Mark a fetch failed; the instance keeps the rows of its last complete fetch."""
     with durable_write(db) as conn:
-        instance_uuid = conn.execute("SELECT instance_uuid FROM report_fetches WHERE id = ?", (fetch_id,)).fetchone()[0]
-        rows = conn.execute("SELECT count(*) FROM report_fetch_seen WHERE fetch_id = ?", (fetch_id,)).fetchone()[0]
-        conn.execute("DELETE FROM report_fetch_seen WHERE fetch_id = ?", (fetch_id,))
-        conn.execute(
-            "UPDATE report_fetches SET status = 'failed', error = ?, completed_at = ?, rows = ?, api_calls = ?, restarts = ? "
-            "WHERE id = ?",
-            (error[:1000], utc_now(), rows, api_calls, restarts, fetch_id),
+        _end_fetch(
+            conn,
+            fetch_id,
+            utc_now(),
+            schedule,
+            status="failed",
+            error=error[:1000],
+            api_calls=api_calls,
+            restarts=restarts,
         )
-        if schedule:
-            _update_schedule(conn, instance_uuid, {**schedule, "last_fetch_id": fetch_id})
     return get_fetch(db, fetch_id)
 
 
@@ -256,15 +266,13 @@ def report_rows(db: Store, instance_uuid: str) -> list[dict[str, Any]]:
 # -- instances, registrants, tracked meetings -----------------------------------------------
 
 
-def save_instances(
-    db: Store, rows: Iterable[Mapping[str, Any]], *, body: bytes | None = None, url: str | None = None
-) -> list[str]:
+def save_instances(db: Store, rows: Iterable[Mapping[str, Any]], page: FetchedPage | None = None) -> list[str]:
     """Record instances listed by Zoom (and the listing as evidence); returns the new uuids."""
     now = utc_now()
     new: list[str] = []
     with durable_write(db) as conn:
-        if body is not None:
-            append_report_page(conn, body, url=url or "", meeting_uuid=None)
+        if page is not None:
+            append_report_page(conn, page, meeting_uuid=None)
         for row in rows:
             cursor = conn.execute(
                 "INSERT INTO instances (instance_uuid, meeting_id, kind, start_time, first_seen_at) VALUES (?, ?, ?, ?, ?) "
@@ -282,7 +290,7 @@ def save_instances(
     return new
 
 
-def save_registrants(db: Store, rows: Sequence[Mapping[str, Any]], *, body: bytes, url: str) -> SavedPage:
+def save_registrants(db: Store, page: FetchedPage, rows: Sequence[Mapping[str, Any]]) -> SavedPage:
     """Store a registrants page as evidence and upsert its registrants (a status may change)."""
     now = utc_now()
     columns = ", ".join(REGISTRANT_COLUMNS)
@@ -290,7 +298,7 @@ def save_registrants(db: Store, rows: Sequence[Mapping[str, Any]], *, body: byte
     assignments = ", ".join(c + " = ?" for c in REGISTRANT_COLUMNS)
     changed = " OR ".join(c + " IS DISTINCT FROM ?" for c in REGISTRANT_COLUMNS)
     with durable_write(db) as conn:
-        record = append_report_page(conn, body, url=url, meeting_uuid=None)
+        record = append_report_page(conn, page, meeting_uuid=None)
         new_rows = conn.executemany(
             f"INSERT INTO registrants (meeting_id, registrant_id, {columns}, raw_id, fetched_at) "
             f"VALUES (?, ?, {marks}, ?, ?) ON CONFLICT DO NOTHING",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from store.db import durable_write
-from store.evidence import append_report_page
+from store.evidence import RawPage, append_report_page
 
 ROOT = Path(__file__).resolve().parents[1]
 MEETING_ID = "81234567890"
@@ -87,9 +87,8 @@ def report_row(n: int, **overrides) -> dict:
 def store_report_page(db, body: bytes, *, instance: str = INSTANCE, kind: str = "webinars") -> int:
     """Store a fetched page as the report poller does; returns its record id."""
     with durable_write(db) as conn:
-        return append_report_page(
-            conn, body, url=f"https://api.zoom.us/v2/report/{kind}/{instance}/participants", meeting_uuid=instance
-        ).id
+        page = RawPage(f"https://api.zoom.us/v2/report/{kind}/{instance}/participants", body)
+        return append_report_page(conn, page, meeting_uuid=instance).id
 
 
 def run_worker(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

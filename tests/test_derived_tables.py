@@ -20,7 +20,7 @@ from integrations.zoom.reports import participant_to_row
 from store import derived
 from store.db import open_db
 from store.derived import RefreshStats, is_current
-from store.evidence import store_delivery
+from store.evidence import RawPage, store_delivery
 from store.migrations import migrate, migrations
 from store.reports import save_report_page, start_fetch
 from tests.attendance_support import Scenario, by_key, cli, report_row, table_dump
@@ -320,7 +320,7 @@ def test_report_rows_of_an_incomplete_fetch_are_not_used(client, config, db):
     sc.ended("11:00")
     fetch = start_fetch(db, MEETING_UUID, kind="meeting", meeting_id=MEETING)
     row = report_row("1", "Ann", sc.t("10:00"), sc.t("10:10"), user_email="ann@x.org")
-    save_report_page(db, fetch, MEETING_UUID, body=b"{}", url="test://page", rows=[participant_to_row(row)])
+    save_report_page(db, fetch, MEETING_UUID, RawPage("test://page", b"{}"), [participant_to_row(row)])
     (ann,) = cli(config, "attendance", MEETING)["attendees"]
     assert (ann["attended_seconds"], ann["sources"]) == (50 * 60, ["webhook"])  # still running: webhooks only
 

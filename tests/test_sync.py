@@ -17,7 +17,7 @@ import integrations.reports.sync as sync_module
 from integrations.config import ConfigError
 from integrations.ingest.normalize import normalize_pending
 from integrations.jobs.scheduler import add_jobs
-from integrations.reports.plan import after_complete, after_failure, first_fetch, parse_delays
+from integrations.reports.plan import FetchPlan, parse_delays
 from integrations.reports.sync import ReportPoller, poll_reports, sync_meeting
 from integrations.simulator.zoom_api import ZoomSimulator, synthetic_webinar
 from integrations.zoom.client import DailyLimitError, NotFound, ZoomUnavailable
@@ -256,27 +256,27 @@ def test_parse_delays():
 
 
 def test_first_fetch_collapses_stages_already_past():
-    delays = parse_delays(DELAYS)
-    assert first_fetch(END, delays, END) == {"stage": 0, "due_at": to_iso(END + timedelta(minutes=30))}
+    plan = FetchPlan(END, parse_delays(DELAYS))
+    assert plan.first(END) == {"stage": 0, "due_at": to_iso(END + timedelta(minutes=30))}
     late = END + timedelta(hours=3)
-    assert first_fetch(END, delays, late) == {"stage": 1, "due_at": to_iso(late)}
+    assert plan.first(late) == {"stage": 1, "due_at": to_iso(late)}
 
 
 def test_after_complete_moves_to_the_next_stage_then_extra_fetches_then_done():
-    delays = parse_delays(DELAYS)
-    nxt = after_complete(END, delays, END + timedelta(minutes=31), unprocessed_rows=0, extra_fetches=0)
+    plan = FetchPlan(END, parse_delays(DELAYS))
+    nxt = plan.after_complete(END + timedelta(minutes=31), unprocessed_rows=0, extra_fetches=0)
     assert (nxt["stage"], nxt["due_at"], nxt["status"]) == (1, to_iso(END + timedelta(hours=2)), "pending")
     last = END + timedelta(hours=24, minutes=1)
-    assert after_complete(END, delays, last, unprocessed_rows=0, extra_fetches=0)["status"] == "done"
-    extra = after_complete(END, delays, last, unprocessed_rows=3, extra_fetches=0)
+    assert plan.after_complete(last, unprocessed_rows=0, extra_fetches=0)["status"] == "done"
+    extra = plan.after_complete(last, unprocessed_rows=3, extra_fetches=0)
     assert (extra["due_at"], extra["extra_fetches"]) == (to_iso(last + timedelta(hours=24)), 1)
-    assert after_complete(END, delays, last, unprocessed_rows=3, extra_fetches=2)["status"] == "done"
+    assert plan.after_complete(last, unprocessed_rows=3, extra_fetches=2)["status"] == "done"
 
 
 def test_after_failure_rules():
-    delays = parse_delays(DELAYS)
+    after_failure = FetchPlan(END, parse_delays(DELAYS)).after_failure
     now = END + timedelta(minutes=31)
-    common = {"ended_at": END, "delays": delays, "stage": 0, "now": now, "error": "x"}
+    common = {"stage": 0, "now": now, "error": "x"}
     assert after_failure("transient", attempts=0, **common)["due_at"] == to_iso(now + timedelta(minutes=5))
     assert after_failure("transient", attempts=2, **common)["due_at"] == to_iso(now + timedelta(minutes=20))
     assert after_failure("transient", attempts=7, **common)["status"] == "gave_up"

@@ -16,7 +16,7 @@ from typing import Any
 from integrations.config import Config, ConfigError
 from integrations.derived.refresh import refresh_instances
 from integrations.funnel.stages import refresh_funnel
-from integrations.reports.plan import after_complete, after_failure, first_fetch, parse_delays
+from integrations.reports.plan import FetchPlan, parse_delays
 from integrations.zoom.client import (
     DailyLimitError,
     Forbidden,
@@ -156,7 +156,7 @@ def sync_instance(
                 restarts, unprocessed = page.restarts, {}
             rows = [participant_to_row(p) for p in page.items]
             unprocessed[page.number] = sum(looks_unprocessed(r) for r in rows)
-            save_report_page(db, fetch_id, instance_uuid, body=page.body, url=page.url, rows=rows)
+            save_report_page(db, fetch_id, instance_uuid, page, rows)
             if stopping and stopping():
                 raise SyncInterrupted(
                     f"the worker is stopping: fetch of {instance_uuid} left after {page.number} pages"
@@ -225,7 +225,7 @@ def discover_instances(
             last_error = e
             continue
         rows = [r for r in (instance_to_row(i, meeting_id, candidate) for i in page.items) if r]
-        save_instances(db, rows, body=page.body, url=page.url)
+        save_instances(db, rows, page)
         return candidate, rows
     what = f"{kind} " if kind else "meeting or webinar "
     raise NotFound(
@@ -244,7 +244,7 @@ def sync_registrants(
     for status in REGISTRANT_STATUSES:
         for page in fetch_registrants(client, webinar_id, status):
             rows = [r for r in (registrant_to_row(item, webinar_id, status=status) for item in page.items) if r]
-            saved = save_registrants(db, rows, body=page.body, url=page.url)
+            saved = save_registrants(db, page, rows)
             result.pages += 1
             result.new += saved.new_rows
             for row in rows:
@@ -336,7 +336,7 @@ def sync_polls(
             if poll is not None:
                 polls.append(poll)
                 questions.extend(rows)
-        save_poll_definitions(db, meeting_id, body=page.body, url=page.url, polls=polls, questions=questions)
+        save_poll_definitions(db, meeting_id, page, polls, questions)
         result.polls = len(polls)
         result.quizzes = sum(1 for p in polls if p["poll_type"] == 3)
     except ZoomApiError as e:
@@ -348,7 +348,7 @@ def sync_polls(
             _skip_poll_error(result, f"poll report of {uuid}", e)
             continue
         rows = answer_rows(page.items)
-        save_poll_report(db, uuid, body=page.body, url=page.url, rows=rows, meeting_id=meeting_id)
+        save_poll_report(db, uuid, page, rows, meeting_id=meeting_id)
         result.answers += len(rows)
         result.instances += 1
         if progress:
@@ -375,7 +375,7 @@ def _merge(first: Iterable[str], second: Iterable[str]) -> list[str]:
 
 
 def _outcome(error: BaseException) -> tuple[str, datetime | None]:
-    """Which after_failure rule an error falls under (and when a rate limit lifts)."""
+    """Which `FetchPlan.after_failure` rule an error falls under (and when a rate limit lifts)."""
     if isinstance(error, SyncInterrupted):
         return "interrupted", None
     if isinstance(error, RateLimited):
@@ -409,7 +409,7 @@ def plan_ended_instances(db: Store, delays: tuple[timedelta, ...], now: datetime
     rows = []
     for instance in unscheduled_ended_instances(db):
         ended_at = from_iso(instance["end_time"])
-        rows.append({**instance, "ended_at": to_iso(ended_at), **first_fetch(ended_at, delays, now)})
+        rows.append({**instance, "ended_at": to_iso(ended_at), **FetchPlan(ended_at, delays).first(now)})
     return schedule_instances(db, rows) if rows else 0
 
 
@@ -446,8 +446,8 @@ def discover_tracked(
         # A listed instance has ended; when exactly is unknown without its webhook, so the
         # delays count from now. Instances from before tracking began are `sync`'s job.
         fresh = [r for r in rows if r["start_time"] is None or from_iso(r["start_time"]) >= since]
-        plan = [{**r, "ended_at": to_iso(now), **first_fetch(now, delays, now)} for r in fresh]
-        scheduled += schedule_instances(db, plan) if plan else 0
+        planned = [{**r, "ended_at": to_iso(now), **FetchPlan(now, delays).first(now)} for r in fresh]
+        scheduled += schedule_instances(db, planned) if planned else 0
     return scheduled
 
 
@@ -471,28 +471,18 @@ def fetch_due(
         if not claim_fetch(db, uuid, now=to_iso(moment), until=to_iso(moment + CLAIM_FOR), worker=worker):
             continue
         current = schedule_row(db, uuid) or row
-        ended_at = from_iso(current["ended_at"])
+        plan = FetchPlan(from_iso(current["ended_at"]), delays)
 
-        def completed(
-            unprocessed: int, current: dict[str, Any] = current, ended_at: datetime = ended_at
-        ) -> Mapping[str, Any]:
-            return after_complete(
-                ended_at, delays, now(), unprocessed_rows=unprocessed, extra_fetches=current["extra_fetches"]
-            )
+        def completed(unprocessed: int, current: dict[str, Any] = current, plan: FetchPlan = plan) -> Mapping[str, Any]:
+            return plan.after_complete(now(), unprocessed_rows=unprocessed, extra_fetches=current["extra_fetches"])
 
         def failed(
-            error: BaseException, current: dict[str, Any] = current, ended_at: datetime = ended_at
+            error: BaseException, current: dict[str, Any] = current, plan: FetchPlan = plan
         ) -> Mapping[str, Any]:
             outcome, retry_at = _outcome(error)
-            return after_failure(
-                outcome,
-                ended_at=ended_at,
-                delays=delays,
-                stage=current["stage"],
-                attempts=current["attempts"],
-                now=now(),
-                error=_one_line(error),
-                retry_at=retry_at,
+            stage, attempts = current["stage"], current["attempts"]
+            return plan.after_failure(
+                outcome, stage=stage, attempts=attempts, now=now(), error=_one_line(error), retry_at=retry_at
             )
 
         try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -72,6 +72,9 @@ class Config:
     # E-certificates (issue 17)
     cert_signing_key_file: str | None = None
     public_base_url: str = "http://127.0.0.1:8000"
+    # False when PUBLIC_BASE_URL is unset: the URL above is then this machine at PORT, and a
+    # server started with --port moves it there (served_at).
+    public_base_url_set: bool = False
     cert_template_file: str | None = None
     cert_send_per_minute: float = 30.0
     cert_verify_per_minute: float = 30.0
@@ -106,8 +109,19 @@ class Config:
         if missing:
             raise ConfigError("Zoom API credentials missing: set " + ", ".join(missing) + " (see config.example.env)")
 
+    def served_at(self, port: int) -> Config:
+        """This configuration for a server listening on `port`: PUBLIC_BASE_URL, when set, wins."""
+        if self.public_base_url_set:
+            return replace(self, port=port)
+        return replace(self, port=port, public_base_url=local_base_url(port))
+
     def __repr__(self) -> str:  # secrets never reach logs through a repr
         return f"Config(database_path={redact(self.database_path)!r}, zoom_api_base_url={self.zoom_api_base_url!r})"
+
+
+def local_base_url(port: int) -> str:
+    """This machine's address at `port`: PUBLIC_BASE_URL's value when it is unset."""
+    return f"http://127.0.0.1:{port}"
 
 
 def database_path_from_url(url: str) -> str:
@@ -162,7 +176,8 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
             return default
         return raw in ("1", "true", "yes")
 
-    public_base_url = (text("PUBLIC_BASE_URL") or Config.public_base_url).rstrip("/")
+    port = int(number("PORT", 8000, int))
+    public_base_url = (text("PUBLIC_BASE_URL") or local_base_url(port)).rstrip("/")
     if not public_base_url.startswith(("http://", "https://")):
         errors.append(f"PUBLIC_BASE_URL must start with http:// or https://, got {public_base_url!r}")
     try:
@@ -189,7 +204,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         secret_key=text("SECRET_KEY"),
         trust_proxy_headers=flag("TRUST_PROXY_HEADERS"),
         webhook_tolerance_seconds=int(number("WEBHOOK_TOLERANCE_SECONDS", 300, int)),
-        port=int(number("PORT", 8000, int)),
+        port=port,
         web_concurrency=max(1, int(number("WEB_CONCURRENCY", 2, int))),
         db_lock_timeout_seconds=number("DB_LOCK_TIMEOUT_SECONDS", 2.0),
         zoom_requests_per_second=requests_per_second,
@@ -205,6 +220,7 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         log_level=(text("LOG_LEVEL") or "INFO").upper(),
         cert_signing_key_file=text("CERT_SIGNING_KEY_FILE"),
         public_base_url=public_base_url,
+        public_base_url_set=text("PUBLIC_BASE_URL") is not None,
         cert_template_file=text("CERT_TEMPLATE_FILE"),
         cert_send_per_minute=number("CERT_SEND_PER_MINUTE", 30.0),
         cert_verify_per_minute=number("CERT_VERIFY_PER_MINUTE", 30.0),

@@ -86,6 +86,47 @@ def create_private_file(path: str) -> None:
         os.close(dir_fd)
 
 
+# The files SQLite and our write lock put beside a database file.
+SIDE_FILE_SUFFIXES = ("-wal", "-shm", "-journal", "-lock")
+
+
+def _missing_directories(directory: str) -> list[str]:
+    """`directory` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not os.path.exists(directory):
+        missing.append(directory)
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            break
+        directory = parent
+    return missing
+
+
+@contextlib.contextmanager
+def removed_on_failure(path: str) -> Iterator[None]:
+    """If the block fails, remove the SQLite file `path`, its side files and directories it created.
+
+    Only a file that is not there yet is removed: an existing one (and all beside it) is left
+    as it was. Close every connection to `path` inside the block. PostgreSQL URLs: no-op.
+    """
+    if is_postgres_url(path) or path == ":memory:" or os.path.lexists(path):
+        yield
+        return
+    directories = _missing_directories(os.path.dirname(os.path.abspath(path)))
+    files = [path + suffix for suffix in ("", *SIDE_FILE_SUFFIXES) if not os.path.lexists(path + suffix)]
+    try:
+        yield
+    except BaseException:
+        _locks.discard(os.path.abspath(path), WriteLock.close)
+        for name in files:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name)
+        for directory in directories:
+            with contextlib.suppress(OSError):  # no longer empty: something else uses it
+                os.rmdir(directory)
+        raise
+
+
 class SQLiteStore(sqlite_utils.Database):
     """The SQLite database: a sqlite-utils Database that knows its file and its write lock."""
 
@@ -288,6 +329,12 @@ class WriteLock:
             self._pid = os.getpid()
         return self._fd
 
+    def close(self) -> None:
+        """Close the lock file (its file is about to be removed)."""
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
     @contextlib.contextmanager
     def hold(self, timeout: float) -> Iterator[None]:
         """Hold the lock, or raise DatabaseUnavailable after `timeout` seconds."""
@@ -362,6 +409,13 @@ class PerProcess(Generic[T]):
                 if found is None:
                     found = self._made[key] = make()
         return found
+
+    def discard(self, db_path: str, close: Callable[[T], None]) -> None:
+        """Forget this process's object for `db_path` (if made), `close` called on it first."""
+        with self._guard:
+            found = self._made.pop((os.getpid(), db_path), None)
+        if found is not None:
+            close(found)
 
 
 _locks: PerProcess[WriteLock] = PerProcess()

@@ -378,10 +378,10 @@ def start_worker(url: str, tmp_path: Path, name: str) -> Proc:
     return start_command("schedule", env)
 
 
-def start_command(command: str, env: dict[str, str]) -> Proc:
-    """`worker.py COMMAND` in its own process group, its output read from a pipe."""
+def start_command(command: str, env: dict[str, str], *args: str) -> Proc:
+    """`worker.py COMMAND [ARGS]` in its own process group, its output read from a pipe."""
     process = subprocess.Popen(
-        [sys.executable, "worker.py", command],
+        [sys.executable, "worker.py", command, *args],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -144,3 +144,38 @@ def test_an_unreachable_server_is_one_line(realistic, pg_server):
     result = copy_db(realistic, f"postgresql://{pg_server.user}:secret@127.0.0.1:1/none")
     assert result.exit_code == 1 and "cannot connect" in result.output and "secret" not in result.output
     assert result.output.count("\n") == 1, result.output
+
+
+def _unmigrated(url: str) -> str:
+    return "no attendance-worker tables"
+
+
+def _other_schema(url: str) -> str:
+    db = open_db(url)
+    migrate(db)
+    db.execute("ALTER TABLE instances ADD COLUMN added_later TEXT")
+    db.close()
+    return "target table instances has no column added_later"
+
+
+@pytest.mark.parametrize("source", [_unmigrated, _other_schema], ids=["empty source", "other schema"])
+def test_a_refused_copy_leaves_no_new_sqlite_file_behind(pg_url, tmp_path, source):
+    """Regression: a refused copy left a migrated, empty SQLite file (and its directory) at TARGET."""
+    message = source(pg_url)
+    result = copy_db(pg_url, f"sqlite:///{tmp_path / 'new' / 'deeper' / 'copy.db'}")
+    assert result.exit_code == 1 and message in result.output
+    assert result.output.count("\n") == 1, result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_a_refused_copy_leaves_an_existing_target_file_as_it_was(pg_url, tmp_path):
+    target = tmp_path / "mine.db"
+    db = open_db(str(target))
+    migrate(db)
+    db["state"].insert({"key": "operator-note", "value": "kept"})
+    db.close()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    message = _other_schema(pg_url)
+    result = copy_db(pg_url, f"sqlite:///{target}")
+    assert result.exit_code == 1 and message in result.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -99,6 +99,29 @@ def test_rules_are_versioned_and_used_by_attendance_unless_overridden(runner_env
     assert funnel["rules"]["overridden"] == ["min_minutes"] and funnel["rules"]["min_percent"] is None
 
 
+def test_funnel_table_without_rules_says_so_in_words_and_json_keeps_null(runner_env, synced):
+    table = runner_env(["funnel", WEBINAR, "--format", "table"])
+    assert table.exit_code == 0, table.output
+    head = table.output.splitlines()[0]
+    assert "None" not in table.output
+    assert head.endswith("rules: no minimum (everyone who joined attended), no pass rule (none stored)")
+    listed = runner_env(["funnel", WEBINAR, "--stage", "joined", "--format", "table"])
+    assert listed.exit_code == 0 and "None" not in listed.output
+    assert run_json(runner_env, ["funnel", WEBINAR])["rules"] == {
+        "min_minutes": None,
+        "min_percent": None,
+        "pass_percent": None,
+        "version": None,
+        "set_at": None,
+        "overridden": [],
+    }
+    run_json(runner_env, ["rules", WEBINAR, "--min-minutes", "60", "--pass-percent", "70"])
+    stored = runner_env(["funnel", WEBINAR, "--min-percent", "50", "--format", "table"])
+    assert stored.output.splitlines()[0].endswith(
+        "rules: min_percent=50, pass_percent=70 (version 1, overridden: min_percent)"
+    )
+
+
 def test_people_at_stage_gives_what_certificates_need(db, synced):
     sc, _ = synced
     with pytest.raises(Exception, match="no stage 'passed'"):

@@ -39,6 +39,37 @@ def test_the_banner_names_the_public_webhook_url_and_never_a_secret(tmp_path):
     )
 
 
+def test_the_banner_uses_the_port_served_unless_public_base_url_is_set(tmp_path):
+    local = make_config(tmp_path, PORT="9100")
+    assert local.public_base_url == "http://127.0.0.1:9100" and not local.public_base_url_set
+    text = banner(local.served_at(9200), listen="127.0.0.1:9200")
+    assert "http://127.0.0.1:9200/webhooks/zoom" in text and "9100" not in text
+    public = make_config(tmp_path, PORT="9100", PUBLIC_BASE_URL="https://attend.example.org").served_at(9200)
+    assert public.public_base_url == "https://attend.example.org" and public.port == 9200
+    text = banner(public, listen="127.0.0.1:9200")
+    assert "Zoom webhook URL:      https://attend.example.org/webhooks/zoom" in text
+
+
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_the_started_banner_names_the_port_given_with_port(tmp_path, command):
+    """Regression: with PUBLIC_BASE_URL unset the banner printed :8000 whatever --port said."""
+    import signal
+
+    from tests.fault_support import free_port, process_env, start_command
+    from tests.test_hardening_signals import stop_with, wait_for_line
+
+    env = process_env(tmp_path / "a.db")
+    for name in ("PUBLIC_BASE_URL", "PORT"):
+        env.pop(name, None)
+    port = free_port()
+    proc = start_command(command, env, "--port", str(port))
+    wait_for_line(proc, f"Listening at: http://127.0.0.1:{port}")
+    stop_with(proc, signal.SIGTERM)
+    log = proc.log()
+    assert f"Zoom webhook URL:      http://127.0.0.1:{port}/webhooks/zoom is not public HTTPS" in log
+    assert "127.0.0.1:8000" not in log
+
+
 def test_schedule_logs_the_banner(tmp_path):
     import signal
 

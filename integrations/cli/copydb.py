@@ -15,7 +15,7 @@ from integrations.config import ConfigError, database_path_from_url
 from store.audit import ChainError, open_readonly, verify_chain
 from store.certificates import CertificateChainError, verify_certificate_chain
 from store.copy import CopyError, SourceHead, copy_database
-from store.db import Store, check_database_file, open_db
+from store.db import Store, check_database_file, open_db, removed_on_failure
 from store.migrations import migrate
 from store.postgres import first_line, is_postgres_url, redact
 
@@ -81,21 +81,23 @@ def copy_db(source_url: str, target_url: str, batch_rows: int) -> None:
     with user_errors():
         source = _open_source(source_location)
         try:
-            target = open_db(target_location, lock_timeout=10.0)
-            try:
-                migrate(target)
-
-                def progress(table: str, copied: int, total: int) -> None:
-                    if copied == total:
-                        click.echo(f"{table}: {copied} rows")
-
+            # A refused or failed copy leaves no new SQLite file behind, migrated but empty.
+            with removed_on_failure(target_location):
+                target = open_db(target_location, lock_timeout=10.0)
                 try:
-                    head = copy_database(source, target, batch_rows=batch_rows, progress=progress)
-                except CopyError as e:
-                    raise click.ClickException(str(e)) from None
-                click.echo(_check_target(target, head))
-            finally:
-                target.close()
+                    migrate(target)
+
+                    def progress(table: str, copied: int, total: int) -> None:
+                        if copied == total:
+                            click.echo(f"{table}: {copied} rows")
+
+                    try:
+                        head = copy_database(source, target, batch_rows=batch_rows, progress=progress)
+                    except CopyError as e:
+                        raise click.ClickException(str(e)) from None
+                    click.echo(_check_target(target, head))
+                finally:
+                    target.close()
         finally:
             source.close()
 

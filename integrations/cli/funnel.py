@@ -42,6 +42,21 @@ def _refresh_known(db, meeting_id: str) -> None:
     refresh_funnel(db, known)
 
 
+def rules_text(rules: dict[str, Any]) -> str:
+    """The rules a funnel applied, in words: a missing rule reads "no minimum", never None."""
+    if rules.get("min_minutes") is not None:
+        minimum = f"min_minutes={rules['min_minutes']:g}"
+    elif rules.get("min_percent") is not None:
+        minimum = f"min_percent={rules['min_percent']:g}"
+    else:
+        minimum = "no minimum (everyone who joined attended)"
+    passing = f"pass_percent={rules['pass_percent']:g}" if rules.get("pass_percent") is not None else "no pass rule"
+    origin = f"version {rules['version']}" if rules.get("version") is not None else "none stored"
+    if rules.get("overridden"):
+        origin += f", overridden: {', '.join(rules['overridden'])}"
+    return f"{minimum}, {passing} ({origin})"
+
+
 @click.command(name="import-registrations")
 @click.argument("meeting")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
@@ -191,12 +206,8 @@ def funnel(
         else:
             write_csv(result["stages"], ["stage", "count"])
     else:
-        r = result["rules"]
         click.echo(
-            f"Funnel of {result['meeting']}, instance {result['instance_uuid']}; rules: min_minutes={r['min_minutes']} "
-            f"min_percent={r['min_percent']} pass_percent={r['pass_percent']} (version {r['version']}"
-            + (f", overridden: {', '.join(r['overridden'])}" if r["overridden"] else "")
-            + ")\n"
+            f"Funnel of {result['meeting']}, instance {result['instance_uuid']}; rules: {rules_text(result['rules'])}\n"
         )
         if listing:
             write_table(

@@ -69,10 +69,11 @@ def serve(app: App, host: str, port: int | None, workers: int | None) -> None:
     """Run the web app (webhooks, read API) under gunicorn."""
     app.store()  # a bad DATABASE_URL is one line, not a traceback in every gunicorn worker
     app.close()
-    configure_logging(app.config.log_level)
-    bind = f"{host}:{port or app.config.port}"
-    log.info(banner(app.config, listen=bind, jobs=False))
-    command = gunicorn_command(app.config, bind=bind, workers=workers)
+    config = app.config.served_at(port or app.config.port)
+    configure_logging(config.log_level)
+    bind = f"{host}:{config.port}"
+    log.info(banner(config, listen=bind, jobs=False))
+    command = gunicorn_command(config, bind=bind, workers=workers)
     os.execv(command[0], command)
 
 
@@ -92,11 +93,11 @@ def schedule(app: App) -> None:
 @pass_app
 def run(app: App, host: str, port: int | None) -> None:
     """Run web app and scheduler together: the embedded single-machine default."""
-    config = app.config
+    config = app.config.served_at(port or app.config.port)
     configure_logging(config.log_level, config.log_format)
     app.store()  # a bad DATABASE_URL is one line here, not a traceback in every gunicorn worker
     stop = threading.Event()
-    bind = f"{host}:{port or config.port}"
+    bind = f"{host}:{config.port}"
     log.info(banner(config, listen=bind))
     web = subprocess.Popen(gunicorn_command(config, bind=bind))
 

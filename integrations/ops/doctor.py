@@ -232,7 +232,7 @@ def _clock(dates: _DateRecorder) -> Check:
 def check_public_url(config: Config, *, session: requests.Session | None = None) -> Check:
     """The public webhook URL answers a signed endpoint.url_validation as Zoom expects, over HTTPS."""
     name = "public webhook URL"
-    if not config.public_base_url or config.public_base_url == Config.public_base_url:
+    if not config.public_base_url_set or config.public_base_url == Config.public_base_url:
         # The default (this machine, for certificate links) is no address Zoom can post to.
         return Check(name, SKIPPED, "PUBLIC_BASE_URL not set")
     url = config.public_base_url + "/webhooks/zoom"

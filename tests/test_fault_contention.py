@@ -123,7 +123,11 @@ def test_write_lock_held_long_does_not_hold_up_answers_and_loses_nothing(tmp_pat
         with hold:
             # Answers need only the spool (integrations/ingest/spool.py), never the database's write lock.
             results += timed_posts(web.port, bodies[:4], workers=2)
-            time.sleep(1.5)  # the deferred import runs, waits for the lock, gives up, logs
+            # The deferred import runs, waits for the lock, gives up and logs. The lock is held
+            # until it has: a fixed sleep raced the import's own timing on a busy machine.
+            deadline = time.monotonic() + 15
+            while "spool import postponed" not in web.log() and time.monotonic() < deadline:
+                time.sleep(0.05)
             results += timed_posts(web.port, bodies[4:], workers=2)
             assert stored_hashes(database, import_first=False) == {}
         deadline = time.monotonic() + 15

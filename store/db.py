@@ -8,12 +8,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import os
 import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
 import sqlite_utils
@@ -447,6 +448,25 @@ def _begin_immediate(conn: sqlite3.Connection, *, remaining: float, timeout: flo
         conn.execute("BEGIN IMMEDIATE")
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+
+
+# Rows per multi-row statement: one statement, not one per row (each is a round trip to
+# PostgreSQL and through the GIL), within both stores' bound-parameter limits (SQLite 32,766,
+# PostgreSQL 65,535) for tables up to 60 columns.
+ROWS_PER_STATEMENT = 500
+
+
+@functools.lru_cache(maxsize=64)
+def insert_sql(table: str, columns: tuple[str, ...], rows: int, tail: str = "") -> str:
+    """`INSERT INTO table (columns) VALUES (?, …), …` for `rows` rows, then `tail` (an ON CONFLICT clause)."""
+    one = f"({', '.join('?' * len(columns))})"
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([one] * rows)}{' ' + tail if tail else ''}"
+
+
+def chunks(items: Sequence[T], size: int = ROWS_PER_STATEMENT) -> Iterator[Sequence[T]]:
+    """`items` in slices of at most `size`, for one statement each."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def durable_write(db: Store, *, timeout: float | None = None, sync: bool = True) -> contextlib.AbstractContextManager:

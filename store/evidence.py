@@ -5,13 +5,12 @@ same write transaction, under the cross-process write lock, so the chain stays l
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple, Protocol
 
-from store.db import Store, durable_write
+from store.db import Store, durable_write, insert_sql
 
 GENESIS = "0" * 64
 
@@ -157,17 +156,11 @@ def append_deliveries(conn, deliveries: list[Delivery]) -> list[StoredRecord]:
     per_statement = _ROWS_PER_INSERT * width
     for start in range(0, len(rows), per_statement):
         values = rows[start : start + per_statement]
-        conn.execute(_insert_rows_sql(len(values) // width), values)
+        conn.execute(insert_sql("raw_records", _DELIVERY_COLUMNS, len(values) // width), values)
     return records
 
 
 _ROWS_PER_INSERT = 256  # 2,816 bound parameters, well under SQLite's 32,766
-
-
-@functools.lru_cache(maxsize=64)
-def _insert_rows_sql(count: int) -> str:
-    one = f"({', '.join('?' * len(_DELIVERY_COLUMNS))})"
-    return f"INSERT INTO raw_records ({', '.join(_DELIVERY_COLUMNS)}) VALUES {', '.join([one] * count)}"
 
 
 def append_report_page(

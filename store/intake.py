@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from store.db import PostgresStore, durable_write
+from store.db import PostgresStore, durable_write, insert_sql
 from store.errors import DatabaseUnavailable
 from store.evidence import Delivery, StoredRecord, append_deliveries, content_hash
 from store.postgres import CONNECT_TIMEOUT_SECONDS, is_unavailable, redact, translate
@@ -67,11 +67,7 @@ def open_intake_pool(url: str, *, timeout: float) -> ConnectionPool:
 
 @functools.lru_cache(maxsize=16)
 def _insert_sql(count: int) -> str:
-    one = f"({', '.join('?' * len(_COLUMNS))})"
-    return translate(
-        f"INSERT INTO webhook_intake ({', '.join(_COLUMNS)}) VALUES {', '.join([one] * count)}"
-        " ON CONFLICT (sha256) DO NOTHING"
-    )
+    return translate(insert_sql("webhook_intake", _COLUMNS, count, "ON CONFLICT (sha256) DO NOTHING"))
 
 
 def intake_rows(deliveries: Sequence[Delivery], received_at: str) -> list[Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from store.db import Store, durable_write, query_one
+from store.db import Store, chunks, durable_write, insert_sql, query_one
 from store.events import ensure_instance, track_meeting
 from store.evidence import FetchedPage, append_report_page, utc_now
 
@@ -128,20 +128,22 @@ def save_report_page(
     db: Store, fetch_id: int, instance_uuid: str, page: FetchedPage, rows: Sequence[Mapping[str, Any]]
 ) -> SavedPage:
     """Store a fetched page as evidence and upsert its rows (idempotent on row_hash)."""
-    columns = ", ".join(ROW_COLUMNS)
-    marks = ", ".join("?" * len(ROW_COLUMNS))
+    new_rows = 0
     with durable_write(db) as conn:
         record = append_report_page(conn, page, meeting_uuid=instance_uuid)
-        # rowcount, not total_changes: rows written by other areas' triggers are not ours.
-        new_rows = conn.executemany(
-            f"INSERT INTO report_rows (instance_uuid, raw_id, {columns}) VALUES (?, ?, {marks}) ON CONFLICT DO NOTHING",
-            [(instance_uuid, record.id, *(row.get(c) for c in ROW_COLUMNS)) for row in rows],
-        ).rowcount
-        conn.executemany(
-            "INSERT INTO report_fetch_seen (fetch_id, row_id) "
-            "SELECT ?, id FROM report_rows WHERE instance_uuid = ? AND row_hash = ? ON CONFLICT DO NOTHING",
-            [(fetch_id, instance_uuid, row["row_hash"]) for row in rows],
-        )
+        # A few statements a page, not two a row: a round trip each on PostgreSQL.
+        for chunk in chunks(rows):
+            values = [v for row in chunk for v in (instance_uuid, record.id, *(row.get(c) for c in ROW_COLUMNS))]
+            sql = insert_sql(
+                "report_rows", ("instance_uuid", "raw_id", *ROW_COLUMNS), len(chunk), "ON CONFLICT DO NOTHING"
+            )
+            # rowcount, not total_changes: rows written by other areas' triggers are not ours.
+            new_rows += conn.execute(sql, values).rowcount
+            conn.execute(
+                "INSERT INTO report_fetch_seen (fetch_id, row_id) SELECT ?, id FROM report_rows "
+                f"WHERE instance_uuid = ? AND row_hash IN ({', '.join('?' * len(chunk))}) ON CONFLICT DO NOTHING",
+                [fetch_id, instance_uuid, *(row["row_hash"] for row in chunk)],
+            )
         conn.execute(
             "UPDATE report_fetches SET pages = pages + 1, new_rows = new_rows + ? WHERE id = ?", (new_rows, fetch_id)
         )

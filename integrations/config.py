@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
+from integrations.reports.plan import parse_delays
 from store.postgres import is_postgres_url, redact
 
 
@@ -24,6 +25,7 @@ DEFAULT_REPORT_DELAYS = "30m,2h,24h"
 MIN_API_TOKEN_LENGTH = 32
 MAKE_A_TOKEN = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 MEGABYTE = 1024 * 1024
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,9 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         return raw in ("1", "true", "yes")
 
     port = int(number("PORT", 8000, int))
+    if port == 0 or port > 65535:  # a negative one is already named above
+        errors.append(f"PORT must be a port number from 1 to 65535, got {text('PORT')!r}")
+        port = 8000
     public_base_url = (text("PUBLIC_BASE_URL") or local_base_url(port)).rstrip("/")
     if not public_base_url.startswith(("http://", "https://")):
         errors.append(f"PUBLIC_BASE_URL must start with http:// or https://, got {public_base_url!r}")
@@ -247,8 +252,21 @@ def load_config(environ: Mapping[str, str] | None = None, *, dotenv: bool = True
         ),
         zoom_daily_api_limit=int(number("ZOOM_DAILY_API_LIMIT", 30_000, int)),
     )
-    if config.log_format not in ("text", "json"):
-        errors.append(f"LOG_FORMAT must be text or json, got {config.log_format!r}")
+    errors.extend(_bad_choices(config))
     if errors:
         raise ConfigError("; ".join(errors))
     return config
+
+
+def _bad_choices(config: Config) -> list[str]:
+    """What is wrong with the settings that take one of a few forms (checked once they are read)."""
+    errors = []
+    try:
+        parse_delays(config.report_delays)
+    except ValueError as e:
+        errors.append(f"REPORT_FETCH_DELAYS: {e}")
+    if config.log_level not in (*LOG_LEVELS, "WARN"):  # logging takes WARN too
+        errors.append(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
+    if config.log_format not in ("text", "json"):
+        errors.append(f"LOG_FORMAT must be text or json, got {config.log_format!r}")
+    return errors

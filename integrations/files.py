@@ -40,10 +40,14 @@ def check_output_path(path: str, *, force: bool = False) -> str:
     if os.path.lexists(target) and not force:
         kind = "a symlink" if os.path.islink(target) else "a file"
         raise OutputExists(f"{path} already exists ({kind}): choose a new name, or use --force to replace it")
-    directory = os.path.dirname(target)
-    if not os.path.isdir(directory):
-        raise OutputError(f"directory {os.path.dirname(path) or '.'} does not exist")
+    check_parent_directory(path)
     return target
+
+
+def check_parent_directory(path: str) -> None:
+    """OutputError when the directory that would hold `path` does not exist (it is never created for the user)."""
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise OutputError(f"directory {os.path.dirname(os.path.normpath(path)) or '.'} does not exist")
 
 
 def publish(temporary: str, path: str, *, force: bool = False) -> None:

@@ -76,6 +76,19 @@ def raw_records(
     yield from stream_rows(conn, _SELECT + where + " ORDER BY r.id", params)
 
 
+def meeting_stored(conn, meeting: str) -> bool:
+    """Whether a raw record, an instance or a tracked meeting names `meeting` (a number or an
+    instance UUID); deliveries not normalized yet are not looked at (the caller parses them)."""
+    row = conn.execute(
+        """SELECT EXISTS (SELECT 1 FROM raw_records WHERE meeting_uuid = :meeting)
+          OR EXISTS (SELECT 1 FROM raw_records WHERE meeting_id = :meeting)
+          OR EXISTS (SELECT 1 FROM instances WHERE instance_uuid = :meeting OR meeting_id = :meeting)
+          OR EXISTS (SELECT 1 FROM tracked_meetings WHERE meeting_id = :meeting)""",
+        {"meeting": meeting},
+    ).fetchone()
+    return bool(row[0])
+
+
 def record_ids(
     conn, *, meeting: str | None = None, since: str | None = None, until: str | None = None
 ) -> Iterator[int]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from integrations.audit.export import csv_chunks, jsonl_chunks, raw_log_lines
-from integrations.files import OutputError, private_output
+from integrations.files import OutputError, check_parent_directory, private_output
 from integrations.reads.attendance import attendee_fields, current_instance, now_seconds
 from integrations.reads.formats import csv_lines
 from integrations.zoom.rawlog import COLUMN_DOCS, RAW_LOG_COLUMNS, body_text, stored_bytes
@@ -99,7 +99,13 @@ class _Directory:
                 f"{path} exists and is not an empty directory: choose a new one (--force replaces files only)"
             )
         try:
-            os.makedirs(path, mode=0o700, exist_ok=True)
+            # Like every output file: the directory is made here, its parent must exist already.
+            check_parent_directory(path)
+        except OutputError as e:
+            raise BundleError(str(e)) from None
+        try:
+            if not os.path.isdir(path):
+                os.mkdir(path, 0o700)
         except OSError as e:
             raise BundleError(f"cannot create directory {path}: {e.strerror}") from None
         self.path = path

@@ -28,8 +28,8 @@ from integrations.zoom.rawlog import (
     stored_bytes,
 )
 from integrations.zoom.webhooks import text
-from store.attendance_queries import meeting_number
-from store.rawlog import raw_records
+from store.attendance_queries import UnknownMeeting, meeting_number
+from store.rawlog import meeting_stored, raw_records
 
 FORMATS = ("jsonl", "csv")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
@@ -63,6 +63,19 @@ def meeting_filter(value: str | None) -> str | None:
     if not value:
         return None
     return meeting_number(value) or value.strip()
+
+
+def check_meeting(conn, meeting: str | None) -> None:
+    """UnknownMeeting when nothing stored names `meeting` (a filter value from `meeting_filter`).
+
+    A known meeting with no record in a --since/--until window is not an error: its export is empty.
+    """
+    if meeting is None or meeting_stored(conn, meeting):
+        return
+    # Only deliveries not normalized yet can still name it (the generator is closed when dropped).
+    if next(raw_log_lines(conn, meeting=meeting), None) is not None:
+        return
+    raise UnknownMeeting(f"no stored meeting or instance {meeting!r} (give a meeting number or an instance UUID)")
 
 
 def raw_log_lines(conn, **filters: Any) -> Iterator[dict[str, Any]]:

@@ -10,7 +10,7 @@ import time
 import click
 
 from integrations.audit.bundle import BundleError, build_bundle
-from integrations.audit.export import FORMATS, meeting_filter, parse_bound
+from integrations.audit.export import FORMATS, check_meeting, meeting_filter, parse_bound
 from integrations.audit.export_parallel import default_workers, export_to_fd
 from integrations.cli.context import App, pass_app, user_errors, worker_command
 from integrations.cli.options import rule_options
@@ -117,9 +117,11 @@ def export_raw(
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint=name) from None
     since_at, until_at = bounds["--since"], bounds["--until"]
-    app.readonly_store(database)  # one clear line if it cannot be read
+    db = app.readonly_store(database)  # one clear line if it cannot be read
     started = time.monotonic()
     filters = {"meeting": meeting_filter(meeting), "since": since_at, "until": until_at}
+    with user_errors():  # a meeting nothing names is exit 1, not an empty export
+        check_meeting(db.conn, filters["meeting"])
     try:
         if output in (None, "-"):
             sys.stdout.flush()

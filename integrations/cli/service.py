@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 host_option = click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on")
-port_option = click.option("--port", type=int, help="Port (default: PORT, else 8000)")
+port_option = click.option("--port", type=click.IntRange(1, 65535), help="Port (default: PORT, else 8000)")
 
 
 @click.command()

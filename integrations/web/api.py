@@ -127,6 +127,17 @@ def _number(name: str):
     return number
 
 
+_TRUE = ("1", "true", "yes")
+_FALSE = ("", "0", "false", "no")
+
+
+def _flag(name: str) -> bool:
+    value = request.args.get(name, "")
+    if value.lower() not in _TRUE + _FALSE:
+        raise BadParameter(name, f"{name} must be 1 or 0 (true/false, yes/no), got {value[:40]!r}")
+    return value.lower() in _TRUE
+
+
 def _answer(result: dict, *, list_key: str | None, csv_rows, fields, filename: str) -> Response:
     fmt = request.args.get("format", "json")
     if fmt == "csv":
@@ -182,7 +193,7 @@ def meeting_view(meeting: str, view: str) -> Response:
     if view == "summary":
         result = queries.summary(db, uuid, now=now, threshold=threshold)
         return _answer(result, list_key=None, csv_rows=[summary_row(result)], fields=SUMMARY_FIELDS, filename="summary")
-    include_absent = request.args.get("include_absent", "").lower() in ("1", "true", "yes")
+    include_absent = _flag("include_absent")
     result = queries.attendance(db, uuid, now=now, threshold=threshold, include_absent=include_absent)
     return _answer(
         result,

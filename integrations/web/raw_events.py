@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from integrations.audit.export import CONTENT_TYPES, FORMATS, export_chunks, meeting_filter, parse_bound
+from integrations.audit.export import CONTENT_TYPES, FORMATS, check_meeting, export_chunks, meeting_filter, parse_bound
 from integrations.web.api import require_token
 from integrations.web.dbconn import settings
 from integrations.web.webhooks import json_response
+from store.attendance_queries import UnknownMeeting
 from store.audit import open_readonly
 
 bp = Blueprint("raw_events", __name__, url_prefix="/api")
@@ -34,6 +35,14 @@ def raw_events() -> Response:
     # Its own read-only connection: the stream may outlive other requests on this thread's
     # connection, and a long read must never hold a write transaction.
     db = open_readonly(settings().database_path)
+    try:
+        check_meeting(db.conn, meeting)
+    except UnknownMeeting as e:
+        db.close()
+        return json_response({"error": "unknown_meeting", "parameter": "meeting", "message": str(e)}, 404)
+    except BaseException:
+        db.close()
+        raise
 
     def generate():
         try:

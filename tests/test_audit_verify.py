@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -192,3 +193,13 @@ def test_verify_command_refuses_a_missing_database(tmp_path):
     assert result.returncode == 1
     assert b"does not exist" in result.stderr
     assert not (tmp_path / "nope.db").exists()  # never created by a read
+
+
+def test_verify_json_reports_the_failure_as_json_and_exits_1(stored):
+    tamper(stored, ("UPDATE raw_records SET body = replace(body, 'Attendee 3', 'Attendee X') WHERE id = 4", ()))
+    result = run_worker("verify", "--json", "--database", stored)
+    assert result.returncode == 1
+    answer = json.loads(result.stdout)
+    assert answer["ok"] is False and answer["chain"] == "raw_records" and answer["record_id"] == 4
+    assert answer["reason"].startswith("record 4 (webhook, received ") and "SHA-256" in answer["reason"]
+    assert result.stderr.decode().strip() == f"Error: FAILED: {answer['reason']}"

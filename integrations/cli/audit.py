@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import time
+from typing import NoReturn
 
 import click
 
@@ -53,12 +54,12 @@ def verify(app: App, database: str | None, expect_head: str | None, as_json: boo
     try:
         head = verify_file(app.database_path(database), expect_head=expect_head, workers=workers or default_workers())
     except ChainError as e:
-        raise click.ClickException(f"FAILED: {e}") from None
+        _verify_failed(as_json, "raw_records", e, e.record_id)
     try:
         # Certificate issuance and revocation: their own chain (store/certificates.py, issue 17).
         certificate_events, certificate_head = verify_certificate_chain(app.readonly_store(database))
     except CertificateChainError as e:
-        raise click.ClickException(f"FAILED: {e}") from None
+        _verify_failed(as_json, "certificate_events", e, None)
     seconds = time.monotonic() - started
     if as_json:
         result = {
@@ -80,6 +81,13 @@ def verify(app: App, database: str | None, expect_head: str | None, as_json: boo
     if certificate_events:
         click.echo(f"OK certificate events {certificate_events}, head {certificate_head}")
     click.echo(f"checked in {seconds:.1f}s", err=True)
+
+
+def _verify_failed(as_json: bool, chain: str, error: Exception, record_id: int | None) -> NoReturn:
+    """Exit 1 naming what does not match; with --json the same answer is JSON on stdout first."""
+    if as_json:
+        click.echo(json.dumps({"ok": False, "chain": chain, "record_id": record_id, "reason": str(error)}))
+    raise click.ClickException(f"FAILED: {error}")
 
 
 @click.command(name="export-raw")

@@ -5,6 +5,8 @@ unknown meeting is an error on the CLI and over HTTP, outputs never create missi
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -109,3 +111,23 @@ def test_a_bad_boolean_parameter_is_a_400_naming_it(client, stored, value):
 def test_good_boolean_parameters_are_taken(client, stored, value):
     response = client.get(f"/api/meetings/81234567890/attendance?include_absent={value}", headers=AUTH)
     assert response.status_code == 200, response.json
+
+
+@pytest.mark.parametrize("option", ["--stage", "--dropped-at"])
+def test_an_unknown_funnel_stage_is_a_usage_error(stored, runner_env, option):
+    result = runner_env(["funnel", "81234567890", option, "bogus"])
+    assert result.exit_code == 2, result.output
+    assert "no stage 'bogus'" in result.output and option in result.output
+
+
+def test_the_backup_hint_works_from_any_directory(stored, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = worker("backup", str(tmp_path / "copy.db"), database=stored, cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    [hint] = [line for line in result.stderr.splitlines() if line.startswith("check the copy: ")]
+    command = hint.removeprefix("check the copy: ")
+    assert command.split()[0] == sys.executable  # the same Python
+    check = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.startswith("OK ")

@@ -142,7 +142,11 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(f"database busy or unavailable, try again: {redact_text(str(e))}") from None
 
 
+# The worker.py beside this package: the one being run.
+WORKER_PY = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "worker.py")
+
+
 def worker_command() -> str:
-    """How to run worker.py again from here, for hints we print (`.venv/bin/python worker.py`)."""
-    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd() + os.sep) else sys.executable
-    return f"{shlex.quote(python)} worker.py"
+    """How to run worker.py again, for hints we print: this Python and this worker.py, by
+    absolute paths, so the hint works whatever directory it is pasted in."""
+    return f"{shlex.quote(sys.executable)} {shlex.quote(WORKER_PY)}"

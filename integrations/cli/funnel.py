@@ -16,7 +16,7 @@ from integrations.cli.context import App, pass_app, user_errors
 from integrations.cli.options import rule_options
 from integrations.cli.output import emit, format_option, output_format, write_csv, write_table
 from integrations.funnel.registrations import RegistrationFileError, parse_registrations
-from integrations.funnel.stages import PERSON_OUTPUT, refresh_funnel
+from integrations.funnel.stages import PERSON_OUTPUT, UnknownStage, refresh_funnel
 from integrations.funnel.stages import funnel as funnel_of
 from integrations.reads.attendance import json_chunks
 from store.attendance_queries import BadQuery, Threshold, UnknownMeeting, instance_uuids_of, meeting_number
@@ -195,7 +195,10 @@ def funnel(
     overrides = {"min_minutes": min_minutes, "min_percent": min_percent, "pass_percent": pass_percent}
     with user_errors():
         db = app.store()
-        result = funnel_of(db, meeting, instance=instance, overrides=overrides, stage=stage, dropped=dropped_at)
+        try:
+            result = funnel_of(db, meeting, instance=instance, overrides=overrides, stage=stage, dropped=dropped_at)
+        except UnknownStage as e:  # a bad option value: a usage error (exit 2), like any other
+            raise click.BadParameter(str(e), param_hint="--" + e.option.replace("_", "-")) from None
     fmt = output_format(fmt)
     listing = "people" in result
     if fmt == "json":

@@ -35,6 +35,14 @@ from store.quiz import poll_answers, quiz_questions, quiz_scores, replace_quiz_s
 from store.registrations import has_imports, outside_registrations
 from store.rules import RULE_FIELDS, current_rules
 
+
+class UnknownStage(BadQuery):
+    """A stage name this funnel does not have; `option` is the option that named it."""
+
+    def __init__(self, message: str, option: str):
+        super().__init__(message)
+        self.option = option
+
 # A person of the funnel as users see it: the stored columns (person_key is the attendance
 # engine's key, which certificates are kept by), with minutes beside the seconds.
 _STORED = tuple(c for c in FUNNEL_COLUMNS if c != "rules_id")
@@ -157,9 +165,9 @@ def funnel(
     }
     imported = "registered" in stages
     result["mismatches"] = mismatches(people, outside_imported=imported)
-    for name in (stage, dropped):
+    for name, option in ((stage, "stage"), (dropped, "dropped_at")):
         if name is not None and name not in stages:
-            raise BadQuery(f"no stage {name!r} in this funnel (stages: {', '.join(stages)})")
+            raise UnknownStage(f"no stage {name!r} in this funnel (stages: {', '.join(stages)})", option)
     if stage is not None:
         result["people"] = [_output(p) for p in at_stage(people, stage)]
     elif dropped is not None:

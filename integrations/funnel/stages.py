@@ -43,6 +43,7 @@ class UnknownStage(BadQuery):
         super().__init__(message)
         self.option = option
 
+
 # A person of the funnel as users see it: the stored columns (person_key is the attendance
 # engine's key, which certificates are kept by), with minutes beside the seconds.
 _STORED = tuple(c for c in FUNNEL_COLUMNS if c != "rules_id")

@@ -378,11 +378,11 @@ def start_worker(url: str, tmp_path: Path, name: str) -> Proc:
     return start_command("schedule", env)
 
 
-def start_command(command: str, env: dict[str, str], *args: str) -> Proc:
+def start_command(command: str, env: dict[str, str], *args: str, cwd: Path = ROOT) -> Proc:
     """`worker.py COMMAND [ARGS]` in its own process group, its output read from a pipe."""
     process = subprocess.Popen(
-        [sys.executable, "worker.py", command, *args],
-        cwd=ROOT,
+        [sys.executable, str(ROOT / "worker.py"), command, *args],
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

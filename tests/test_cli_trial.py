@@ -5,15 +5,20 @@ unknown meeting is an error on the CLI and over HTTP, outputs never create missi
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
 
 from integrations.config import ConfigError, load_config
 from tests.audit_support import INSTANCE, joined
 from tests.conftest import API_TOKEN, post_event
+from tests.fault_support import free_port, process_env, start_command
 from tests.test_hardening_input import one_line_error, worker
+from tests.test_hardening_signals import stop_with, wait_for_line
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
@@ -131,3 +136,26 @@ def test_the_backup_hint_works_from_any_directory(stored, tmp_path):
     check = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert check.returncode == 0, check.stderr
     assert check.stdout.startswith("OK ")
+
+
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_the_service_starts_from_any_directory(tmp_path, command):
+    """gunicorn imports its config module before --chdir: from elsewhere it must still find it."""
+    env = process_env(tmp_path / "a.db")
+    port = free_port()
+    proc = start_command(command, env, "--port", str(port), cwd=tmp_path)
+    try:
+        wait_for_line(proc, f"Listening at: http://127.0.0.1:{port}")
+        deadline = time.monotonic() + 45
+        while True:  # a worker answers: it imported the app from the checkout
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+                    assert answer.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and proc.process.poll() is None, proc.log()[-3000:]
+                time.sleep(0.2)
+    finally:
+        if proc.process.poll() is None:
+            stop_with(proc, signal.SIGTERM)
+    assert "No module named" not in proc.log()

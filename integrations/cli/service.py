@@ -56,6 +56,14 @@ def gunicorn_command(config: Config, *, bind: str | None = None, workers: int | 
 log = logging.getLogger(__name__)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+
+def gunicorn_environment() -> dict[str, str]:
+    """This environment with the checkout first on PYTHONPATH: gunicorn imports its `--config`
+    module before it changes to `--chdir`, so from another directory it would not find it."""
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": ROOT + (os.pathsep + path if path else "")}
+
+
 host_option = click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on")
 port_option = click.option("--port", type=click.IntRange(1, 65535), help="Port (default: PORT, else 8000)")
 
@@ -74,7 +82,7 @@ def serve(app: App, host: str, port: int | None, workers: int | None) -> None:
     bind = f"{host}:{config.port}"
     log.info(banner(config, listen=bind, jobs=False))
     command = gunicorn_command(config, bind=bind, workers=workers)
-    os.execv(command[0], command)
+    os.execve(command[0], command, gunicorn_environment())
 
 
 @click.command()
@@ -99,7 +107,7 @@ def run(app: App, host: str, port: int | None) -> None:
     stop = threading.Event()
     bind = f"{host}:{config.port}"
     log.info(banner(config, listen=bind))
-    web = subprocess.Popen(gunicorn_command(config, bind=bind))
+    web = subprocess.Popen(gunicorn_command(config, bind=bind), env=gunicorn_environment())
 
     def watch() -> None:
         web.wait()

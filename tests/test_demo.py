@@ -9,6 +9,7 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
+from integrations.certificates.names import is_phone_number
 from integrations.demo.webinar import WEBINAR_ID, send_plan
 from integrations.simulator.webhooks import instance_deliveries
 from integrations.simulator.zoom_api import synthetic_webinar
@@ -62,8 +63,13 @@ def test_small_demo_end_to_end_matches_the_simulated_webinar(tmp_path, monkeypat
     # Issue 17: the demo issues certificates to the funnel's `attended` under the stored rules.
     issued = int(re.search(r"Certificates: ([\d,]+) issued", out).group(1).replace(",", ""))
     assert 0 < issued == conn.execute("SELECT count(*) FROM certificates").fetchone()[0] <= people
-    attended = conn.execute("SELECT count(*) FROM funnel_people WHERE instance_uuid = ? AND attended = 1", [uuid])
-    assert issued == attended.fetchone()[0]
+    attended = [
+        n for (n,) in conn.execute("SELECT name FROM funnel_people WHERE instance_uuid = ? AND attended = 1", [uuid])
+    ]
+    # Dial-in callers, named by their phone number, get none: a phone number is never printed.
+    phones = [n for n in attended if is_phone_number(n)]
+    assert phones and issued == len(attended) - len(phones)
+    assert not any(is_phone_number(n) for (n,) in conn.execute("SELECT name FROM certificates"))
     [rules] = {r for (r,) in conn.execute("SELECT DISTINCT rules FROM certificates")}
     assert json.loads(rules)["min_minutes"] == 60 and json.loads(rules)["overridden"] == []
     # Every attended span comes from the simulated connections: nobody attends longer than

@@ -9,6 +9,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from integrations.certificates.eligibility import Eligible
+from integrations.certificates.names import is_phone_number, why_no_name
 from integrations.certificates.render import printable
 from integrations.certificates.signing import CertificateContent, InvalidCode, key_id, sign_content, verify_code
 from store import certificates as store
@@ -17,7 +18,11 @@ from store.db import Store
 
 @dataclass(frozen=True)
 class IssueOutcome:
-    """What `issue` did: the meeting, the rules, numbers issued, people skipped and why."""
+    """What `issue` did: the meeting, the rules, numbers issued, people skipped and why.
+
+    `phone_named` lists live certificates issued before phone numbers were refused as names:
+    they stay as issued (and verifiable) until revoked, so `issue` reports them.
+    """
 
     meeting_id: str
     instance_uuid: str
@@ -26,6 +31,8 @@ class IssueOutcome:
     issued: list[int]
     already: int
     without_name: int
+    phone_as_name: int
+    phone_named: list[int]
 
 
 def content_of(row: dict[str, Any]) -> CertificateContent:
@@ -52,11 +59,13 @@ def issue_to_eligible(db: Store, found: Eligible, *, key: Ed25519PrivateKey, eve
     date = (info["start_time"] or info["end_time"] or "")[:10]
     title = printable(event or info["topic"] or "")
     fingerprint = key_id(key)
-    candidates, without_name = [], 0
+    candidates, skipped = [], {"without a name": 0, "a phone number as name": 0}
     for person in found.people:
         name = printable(person["name"])
-        if not name:
-            without_name += 1  # nothing to print; an email must never stand in for a name
+        why = why_no_name(name)
+        if why:
+            # Nothing to print: an email or a dial-in number must never stand in for a name.
+            skipped[why] += 1
             continue
         candidates.append(
             {
@@ -82,8 +91,15 @@ def issue_to_eligible(db: Store, found: Eligible, *, key: Ed25519PrivateKey, eve
         len(found.people),
         result.issued,
         result.already,
-        without_name,
+        skipped["without a name"],
+        skipped["a phone number as name"],
+        phone_named_certificates(store.list_certificates(db, info["meeting_id"])),
     )
+
+
+def phone_named_certificates(rows: list[dict[str, Any]]) -> list[int]:
+    """Numbers of the live certificates among `rows` that print a phone number as the name."""
+    return [r["number"] for r in rows if r["revoked_at"] is None and is_phone_number(r["name"])]
 
 
 def reissue(db: Store, number: int, name: str, *, key: Ed25519PrivateKey) -> dict[str, Any]:
@@ -91,6 +107,8 @@ def reissue(db: Store, number: int, name: str, *, key: Ed25519PrivateKey) -> dic
     printed = printable(name)
     if not printed:
         raise ValueError("the corrected name is empty")
+    if is_phone_number(printed):
+        raise ValueError("the corrected name is a phone number: a certificate never prints contact data")
     return store.reissue_certificate(db, number, printed, sign=signer(key), key_id=key_id(key))
 
 

@@ -37,17 +37,30 @@ def open_private(directory_fd: int, name: str) -> int:
     return fd
 
 
-def open_directory(path: str) -> int:
-    """The output directory (created 0700 if missing) opened without following a symlink."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+def make_directory(path: str) -> None:
+    """Create the output directory (0700) and its parents if missing; OutputError naming why not."""
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         os.mkdir(path, 0o700)
     except FileExistsError:
         pass
+    except OSError as e:
+        raise OutputError(f"cannot create the output directory {path}: {e.strerror}") from None
+
+
+def prepare_directory(path: str) -> None:
+    """Create and check the output directory up front, so a bad path fails before any rendering."""
+    os.close(open_directory(path))
+
+
+def open_directory(path: str) -> int:
+    """The output directory (created 0700 if missing) opened without following a symlink."""
+    make_directory(path)
     try:
         return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as e:
-        raise OutputError(f"cannot use {path} as the output directory: {e.strerror} (symlinks are refused)") from None
+        hint = " (a symlink: refused)" if os.path.islink(path) else ""
+        raise OutputError(f"cannot use {path} as the output directory: {e.strerror}{hint}") from None
 
 
 _job: dict[str, Any] = {}

@@ -13,22 +13,23 @@ import click
 
 from integrations.certificates import issue as issuing
 from integrations.certificates.eligibility import STAGES, NotEligibleYet, eligible_people
-from integrations.certificates.extract import code_from_argument
+from integrations.certificates.extract import NotACertificate, code_from_argument
 from integrations.certificates.keys import KeyFileError, read_key, write_new_key
 from integrations.certificates.mail import MailConfigError, Mailer, RateLimit, SmtpUnavailable, send_certificates
-from integrations.certificates.output import OutputError, render_certificates
+from integrations.certificates.output import OutputError, prepare_directory, render_certificates
 from integrations.certificates.render import RenderError, misprinted, page_of, renderer_for, verify_url
 from integrations.certificates.signing import InvalidCode, key_id, load_public_key, public_key_pem
 from integrations.certificates.template import Template, TemplateError, load_template
 from integrations.cli.context import FINITE_MINUTES, PERCENT, App, pass_app, user_errors
 from integrations.reads.attendance import current_instance, now_seconds
-from integrations.reads.formats import csv_lines
+from integrations.reads.formats import csv_lines, table_lines
 from store import certificates as store
 from store.attendance_queries import meeting_number, resolve_instance
 from store.certificates import CertificateNotFound, CertificateRevoked
 from store.db import database_exists
 
 LIST_FIELDS = ("number", "name", "email", "code", "verify_url", "issued", "revoked", "sent")
+TABLE_FIELDS = ("number", "name", "email", "issued", "revoked", "sent")
 
 
 @contextmanager
@@ -132,8 +133,10 @@ def issue(
         outcome = issuing.issue_to_eligible(db, found, key=key, event=event or _template(app).event or None)
     click.echo(
         f"issued {len(outcome.issued)} certificates for meeting {outcome.meeting_id} "
-        f"(eligible {outcome.eligible}, already had one {outcome.already}, without a name {outcome.without_name})"
+        f"(eligible {outcome.eligible}, already had one {outcome.already}, without a name {outcome.without_name}, "
+        f"a phone number as name {outcome.phone_as_name})"
     )
+    _warn_phone_named(outcome.phone_named)
     click.echo(f"rules: {describe_rules(outcome.rules)}", err=True)
     if outcome.issued:
         click.echo(f"numbers {outcome.issued[0]}-{outcome.issued[-1]}", err=True)
@@ -154,6 +157,7 @@ def pdf(app: App, meeting: str, out_dir: str, as_zip: bool, workers: int, includ
         rows = [r for r in store.list_certificates(db, meeting_id) if include_revoked or r["revoked_at"] is None]
         if not rows:
             raise click.ClickException(f"no certificates for meeting {meeting_id}: run `certificates issue` first")
+        prepare_directory(out_dir)  # before the progress bar: a bad --out is one line, not a bar and a line
         names = render_certificates(
             rows,
             _template(app),
@@ -166,8 +170,24 @@ def pdf(app: App, meeting: str, out_dir: str, as_zip: bool, workers: int, includ
             for _ in bar:
                 pass
         _warn_misprinted(rows)
+        _warn_phone_named(issuing.phone_named_certificates(rows))
     target = os.path.join(out_dir, f"certificates-{meeting_id}.zip") if as_zip else out_dir
     click.echo(f"wrote {len(rows)} certificates to {target}")
+
+
+def _numbers(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers[:20])) + (" ..." if len(numbers) > 20 else "")
+
+
+def _warn_phone_named(numbers: list[int]) -> None:
+    """Name the live certificates issued earlier to a phone number: they stay valid until revoked."""
+    if numbers:
+        click.echo(
+            f"warning: {len(numbers)} live certificates print a phone number as the name (issued before "
+            f"such names were skipped; their verify pages show it): certificates {_numbers(numbers)}; "
+            "revoke each with `worker.py certificates revoke NUMBER --reason 'phone number as name'`",
+            err=True,
+        )
 
 
 def _warn_misprinted(rows: list[dict[str, Any]]) -> None:
@@ -178,8 +198,7 @@ def _warn_misprinted(rows: list[dict[str, Any]]) -> None:
         if why:
             reasons.setdefault(why, []).append(row["number"])
     for why, numbers in reasons.items():
-        shown = ", ".join(map(str, numbers[:20])) + (" ..." if len(numbers) > 20 else "")
-        click.echo(f"warning: {len(numbers)} names with {why}: certificates {shown}", err=True)
+        click.echo(f"warning: {len(numbers)} names with {why}: certificates {_numbers(numbers)}", err=True)
 
 
 def _list_row(row: dict[str, Any], base_url: str) -> dict[str, Any]:
@@ -195,12 +214,19 @@ def _list_row(row: dict[str, Any], base_url: str) -> dict[str, Any]:
     }
 
 
+def _to_the_second(stamp: str | None) -> str | None:
+    """2026-01-15T10:00:00.123456Z as 2026-01-15T10:00:00Z: a table column need not carry microseconds."""
+    if not stamp or len(stamp) <= 20:
+        return stamp
+    return stamp[:19] + "Z"
+
+
 @certificates.command(name="list")
 @click.argument("meeting")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @pass_app
 def list_(app: App, meeting: str, fmt: str) -> None:
-    """List MEETING's certificates: number, name, email, code, verify URL, issued, revoked, sent."""
+    """List MEETING's certificates: number, name, email, issued, revoked, sent (csv/json add code, verify URL)."""
     db = app.existing_store()
     with certificate_errors():
         rows = [
@@ -212,9 +238,10 @@ def list_(app: App, meeting: str, fmt: str) -> None:
         for line in csv_lines(rows, LIST_FIELDS):
             click.echo(line, nl=False)
     else:
-        for row in rows:
-            state = f"revoked {row['revoked']}" if row["revoked"] else (f"sent {row['sent']}" if row["sent"] else "")
-            click.echo(f"{row['number']:>7}  {row['name']}  <{row['email'] or ''}>  {state}".rstrip())
+        # The code and verify URL (110-160 characters each) do not fit a terminal line: csv and json carry them.
+        shown = [{**r, **{f: _to_the_second(r[f]) for f in ("issued", "revoked", "sent")}} for r in rows]
+        for line in table_lines(shown, TABLE_FIELDS):
+            click.echo(line)
         click.echo(f"{len(rows)} certificates", err=True)
 
 
@@ -294,6 +321,11 @@ def send(app: App, meeting: str, resend_in_doubt: bool) -> None:
         )
 
 
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def _read_pdf(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
@@ -317,15 +349,26 @@ def _read_pdf(path: str) -> bytes:
 def verify(app: App, certificate: str, public_key_file: str | None, offline: bool) -> None:
     """Check a certificate CODE, verify URL or PDF against the public key; exit 1 when invalid or revoked."""
     with certificate_errors():
+        try:
+            code = code_from_argument(certificate, _read_bytes)
+        except NotACertificate as e:
+            raise click.ClickException(str(e)) from None
+        except InvalidCode as e:
+            raise click.ClickException(f"INVALID: {e}") from None
         if public_key_file:
             try:
                 public_key = load_public_key(_read_pdf(public_key_file))
             except ValueError as e:
                 raise click.ClickException(f"{public_key_file}: {e}") from None
-        else:
+        elif app.config.cert_signing_key_file:
             public_key = read_key(app.config.cert_signing_key_file).public_key()
+        else:
+            # A new key would verify nothing issued before: the issuer's public key is what is needed.
+            raise click.ClickException(
+                "no key to check against: give --public-key FILE (the issuer publishes it at "
+                "PUBLIC_BASE_URL/verify/key), or set CERT_SIGNING_KEY_FILE to the signing key"
+            )
         try:
-            code = code_from_argument(certificate, _read_pdf)
             db = None if offline or not database_exists(app.database_path()) else app.readonly_store()
             verdict = issuing.check_code(db, code, public_key)
         except InvalidCode as e:

@@ -89,11 +89,15 @@ def signing_key() -> Ed25519PrivateKey:
     return _key(path, mtime)
 
 
-def _limited() -> Response | None:
+def _limited(html: bool) -> Response | None:
     limiter: TokenBuckets = current_app.extensions["cert_verify_limiter"]
     if limiter.allow(request.remote_addr or "unknown"):
         return None
-    response = json_response({"error": "rate_limited", "message": "too many certificate lookups, try again later"}, 429)
+    if html:  # the page a QR code opens: a person reads this, not a program
+        response = Response(render_template("verify/limited.html"), status=429, mimetype="text/html")
+    else:
+        body = {"error": "rate_limited", "message": "too many certificate lookups, try again later"}
+        response = json_response(body, 429)
     response.headers["Retry-After"] = "60"
     return response
 
@@ -109,9 +113,9 @@ def _unavailable(e: Exception) -> Response:
     return json_response({"error": "unavailable", "message": "certificate verification is not available"}, 503)
 
 
-def _look_up(code: str, answer: Callable[[int, dict[str, Any]], Response]) -> Response:
+def _look_up(code: str, answer: Callable[[int, dict[str, Any]], Response], *, html: bool = False) -> Response:
     """Rate-limit the client, check the code, and `answer(status, public dict)`: 404 when not genuine."""
-    limited = _limited()
+    limited = _limited(html)
     if limited:
         return limited
     try:
@@ -147,4 +151,4 @@ def certificate_page(code: str) -> Response:
         html = render_template("verify/page.html", certificate=body, found=status == 200)
         return Response(html, status=status, mimetype="text/html")
 
-    return _look_up(code, page)
+    return _look_up(code, page, html=True)

@@ -230,6 +230,8 @@ def read_commands(player: Player, workdir: Path) -> None:
         path = workdir / f"export-{n}"
         player.run(name, "export-raw", *options, "--output", str(path))
         player.keep(f"{name} file", 0, path.read_text() if path.exists() else "")
+    # A meeting nothing names: exit 1 on both stores (a known one is "export-raw meeting" above).
+    player.run("export-raw unknown", "export-raw", "--meeting", "nope")
     bundle = workdir / "evidence"
     player.run("evidence", "evidence", WEBINAR, "--output", str(bundle))
     player.keep("evidence files", 0, bundle_text(bundle) if bundle.exists() else "")
@@ -254,7 +256,7 @@ def read_api(player: Player, client) -> None:
         "/api/raw-events",
         f"/api/raw-events?meeting={MEETING}&format=csv",
     ]
-    for path in paths:
+    for path in [*paths, "/api/raw-events?meeting=nope"]:
         player.get(f"GET {path}", client, path, headers=AUTH)
 
 

@@ -138,6 +138,12 @@ def test_export_raw(outputs, name):
     assert exported.count("\n") >= (10 if name == "meeting" else 250)
 
 
+def test_export_raw_of_an_unknown_meeting_fails_alike(outputs):
+    assert "no stored meeting or instance 'nope'" in same(outputs, "export-raw unknown", code=1).err
+    answer = same(outputs, "GET /api/raw-events?meeting=nope", code=404)
+    assert json.loads(answer.out)["parameter"] == "meeting"
+
+
 def test_evidence_bundle_is_the_same_file_for_file(outputs):
     assert "chain head " in same(outputs, "evidence").out
     files = same(outputs, "evidence files").out
@@ -213,7 +219,7 @@ def test_every_output_is_compared(outputs):
     """No output of the scenario escapes a test above (a new one must get its test)."""
     names = set(outputs["sqlite"])
     assert names == set(outputs["postgresql"])
-    covered = {f"GET {p}" for p in API} | {f"dashboard {p}" for p in DASHBOARD}
+    covered = {f"GET {p}" for p in [*API, "/api/raw-events?meeting=nope"]} | {f"dashboard {p}" for p in DASHBOARD}
     uncovered = {n for n in names - covered if not n.startswith(("dashboard", "GET"))}
     assert uncovered <= set(_COMMAND_OUTPUTS), sorted(uncovered - set(_COMMAND_OUTPUTS))
     assert {n for n in names if n.startswith(("dashboard", "GET"))} == covered
@@ -232,7 +238,7 @@ _COMMAND_OUTPUTS = [
     "certificates issue meeting", "certificates revoke", "certificates reissue", "attendance absent",
     "attendance override", "funnel dropped", "funnel override", "certificates list meeting",
     "certificates verify", "verify", "verify json", "evidence", "evidence files", "problems", "rebuild",
-    "attendance after rebuild", "funnel after rebuild", "backup",
+    "attendance after rebuild", "funnel after rebuild", "backup", "export-raw unknown",
 ]  # fmt: skip
 
 

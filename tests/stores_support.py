@@ -27,7 +27,7 @@ from integrations.simulator.zoom_api import ZoomSimulator
 from integrations.web import create_app
 from store.db import close_thread_db, open_db
 from tests.attendance_support import Scenario
-from tests.certificates_support import MEETING, PEOPLE, UUID
+from tests.certificates_support import MEETING, UUID, finished_meeting
 from tests.conftest import API_TOKEN, make_config
 from tests.dashboard_support import SECRET_KEY, sign_in
 from tests.funnel_support import PASS_PERCENT, WEBINAR, scenario
@@ -121,12 +121,7 @@ class Player:
 
 def webhooks(client, config) -> None:
     """The certificate meeting from signed webhooks, and a few live events of the webinar."""
-    meeting = Scenario(client, config, meeting_id=MEETING, uuid=UUID)
-    meeting.started("10:00")
-    for i, (name, email, joined, left) in enumerate(PEOPLE):
-        meeting.joined(f"u{i}", name, joined, email=email)
-        meeting.left(f"u{i}", name, left, email=email)
-    meeting.ended("11:00")
+    finished_meeting(client, config)
     webinar = Scenario(client, config, meeting_id=WEBINAR, uuid=WEBINAR_UUID_RAW, kind="webinar", day="2026-02-10")
     webinar.started("14:00")
     webinar.joined("20000000", "Teacher 0", "14:03", email="teacher0@schools.example")

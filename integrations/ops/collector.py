@@ -7,6 +7,7 @@ process that just started.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -14,9 +15,12 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from integrations.ops.snapshot import Snapshot, take_snapshot
-from store.db import Store
+from store.db import DatabaseUnavailable, Store
+from store.errors import DRIVER_ERRORS
 from store.ops import alert_rows
+from store.postgres import redact_text
 
+log = logging.getLogger(__name__)
 ALERT_NAMES = ("silence", "import_lag", "report_sync_failing", "disk_low", "api_budget_low")
 
 
@@ -116,15 +120,37 @@ class StateCollector(Collector):
         self.now: Callable[[], datetime] = now
 
     def collect(self) -> Iterator[Metric]:
-        db = self.open_db()
-        snap = take_snapshot(db, daily_limit=self.daily_limit, now=self.now())
+        # Read everything before yielding anything: a database that fails half-way must not
+        # leave half of the gauges in the answer.
+        try:
+            db = self.open_db()
+            snap = take_snapshot(db, daily_limit=self.daily_limit, now=self.now())
+            raised = {row["alert"] for row in alert_rows(db, active_only=True)}
+        except (DatabaseUnavailable, *DRIVER_ERRORS, OSError) as e:
+            # The scrape still answers (the process's own counters are good): a 500 would
+            # look like the web process is down, while it is the database that is.
+            log.warning(
+                "metrics: the database gauges are left out, the database cannot be read: %s", redact_text(str(e))
+            )
+            yield database_up(False)
+            return
+        yield database_up(True)
         yield from snapshot_metrics(snap)
         active = GaugeMetricFamily(
             "attendance_alert_active",
             "1 while the service's own alert holds (ops_alerts), by alert",
             labels=["alert"],
         )
-        raised = {row["alert"] for row in alert_rows(db, active_only=True)}
         for name in ALERT_NAMES:
             active.add_metric([name], 1.0 if name in raised else 0.0)
         yield active
+
+
+def database_up(up: bool) -> Metric:
+    """attendance_database_up: 1 when this scrape read the database, 0 when it could not."""
+    return gauge(
+        "attendance_database_up",
+        "1 when the scrape read the database's state, 0 when it could not (server down, locked, unreadable): "
+        "the other state gauges are then left out",
+        1.0 if up else 0.0,
+    )

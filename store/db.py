@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 import sqlite_utils
 
 from store.errors import DatabaseOpenError, DatabaseUnavailable
-from store.postgres import PgConnection, PostgresStore, is_postgres_url, open_postgres, redact
+from store.postgres import NO_TABLES, PgConnection, PostgresStore, is_postgres_url, open_postgres, redact
 
 __all__ = ["DatabaseOpenError", "DatabaseUnavailable", "PostgresStore", "Store", "open_db"]
 
@@ -243,6 +243,21 @@ def open_db(path: str, *, lock_timeout: float = 2.0, create: bool = True) -> Sto
             raise DatabaseOpenError(f"{redact(path)} is not a SQLite database") from None
         raise DatabaseOpenError(f"cannot use database {redact(path)}: {e}") from None
     return SQLiteStore(conn, path=path, lock_timeout=lock_timeout)
+
+
+def open_existing(path: str, *, lock_timeout: float = 2.0) -> Store:
+    """The database as it is, never created nor migrated (doctor): DatabaseOpenError when it
+    is missing or has no attendance-worker tables."""
+    if not is_postgres_url(path) and path != ":memory:":
+        if not os.path.exists(path):
+            raise DatabaseOpenError(f"{redact(path)} does not exist: {NO_TABLES}")
+        if os.path.isfile(path) and os.path.getsize(path) == 0:
+            raise DatabaseOpenError(f"{redact(path)} is an empty file: {NO_TABLES}")
+    db = open_db(path, lock_timeout=lock_timeout, create=False)
+    if isinstance(db, SQLiteStore) and "_sqlite_migrations" not in db.table_names():
+        db.close()
+        raise DatabaseOpenError(f"{redact(path)}: {NO_TABLES}")
+    return db
 
 
 def stream_rows(conn: Any, sql: str, params: Any = None) -> Generator[tuple, None, None]:

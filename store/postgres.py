@@ -25,6 +25,8 @@ from store.errors import DatabaseOpenError, DatabaseUnavailable, DatabaseUrlErro
 URL_PREFIXES = ("postgresql://", "postgres://")
 # How long a PostgreSQL server may take to answer a connection attempt.
 CONNECT_TIMEOUT_SECONDS = 5
+# What either store says of a database without the worker's tables (a mistyped URL or path).
+NO_TABLES = "no attendance-worker tables: wrong database?"
 # Rows per chunk of a streamed read (the raw log: a chunk of bodies is a few hundred KB).
 STREAM_CHUNK_ROWS = 500
 
@@ -497,9 +499,7 @@ def open_postgres(
         if read_only:
             store.execute("SET default_transaction_read_only = on")
         if must_exist and store.execute("SELECT to_regclass('schema_migrations')").fetchone()[0] is None:
-            raise DatabaseOpenError(
-                f"{redact(url)}: no attendance-worker tables: wrong database? (serve, schedule or copy-db create them)"
-            )
+            raise DatabaseOpenError(f"{redact(url)}: {NO_TABLES} (serve, schedule or copy-db create them)")
         return store
     except psycopg.Error as e:
         store.close()

@@ -16,6 +16,8 @@ import worker
 from integrations.cli import context
 from integrations.simulator.zoom_api import ALL_SCOPES, ZoomSimulator
 from integrations.web import create_app
+from store.db import open_db
+from store.migrations import migrate
 from tests.conftest import SECRET, make_config
 from tests.fault_support import free_port
 from tests.tls_support import self_signed_certificate
@@ -30,6 +32,10 @@ def simulator():
 
 
 def run_doctor(monkeypatch, config, *args: str):
+    # The service has run once: doctor checks a database, it never creates one.
+    db = open_db(config.database_path)
+    migrate(db)
+    db.close()
     monkeypatch.setattr(context, "load_config", lambda: config)
     return CliRunner().invoke(worker.cli, ["doctor", *args], catch_exceptions=False)
 

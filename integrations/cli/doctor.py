@@ -6,13 +6,13 @@ Exit status 0 only when no check failed (skipped ones do not apply to this setup
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import click
 
 from integrations.cli.context import App, pass_app
 from integrations.ops.doctor import FAILED, OK, run_checks
-from store.db import DatabaseUnavailable
+from store.db import DatabaseUnavailable, Store, open_existing
+from store.errors import DRIVER_ERRORS
 
 MARKS = {OK: "ok  ", FAILED: "FAIL", "skipped": "-   "}
 
@@ -23,11 +23,18 @@ MARKS = {OK: "ok  ", FAILED: "FAIL", "skipped": "-   "}
 def doctor(app: App, output: str) -> None:
     """Check the setup before an event: configuration, database, Zoom credentials and scopes, clock, public URL."""
     config = app.config
+    # The database as it is: a check must never create the database it checks, nor migrate it.
+    db: Store | None = None
+    problem: BaseException | None = None
     try:
-        db = app.store()
-    except (click.ClickException, DatabaseUnavailable, sqlite3.Error, OSError):
-        db = None
-    checks = run_checks(config, db)
+        db = open_existing(config.database_path, lock_timeout=config.db_lock_timeout_seconds)
+    except (DatabaseUnavailable, *DRIVER_ERRORS, OSError) as e:
+        problem = e
+    try:
+        checks = run_checks(config, db, open_error=problem)
+    finally:
+        if db is not None:
+            db.close()
     failed = [c for c in checks if c.status == FAILED]
     if output == "json":
         click.echo(json.dumps({"ok": not failed, "checks": [c.to_dict() for c in checks]}, indent=2))

@@ -26,7 +26,7 @@ from integrations.zoom.client import Forbidden, ZoomApiError, ZoomAuthError, Zoo
 from integrations.zoom.signature import sign
 from store.db import DatabaseUnavailable, PostgresStore, Store
 from store.health import write_probe
-from store.postgres import redact
+from store.postgres import NO_TABLES, first_line, is_postgres_url, redact, redact_text
 
 OK, FAILED, SKIPPED = "ok", "failed", "skipped"
 MIN_TOKEN_LENGTH = 32
@@ -308,20 +308,47 @@ def check_public_url(config: Config, *, session: requests.Session | None = None)
     return Check(name, OK, f"{url} answers Zoom's endpoint.url_validation ({took * 1000:.0f} ms)")
 
 
+# (words in libpq's message, what to fix) for a PostgreSQL database that cannot be opened.
+_POSTGRES_FIXES = (
+    ("password authentication failed", "check the user and password in DATABASE_URL (or PGPASSWORD, ~/.pgpass)"),
+    ("no password supplied", "put the password in DATABASE_URL (percent-encoded) or in PGPASSWORD or ~/.pgpass"),
+    ("role", "check the user in DATABASE_URL: the server has no such role, or it may not log in"),
+    ("does not exist", "check the database name in DATABASE_URL, or create it (createdb)"),
+    ("no pg_hba.conf entry", "allow this host and user in the server's pg_hba.conf, or check sslmode"),
+    ("cannot parse", "percent-encode the special characters of the password in DATABASE_URL (see above)"),
+    ("invalid", "check DATABASE_URL: host, port (1-65535) and options"),
+    ("resolve host", "check the host name in DATABASE_URL (and DNS)"),
+    ("translate host", "check the host name in DATABASE_URL (and DNS)"),
+)
+
+
+def database_open_failure(path: str, error: BaseException | None) -> Check:
+    """The database line when the database cannot be opened as it is: why, and the fix for that cause."""
+    reason = redact_text(first_line(error)) if error is not None else f"cannot open {redact(path)}"
+    if NO_TABLES in reason:
+        fix = "check DATABASE_URL, or run the service once (serve, schedule or run create the tables)"
+    elif not is_postgres_url(path):
+        fix = "check DATABASE_URL and the directory's permissions"
+    else:
+        lower = reason.lower()
+        fix = next(
+            (fix for words, fix in _POSTGRES_FIXES if words in lower),
+            "check that the PostgreSQL server is running and reachable at DATABASE_URL's host and port",
+        )
+    return Check("database", FAILED, reason, fix)
+
+
 def run_checks(
-    config: Config, db: Store | None, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    config: Config,
+    db: Store | None,
+    *,
+    open_error: BaseException | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[Check]:
-    """Every check, in the order the checklist prints them."""
+    """Every check, in the order the checklist prints them (`open_error`: why `db` is None)."""
     checks = list(check_configuration(config))
     if db is None:
-        checks.append(
-            Check(
-                "database",
-                FAILED,
-                f"cannot open {redact(config.database_path)}",
-                "check DATABASE_URL and the directory's permissions",
-            )
-        )
+        checks.append(database_open_failure(config.database_path, open_error))
     else:
         checks.extend(check_database(db, min_free_bytes=config.alert_thresholds.min_free_disk_bytes))
     checks.extend(check_zoom(config, now=now))

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -71,13 +72,70 @@ def first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+def raw_userinfo(url: str) -> str | None:
+    """What must be `user:password` in `url`: the raw text between :// and the LAST '@'.
+
+    libpq ends the userinfo at the first '@' or '/', so an unencoded '@', '/' or '?' in a
+    password makes the rest of it a host, a port or a database name (and quotes it in errors).
+    """
+    rest = url.split("://", 1)[1] if "://" in url else None
+    if rest is None or "@" not in rest:
+        return None
+    return rest[: rest.rindex("@")]
+
+
+def _without_userinfo(url: str) -> str:
+    """`url` with its userinfo masked: the user stays only when it cannot hold a piece of the password."""
+    scheme, rest = url.split("://", 1)
+    userinfo, host = rest[: rest.rindex("@")], rest[rest.rindex("@") + 1 :]
+    user = userinfo.split(":", 1)[0]
+    shown = f"{user}:***" if ":" in userinfo and not _USERINFO_DELIMITERS.search(user) else "***"
+    return f"{scheme}://{shown}@{host}"
+
+
+# Characters that cannot be in a userinfo unencoded: libpq (or any URL parser) splits there.
+_USERINFO_DELIMITERS = re.compile(r"[@#?/]")
+
+
 def check_url(url: str) -> None:
-    """DatabaseUrlError unless libpq can parse `url` (an unencoded '@' or '%' in the password)."""
+    """DatabaseUrlError unless libpq can parse `url` as written (an unencoded '@', '#', '/', '?' or '%' in the password)."""
+    userinfo = raw_userinfo(url)
+    if userinfo is not None and _USERINFO_DELIMITERS.search(userinfo):
+        # Refused before libpq sees it: it would parse a piece of the password as a host.
+        raise DatabaseUrlError(f"cannot parse the PostgreSQL URL {_without_userinfo(url)}: {PERCENT_ENCODE_HINT}")
     try:
         conninfo_to_dict(url)
     except psycopg.Error:
         # libpq's message quotes the part it could not parse: a piece of the password.
         raise DatabaseUrlError(f"cannot parse the PostgreSQL URL {redact(url)}: {PERCENT_ENCODE_HINT}") from None
+
+
+# Pieces of a password shorter than this are not masked in messages: they would mask
+# ordinary words and digits, and give little of the password away.
+MIN_SECRET_PIECE = 3
+
+
+def password_pieces(url: str) -> list[str]:
+    """Every piece of `url`'s raw password libpq could quote in a message (as host, port,
+    database...): the whole, and what lies before, after and between '@', '#', ':', '/', '?'; longest first."""
+    userinfo = raw_userinfo(url)
+    if userinfo is None or ":" not in userinfo:
+        return []
+    password = userinfo.split(":", 1)[1]
+    pieces = {password}
+    cuts = [m.start() for m in re.finditer(r"[@#:/?]", password)]
+    for cut in cuts:
+        pieces.update((password[:cut], password[cut + 1 :]))
+    pieces.update(re.split(r"[@#:/?]", password))
+    pieces.update([unquote(piece) for piece in pieces])
+    return sorted((p for p in pieces if len(p) >= MIN_SECRET_PIECE), key=len, reverse=True)
+
+
+def scrub(text: str, url: str) -> str:
+    """`text` with every password piece of `url` masked, and every URL's password in it."""
+    for piece in password_pieces(url):
+        text = text.replace(piece, "***")
+    return redact_text(text)
 
 
 def without_password(url: str) -> tuple[str, str | None]:
@@ -179,7 +237,7 @@ _PERMANENT_CONNECT_ERRORS = (
 def connect_error(url: str, error: BaseException) -> DatabaseUnavailable:
     """The store error for a failed connection: DatabaseOpenError when the configuration is wrong."""
     reason = first_line(error).removeprefix("connection failed: ").removeprefix("connection is bad: ")
-    message = redact_text(f"cannot connect to {redact(url)}: {reason}")
+    message = scrub(f"cannot connect to {redact(url)}: {reason}", url)
     if any(words in reason.lower() for words in _PERMANENT_CONNECT_ERRORS):
         return DatabaseOpenError(message)
     return DatabaseUnavailable(message)  # refused, timed out, starting up: it may come back

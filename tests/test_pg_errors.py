@@ -10,6 +10,8 @@ import dataclasses
 import os
 import shutil
 import stat
+import subprocess
+import sys
 
 import psycopg
 import pytest
@@ -17,11 +19,12 @@ from click.testing import CliRunner
 
 import worker
 from integrations.cli import context
+from integrations.cli.context import WORKER_PY
 from integrations.config import ConfigError, database_path_from_url
 from store.db import open_db
 from store.errors import DatabaseOpenError, DatabaseUrlError
 from store.migrations import migrate
-from store.postgres import check_url, connect_error, redact, redact_text, without_password
+from store.postgres import PERCENT_ENCODE_HINT, check_url, connect_error, redact, redact_text, without_password
 
 SECRET = "S3cretPW"
 
@@ -250,3 +253,73 @@ def test_write_commands_still_migrate_a_new_database(pg_url, pg_config):
     assert result.exit_code == 0, result.output
     assert has_tables(pg_url)
     assert run("meetings").exit_code == 0
+
+
+# --- 8: unencoded special characters: refused before connecting, no piece of the password shown ---
+
+# Each holds a character a URL's userinfo cannot hold unencoded; none shares 3 characters
+# with the URL around it or the hint.
+UNENCODED_PASSWORDS = ["p@ss#1", "Wx/yzQq@Kk", "Ke?yZz#Jj", "Mo:onS@un", "#Hhh@@Jjj", "@Lead#Xxx", "Tr@il@", "Sl/a?sh"]
+
+
+def password_pieces_in(text: str, password: str) -> list[str]:
+    """Every 3-character (or longer) piece of `password` found in `text` (the hint left out)."""
+    text = text.replace(PERCENT_ENCODE_HINT, "")
+    return sorted(
+        {password[i:j] for i in range(len(password)) for j in range(i + 3, len(password) + 1) if password[i:j] in text}
+    )
+
+
+def operator_url(password: str, port: int = 55432) -> str:
+    return f"postgresql://attendance:{password}@127.0.0.1:{port}/attendance"
+
+
+@pytest.mark.parametrize("password", UNENCODED_PASSWORDS)
+def test_worker_verify_refuses_an_unencoded_password_with_the_hint_and_shows_none_of_it(password, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PGPASSWORD")}
+    env["DATABASE_URL"] = operator_url(password)
+    result = subprocess.run(
+        [sys.executable, WORKER_PY, "verify"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "percent-encoded" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "postgresql://attendance:***@127.0.0.1:55432/attendance" in result.stderr or "://***@" in result.stderr
+    assert password_pieces_in(result.stdout + result.stderr, password) == []
+
+
+@pytest.mark.parametrize("password", UNENCODED_PASSWORDS)
+def test_every_command_refuses_an_unencoded_password_without_showing_a_piece(
+    password, pg_config, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    pg_config(operator_url(password))
+    for args in (["meetings"], ["verify"], ["backup", "out.dump"], ["normalize"]):
+        result = CliRunner().invoke(worker.cli, args, catch_exceptions=False)
+        assert result.exit_code == 2, (args, result.output)
+        assert "percent-encoded" in result.output and result.output.count("\n") == 1
+        assert password_pieces_in(result.output, password) == [], (args, result.output)
+    doctor = CliRunner().invoke(worker.cli, ["doctor"], catch_exceptions=False)
+    assert doctor.exit_code == 1 and "percent-encode" in doctor.output
+    assert password_pieces_in(doctor.output, password) == [], doctor.output
+
+
+@pytest.mark.parametrize("password", UNENCODED_PASSWORDS)
+def test_a_libpq_message_quoting_a_piece_of_the_password_is_scrubbed(password):
+    # What libpq says when it takes what follows the first '@' or '/' for the host or port.
+    url = operator_url(password)
+    after_at = url.split("@", 1)[1].split("/", 1)[0]
+    after_slash = url.split("://", 1)[1].split("/", 1)[1] if "/" in password else ""
+    for message in (
+        f"failed to resolve host '{after_at}': [Errno -2] Name or service not known",
+        f'invalid integer value "{password}" for connection option "port"',
+        f'FATAL:  database "{after_slash}" does not exist',
+    ):
+        error = connect_error(url, psycopg.OperationalError(message))
+        assert password_pieces_in(str(error), password) == [], str(error)
+
+
+def test_a_colon_in_the_password_still_parses_and_a_percent_encoded_url_still_works():
+    check_url("postgresql://attendance:Mo:on@127.0.0.1/attendance")  # libpq splits at the first ':' only
+    check_url("postgresql://attendance:p%40ss%231@127.0.0.1/attendance")
+    check_url("postgresql://attendance@/attendance?host=/var/run/postgresql")

@@ -31,7 +31,7 @@ def test_alert_rules_pass_promtool_check():
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert "SUCCESS: 8 rules found" in result.stdout
 
 
 def test_alert_rules_pass_their_promtool_unit_tests():
@@ -73,7 +73,7 @@ def test_every_alert_rule_names_an_exported_metric(client):
     exported = exported_names(client) | {"up"}
     text = (DEPLOY / "prometheus-alerts.yml").read_text()
     exprs = re.findall(r"^\s+expr: (.+)$", text, re.MULTILINE)
-    assert len(exprs) == 7
+    assert len(exprs) == 8
     for expr in exprs:
         ours = [t for t in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr) if t.startswith(OUR_PREFIXES)]
         assert all(name in exported for name in ours), expr
